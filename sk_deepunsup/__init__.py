@@ -1,0 +1,7 @@
+"""Deep unsupervised learning as scikit-learn estimators, over a PyTorch core."""
+
+from ._autoencoder import DeepAutoencoder
+
+__version__ = "0.1.0"
+
+__all__ = ["DeepAutoencoder", "__version__"]

@@ -1,0 +1,476 @@
+"""DeepAutoencoder: a nonlinear alternative to PCA."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from ._base import (
+    NETWORK_CONSTRAINTS,
+    TRAINING_CONSTRAINTS,
+    TorchEstimatorMixin,
+    check_unit_interval,
+    infer,
+    make_generator,
+    resolve_device,
+    to_tensor,
+    warn_not_converged,
+)
+from ._nn import Trainer, build_autoencoder, decode_output, reconstruction_loss
+from ._nn.losses import RECONSTRUCTION_LOSSES, reconstruction_objective
+
+FLOAT_DTYPES = (np.float64, np.float32)
+
+
+class AutoencoderBase(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimatorMixin, BaseEstimator
+):
+    """Fitting, streaming and inference shared by the autoencoder estimators.
+
+    Subclasses say how to build the network (``_build_module``), what to
+    minimise (``_objective``), how to embed (``_encode``), decode
+    (``_decode``) and score a sample (``_score_samples_tensor``).
+    """
+
+    _parameter_constraints: dict = {
+        **NETWORK_CONSTRAINTS,
+        **TRAINING_CONSTRAINTS,
+        "loss": [StrOptions(set(RECONSTRUCTION_LOSSES))],
+    }
+
+    # -- hooks -----------------------------------------------------------------------
+
+    _encoder_outputs = 1
+
+    def _build_module(self, n_features: int, generator: torch.Generator):
+        return build_autoencoder(
+            n_features,
+            self.n_components,
+            self._hidden_sizes,
+            activation=self.activation,
+            dropout=self.dropout,
+            batch_norm=self.batch_norm,
+            encoder_outputs=self._encoder_outputs,
+            generator=generator,
+        )
+
+    def _objective(self, generator: torch.Generator):
+        raise NotImplementedError
+
+    def _encode(self, module, x):
+        return module.encoder(x)
+
+    def _decode(self, module, z):
+        return decode_output(module.decoder(z), self.loss)
+
+    def _score_samples_tensor(self, module, x):
+        raise NotImplementedError
+
+    # -- fitting ---------------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the network on X for up to ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data. Standardise it first (``StandardScaler``), or scale
+            it to [0, 1] for ``loss="bce"``.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2)
+        return self._fit(X, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Train for one epoch over X, continuing from the current state.
+
+        The first call builds the network; later calls keep its weights and
+        the optimizer's moments, so calling it on successive chunks streams
+        data that does not fit in memory.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of training data.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        first = not hasattr(self, "module_")
+        X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2, reset=first)
+        return self._fit(X, incremental=True)
+
+    @property
+    def _hidden_sizes(self) -> list[int]:
+        sizes = np.atleast_1d(np.asarray(self.hidden_layer_sizes)).ravel().tolist()
+        if any(not float(s).is_integer() or s < 1 for s in sizes):
+            raise ValueError(
+                "hidden_layer_sizes must be positive integers, got "
+                f"{self.hidden_layer_sizes!r}."
+            )
+        return [int(s) for s in sizes]
+
+    def _check_training_data(self, X) -> None:
+        if self.loss == "bce":
+            check_unit_interval(X, "loss='bce'")
+
+    def _fit(self, X, incremental: bool):
+        self._check_training_data(X)
+        hidden = self._hidden_sizes  # validates before any work
+        fitted = hasattr(self, "module_")
+        first = (
+            not fitted
+            or (not incremental and not self.warm_start)
+            or self.module_.encoder.in_features != X.shape[1]
+        )
+        device = resolve_device(self.device)
+        seed = self._training_seed(first)
+        if first:
+            module = self._build_module(X.shape[1], make_generator(seed))
+            previous = {"loss": [], "val": [], "n_iter": 0, "best": math.inf}
+            optimizer_state = None
+        else:
+            module = self.module_
+            previous = {
+                "loss": list(self.loss_curve_),
+                "val": list(self.validation_loss_curve_ or []),
+                "n_iter": self.n_iter_,
+                "best": self.best_loss_,
+            }
+            optimizer_state = self._optimizer_state if incremental else None
+        del hidden
+        module.to(device)
+        generator = make_generator(seed, device)
+        data = to_tensor(X, device)
+        validation = None
+        if self.early_stopping and not incremental:
+            data, validation = self._split_validation(data, generator)
+
+        trainer = Trainer(
+            module,
+            self._objective(generator),
+            learning_rate=self.learning_rate_init,
+            weight_decay=self.alpha,
+            batch_size=self._resolve_batch_size(data.shape[0]),
+            max_iter=1 if incremental else self.max_iter,
+            tol=self.tol,
+            n_iter_no_change=None if incremental else self.n_iter_no_change,
+            shuffle=self.shuffle,
+            generator=generator,
+            verbose=bool(self.verbose),
+            optimizer_state=optimizer_state,
+            description=type(self).__name__,
+        )
+        history = trainer.fit((data,), None if validation is None else (validation,))
+
+        self.module_ = module
+        self.device_ = str(device)
+        self._optimizer_state = trainer.optimizer_state_dict
+        self.loss_curve_ = previous["loss"] + history.loss
+        self.validation_loss_curve_ = (
+            previous["val"] + history.validation_loss
+            if history.validation_loss is not None
+            else None
+        )
+        self.n_iter_ = previous["n_iter"] + history.n_iter
+        self.best_loss_ = min(previous["best"], history.best_loss)
+        if not incremental:
+            warn_not_converged(self, history)
+        return self
+
+    def _split_validation(self, data, generator):
+        n = data.shape[0]
+        n_val = math.ceil(self.validation_fraction * n)
+        if n - n_val < 2:
+            raise ValueError(
+                f"early_stopping=True holds out validation_fraction="
+                f"{self.validation_fraction} of the {n} samples, leaving {n - n_val} "
+                "to train on; pass more samples or set early_stopping=False."
+            )
+        perm = torch.randperm(n, generator=generator, device=data.device)
+        return data[perm[n_val:]], data[perm[:n_val]]
+
+    # -- inference -------------------------------------------------------------------
+
+    def _validated(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
+
+    def transform(self, X):
+        """Embed X in the ``n_components``-dimensional code space.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to embed.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_components)
+            The embedding; float64 unless X is float32.
+        """
+        return infer(self.module_, self._validated(X), self._encode)
+
+    def inverse_transform(self, X):
+        """Decode embeddings back to the input space.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            Embeddings, e.g. the output of :meth:`transform`.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+            The reconstruction.
+        """
+        check_is_fitted(self)
+        Z = check_array(X, dtype=FLOAT_DTYPES, input_name="X")
+        if Z.shape[1] != self.n_components:
+            raise ValueError(
+                f"X has {Z.shape[1]} features, but inverse_transform expects "
+                f"n_components={self.n_components} (the output of transform)."
+            )
+        return infer(self.module_, Z, self._decode)
+
+    def score_samples(self, X):
+        """Score of each sample; higher means better explained by the model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        return infer(self.module_, self._validated(X), self._score_samples_tensor)
+
+    def score(self, X, y=None):
+        """Mean of :meth:`score_samples`: higher is better, so GridSearchCV needs no y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to score.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        score : float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    @property
+    def _n_features_out(self):
+        return self.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class DeepAutoencoder(AutoencoderBase):
+    """Deep autoencoder: a nonlinear, trainable alternative to PCA.
+
+    An MLP encoder maps each sample to ``n_components`` numbers and a mirrored
+    decoder maps them back; both are trained with Adam to reconstruct the
+    input. ``transform`` returns the embedding, ``inverse_transform`` the
+    reconstruction, and ``score`` the negative reconstruction error, so model
+    selection with ``GridSearchCV`` needs no labels.
+
+    Training runs in float32 on ``device``. On the CPU, float64 input is
+    transformed through a float64 copy of the network, so that each row's
+    output does not depend on the other rows it is batched with.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Size of the embedding (the bottleneck layer).
+    hidden_layer_sizes : array-like of int, default=(128, 64)
+        Widths of the encoder's hidden layers, input side first; the decoder
+        mirrors them. ``()`` gives a linear-bottleneck network with no hidden
+        layer.
+    activation : {"relu", "tanh", "logistic", "identity", "leaky_relu", "elu", \
+"gelu"}, default="relu"
+        Activation after each hidden layer. The embedding and the output are
+        linear.
+    dropout : float in [0, 1), default=0.0
+        Dropout probability after each hidden activation.
+    batch_norm : bool, default=False
+        Batch normalisation after each hidden linear layer.
+    noise : float >= 0, default=0.0
+        Standard deviation of the Gaussian noise added to the inputs during
+        training (a denoising autoencoder); the target stays clean.
+    loss : {"mse", "bce"}, default="mse"
+        Reconstruction loss. ``"bce"`` (binary cross-entropy, sigmoid output)
+        suits data in [0, 1] such as pixel intensities.
+    alpha : float >= 0, default=0.0
+        L2 penalty on the weight matrices (not the biases).
+    batch_size : int or "auto", default="auto"
+        Mini-batch size; ``"auto"`` is ``min(256, n_samples)``. Clipped to the
+        number of samples.
+    learning_rate_init : float > 0, default=1e-3
+        Adam's step size.
+    max_iter : int, default=200
+        Maximum number of epochs.
+    tol : float >= 0, default=1e-4
+        Training stops when the loss (the validation loss with
+        ``early_stopping``) has not improved by at least ``tol`` for
+        ``n_iter_no_change`` consecutive epochs.
+    n_iter_no_change : int, default=10
+        See ``tol``.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data, monitor the
+        loss on it, and keep the weights of the best epoch.
+    validation_fraction : float in (0, 1), default=0.1
+        Share of the training data held out when ``early_stopping=True``.
+    shuffle : bool, default=True
+        Shuffle the samples every epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, dropout, noise and the
+        validation split. An int gives identical fits on the CPU. Neither
+        torch's nor numpy's global random state is used or changed.
+    verbose : bool or int, default=False
+        Show a progress bar with the loss per epoch on stderr.
+    warm_start : bool, default=False
+        Reuse the weights of the previous ``fit`` as the starting point.
+    device : str or torch.device, default="auto"
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:N"`` or ``"mps"``.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The fitted network, with ``encoder`` and ``decoder`` submodules.
+    device_ : str
+        The device the network lives on.
+    loss_curve_ : list of float
+        Mean training loss of each epoch.
+    validation_loss_curve_ : list of float or None
+        Validation loss of each epoch with ``early_stopping``, else None.
+    best_loss_ : float
+        Lowest monitored loss (validation loss with ``early_stopping``).
+    n_iter_ : int
+        Number of epochs run (summed over ``warm_start`` and ``partial_fit``).
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    sklearn.decomposition.PCA : The linear counterpart.
+    VariationalAutoencoder : A generative autoencoder with a density score.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.preprocessing import MinMaxScaler
+    >>> from sk_deepunsup import DeepAutoencoder
+    >>> X = MinMaxScaler().fit_transform(load_digits().data)
+    >>> ae = DeepAutoencoder(n_components=2, max_iter=20, random_state=0)
+    >>> embedding = ae.fit_transform(X)
+    >>> embedding.shape
+    (1797, 2)
+    >>> ae.get_feature_names_out()[:2].tolist()
+    ['deepautoencoder0', 'deepautoencoder1']
+    """
+
+    _parameter_constraints: dict = {
+        **AutoencoderBase._parameter_constraints,
+        "noise": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden_layer_sizes=(128, 64),
+        activation="relu",
+        dropout=0.0,
+        batch_norm=False,
+        noise=0.0,
+        loss="mse",
+        alpha=0.0,
+        batch_size="auto",
+        learning_rate_init=1e-3,
+        max_iter=200,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        shuffle=True,
+        random_state=None,
+        verbose=False,
+        warm_start=False,
+        device="auto",
+    ):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.noise = noise
+        self.loss = loss
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.device = device
+
+    def _objective(self, generator):
+        return reconstruction_objective(self.loss, self.noise, generator)
+
+    def _score_samples_tensor(self, module, x):
+        return -reconstruction_loss(module(x), x, self.loss, reduction="none")
+
+    def score_samples(self, X):
+        """Negative reconstruction error of each sample (higher is better).
+
+        The error is the loss (``"mse"`` or ``"bce"``) averaged over features.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        return super().score_samples(X)

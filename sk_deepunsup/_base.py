@@ -1,0 +1,274 @@
+"""Machinery shared by every estimator: parameters, data, devices, seeds, pickling.
+
+This is the only place where the scikit-learn layer meets torch tensors.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from torch import nn
+
+from ._nn import ACTIVATIONS
+
+#: Rows per chunk at inference; results do not depend on it (see ``_infer``).
+INFERENCE_CHUNK = 8192
+
+#: Constraints of the training parameters that every estimator shares.
+TRAINING_CONSTRAINTS = {
+    "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+    "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="left")],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+    "device": [str, torch.device],
+}
+
+#: Constraints of the network-shape parameters of the autoencoders.
+NETWORK_CONSTRAINTS = {
+    "n_components": [Interval(Integral, 1, None, closed="left")],
+    "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+    "activation": [StrOptions(set(ACTIVATIONS))],
+    "dropout": [Interval(Real, 0, 1, closed="left")],
+    "batch_norm": ["boolean"],
+    "alpha": [Interval(Real, 0, None, closed="left")],
+    "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+    "shuffle": ["boolean"],
+    "warm_start": ["boolean"],
+}
+
+
+def resolve_device(device) -> torch.device:
+    """Turn the ``device`` parameter into an available ``torch.device``.
+
+    ``"auto"`` is CUDA when available, else the CPU. Raises ``ValueError``
+    naming the problem for unknown or unavailable devices.
+    """
+    if isinstance(device, torch.device):
+        dev = device
+    elif device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise ValueError(
+                f"device={device!r} is not a device; use 'auto', 'cpu', 'cuda', "
+                "'cuda:N' or 'mps'."
+            ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(device)!r} was requested but CUDA is not available "
+                "on this machine; use device='cpu' or device='auto'."
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={str(device)!r} was requested but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)."
+            )
+    elif dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ValueError(
+                "device='mps' was requested but MPS is not available on this "
+                "machine; use device='cpu' or device='auto'."
+            )
+    elif dev.type != "cpu":
+        raise ValueError(
+            f"device={str(device)!r} is not supported; use 'auto', 'cpu', 'cuda', "
+            "'cuda:N' or 'mps'."
+        )
+    return dev
+
+
+def device_available(device: torch.device) -> bool:
+    try:
+        resolve_device(device)
+    except ValueError:
+        return False
+    return True
+
+
+def draw_seed(random_state) -> int:
+    """A 31-bit seed from ``random_state``, never touching numpy's global RNG.
+
+    ``None`` draws fresh operating-system entropy instead of consuming the
+    global ``np.random`` state (so fitting never changes it).
+    """
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def derive_seed(base_seed: int, counter: int) -> int:
+    """The seed of the ``counter``-th training call of an estimator."""
+    return int(np.random.SeedSequence([base_seed, counter]).generate_state(1)[0] >> 1)
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+def to_tensor(X: np.ndarray, device: torch.device, dtype=torch.float32) -> torch.Tensor:
+    """Validated array -> tensor on ``device``; never writes to ``X``."""
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    arr = np.ascontiguousarray(X, dtype=np_dtype)
+    if not arr.flags.writeable:  # torch.from_numpy warns on read-only memory
+        arr = arr.copy()
+    return torch.from_numpy(arr).to(device)
+
+
+def inference_dtype(X: np.ndarray, device: torch.device) -> torch.dtype:
+    """float64 for float64 input on the CPU, else float32.
+
+    Training is float32. On the CPU, float64 input is run through a float64
+    copy of the network so that a row's output does not depend on which other
+    rows share its batch (float32 matrix products change with the batch shape).
+    """
+    if X.dtype == np.float64 and device.type == "cpu":
+        return torch.float64
+    return torch.float32
+
+
+def module_device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def infer(module: nn.Module, X: np.ndarray, forward) -> np.ndarray:
+    """``forward(module, batch)`` over ``X`` in chunks; a numpy array of X's dtype.
+
+    ``forward`` may return one tensor or a tuple of tensors (then a tuple of
+    arrays is returned).
+    """
+    device = module_device(module)
+    dtype = inference_dtype(X, device)
+    if dtype != next(module.parameters()).dtype:
+        module = copy.deepcopy(module).to(dtype)
+    module.eval()
+    outs = []
+    with torch.inference_mode():
+        for start in range(0, X.shape[0], INFERENCE_CHUNK):
+            xb = to_tensor(X[start : start + INFERENCE_CHUNK], device, dtype)
+            out = forward(module, xb)
+            outs.append(out if isinstance(out, tuple) else (out,))
+    results = tuple(
+        torch.cat([o[i] for o in outs]).cpu().numpy().astype(X.dtype, copy=False)
+        for i in range(len(outs[0]))
+    )
+    return results if len(results) > 1 else results[0]
+
+
+def warn_not_converged(estimator, history) -> None:
+    if not (history.converged or history.interrupted or history.stopped_early):
+        warnings.warn(
+            f"{type(estimator).__name__}: maximum iterations "
+            f"(max_iter={estimator.max_iter}) reached and the optimization hasn't "
+            "converged yet. Increase max_iter or tol.",
+            ConvergenceWarning,
+        )
+
+
+class TorchStateMixin:
+    """Device-safe pickling of the torch objects held in fitted attributes.
+
+    Tensors and modules are serialised with ``torch.save`` into one byte string
+    and loaded back with ``map_location``: on the device they were fitted on
+    when it is available, otherwise on the CPU (with a warning), so a model
+    fitted on a GPU unpickles on a CPU-only machine.
+    """
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        torch_items = {
+            k: v
+            for k, v in state.items()
+            if isinstance(v, (nn.Module, torch.Tensor))
+            or (isinstance(v, dict) and any(isinstance(t, torch.Tensor) for t in v.values()))
+        }
+        if torch_items:
+            buffer = io.BytesIO()
+            torch.save(torch_items, buffer)
+            state = {k: v for k, v in state.items() if k not in torch_items}
+            state["_torch_payload"] = buffer.getvalue()
+        return state
+
+    def __setstate__(self, state):
+        payload = state.pop("_torch_payload", None)
+        if payload is not None:
+            fitted_on = torch.device(state.get("device_", "cpu"))
+            target = fitted_on
+            if not device_available(fitted_on):
+                warnings.warn(
+                    f"{type(self).__name__} was fitted on {fitted_on}, which is not "
+                    "available here; it was loaded on the CPU.",
+                    UserWarning,
+                )
+                target = torch.device("cpu")
+                state["device_"] = "cpu"
+            items = torch.load(io.BytesIO(payload), map_location=target, weights_only=False)
+            state.update(items)
+        super().__setstate__(state)
+
+
+class TorchEstimatorMixin(TorchStateMixin):
+    """Seeding and device helpers for estimators; mix in left of ``BaseEstimator``."""
+
+    def _training_seed(self, first_call: bool) -> int:
+        """A fresh seed for this training call, reproducible from random_state.
+
+        The first call draws a base seed from ``random_state``; calls that
+        continue training (``warm_start``, ``partial_fit``) derive theirs from
+        it and the number of epochs done, so each gets new permutations.
+        """
+        if first_call:
+            self._base_seed = draw_seed(self.random_state)
+            return self._base_seed
+        return derive_seed(self._base_seed, self.n_iter_)
+
+    def _resolve_batch_size(self, n_samples: int) -> int:
+        if self.batch_size == "auto":
+            return min(256, n_samples)
+        return min(self.batch_size, n_samples)
+
+
+def check_unit_interval(X: np.ndarray, what: str) -> None:
+    """``loss='bce'`` models Bernoulli pixels: values must lie in [0, 1]."""
+    lo, hi = float(X.min()), float(X.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"{what} needs X in [0, 1], got values in [{lo:.4g}, {hi:.4g}]. Scale X "
+            "with sklearn.preprocessing.MinMaxScaler or use loss='mse'."
+        )
+
+
+__all__ = [
+    "INFERENCE_CHUNK",
+    "NETWORK_CONSTRAINTS",
+    "TRAINING_CONSTRAINTS",
+    "TorchEstimatorMixin",
+    "TorchStateMixin",
+    "check_unit_interval",
+    "derive_seed",
+    "device_available",
+    "draw_seed",
+    "infer",
+    "inference_dtype",
+    "make_generator",
+    "module_device",
+    "resolve_device",
+    "to_tensor",
+    "warn_not_converged",
+]

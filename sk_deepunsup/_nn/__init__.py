@@ -1,0 +1,47 @@
+"""The torch core: plain ``nn.Module``s, losses and the training engine.
+
+This subpackage never imports scikit-learn; the estimators in the parent
+package are thin layers over it.
+"""
+
+from .losses import (
+    decode_output,
+    gaussian_kl,
+    kl_clustering_loss,
+    reconstruction_loss,
+    reconstruction_objective,
+    student_t_assignment,
+    target_distribution,
+)
+from .modules import ACTIVATIONS, MLP, Autoencoder, build_autoencoder, set_generator
+from .optim import FlatAdam
+from .training import (
+    Callback,
+    History,
+    NonFiniteLossError,
+    Trainer,
+    TrainingInterrupted,
+    snapshot,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "Autoencoder",
+    "Callback",
+    "FlatAdam",
+    "History",
+    "NonFiniteLossError",
+    "Trainer",
+    "TrainingInterrupted",
+    "build_autoencoder",
+    "decode_output",
+    "gaussian_kl",
+    "kl_clustering_loss",
+    "reconstruction_loss",
+    "reconstruction_objective",
+    "set_generator",
+    "snapshot",
+    "student_t_assignment",
+    "target_distribution",
+]

@@ -1,0 +1,115 @@
+"""Loss functions and the tensor maths of DEC and VAEs.
+
+Nothing here imports scikit-learn.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "RECONSTRUCTION_LOSSES",
+    "bernoulli_log_likelihood",
+    "decode_output",
+    "gaussian_kl",
+    "gaussian_log_likelihood",
+    "kl_clustering_loss",
+    "reconstruction_loss",
+    "reconstruction_objective",
+    "student_t_assignment",
+    "target_distribution",
+]
+
+#: ``"mse"``: squared error of a linear output. ``"bce"``: binary
+#: cross-entropy of a sigmoid output (the decoder emits logits).
+RECONSTRUCTION_LOSSES = ("mse", "bce")
+
+
+def reconstruction_loss(output, target, kind: str = "mse", reduction: str = "mean"):
+    """Reconstruction error of decoder ``output`` against ``target``.
+
+    ``reduction="mean"`` averages over all elements (the training loss);
+    ``"none"`` returns one value per sample (mean over features).
+    """
+    if kind == "mse":
+        if reduction == "mean":
+            return F.mse_loss(output, target)
+        return (output - target).square().mean(dim=1)
+    if kind == "bce":
+        if reduction == "mean":
+            return F.binary_cross_entropy_with_logits(output, target)
+        return F.binary_cross_entropy_with_logits(output, target, reduction="none").mean(
+            dim=1
+        )
+    raise ValueError(f"unknown reconstruction loss {kind!r}; use one of {RECONSTRUCTION_LOSSES}")
+
+
+def decode_output(output, kind: str = "mse"):
+    """Map raw decoder output to data space (a sigmoid for ``"bce"``)."""
+    return torch.sigmoid(output) if kind == "bce" else output
+
+
+def student_t_assignment(z, centers, alpha: float = 1.0):
+    """DEC's soft assignment: a Student's t kernel between embeddings and centres.
+
+    ``q_ij = (1 + |z_i - mu_j|^2 / alpha)^(-(alpha + 1) / 2)``, normalised over
+    ``j``. Returns an ``(n_samples, n_clusters)`` tensor whose rows sum to 1.
+    """
+    sq_dist = torch.cdist(z, centers).square()
+    # log-space normalisation: no underflow to 0/0 for far-away points.
+    logits = -0.5 * (alpha + 1.0) * torch.log1p(sq_dist / alpha)
+    return torch.softmax(logits, dim=1)
+
+
+def target_distribution(q):
+    """DEC's auxiliary target ``p_ij = (q_ij^2 / f_j) / sum_j'(...)``.
+
+    ``f_j = sum_i q_ij`` are the soft cluster frequencies; squaring sharpens
+    the assignments, dividing by ``f_j`` keeps large clusters from taking over.
+    Computed over the whole data set.
+    """
+    weight = q.square() / q.sum(dim=0).clamp_min(torch.finfo(q.dtype).tiny)
+    return weight / weight.sum(dim=1, keepdim=True)
+
+
+def kl_clustering_loss(p, q):
+    """``KL(P || Q)`` averaged over the samples of the batch."""
+    eps = torch.finfo(q.dtype).tiny
+    return (p * (torch.log(p.clamp_min(eps)) - torch.log(q.clamp_min(eps)))).sum(dim=1).mean()
+
+
+def gaussian_kl(mu, logvar):
+    """Per-sample ``KL(N(mu, exp(logvar)) || N(0, I))``, summed over dimensions."""
+    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+def gaussian_log_likelihood(x, mean, log_scale):
+    """Per-sample ``log N(x; mean, exp(log_scale)^2)``, summed over features."""
+    z = (x - mean) * torch.exp(-log_scale)
+    return (-0.5 * z.square() - log_scale - 0.5 * math.log(2 * math.pi)).sum(dim=1)
+
+
+def bernoulli_log_likelihood(x, logits):
+    """Per-sample Bernoulli log-likelihood of ``x`` in [0, 1], summed over features."""
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
+
+
+def reconstruction_objective(kind: str = "mse", noise: float = 0.0, generator=None):
+    """Training loss of a (denoising) autoencoder, for :class:`Trainer`.
+
+    In training mode the input is corrupted with Gaussian noise of standard
+    deviation ``noise`` (drawn from ``generator``); the target stays clean.
+    """
+
+    def objective(module, x):
+        inp = x
+        if noise and module.training:
+            inp = x + noise * torch.randn(
+                x.shape, generator=generator, device=x.device, dtype=x.dtype
+            )
+        return reconstruction_loss(module(inp), x, kind)
+
+    return objective

@@ -1,0 +1,211 @@
+"""Plain ``nn.Module`` building blocks: MLP encoders and decoders.
+
+Nothing here imports scikit-learn. Every module is built without touching
+torch's global random number generator: layers are created on the ``meta``
+device and their weights drawn from an explicit ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "Autoencoder",
+    "GeneratorDropout",
+    "build_autoencoder",
+    "set_generator",
+]
+
+
+def _identity(x):
+    return x
+
+
+#: Activation functions by name. The first four are scikit-learn's MLP names.
+ACTIVATIONS = {
+    "identity": _identity,
+    "logistic": torch.sigmoid,
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "leaky_relu": F.leaky_relu,
+    "elu": F.elu,
+    "gelu": F.gelu,
+}
+
+
+class GeneratorDropout(nn.Module):
+    """Dropout that draws its masks from an explicit ``torch.Generator``.
+
+    ``nn.Dropout`` draws from torch's global generator, which would make
+    training depend on (and change) global state. The training engine sets
+    ``generator`` for the duration of a fit (see :func:`set_generator`).
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.generator)
+        return x * keep.div_(1.0 - self.p)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+def set_generator(module: nn.Module, generator: torch.Generator | None) -> None:
+    """Point every :class:`GeneratorDropout` inside ``module`` at ``generator``."""
+    for sub in module.modules():
+        if isinstance(sub, GeneratorDropout):
+            sub.generator = generator
+
+
+class MLP(nn.Module):
+    """A stack of ``Linear`` layers with an activation between them.
+
+    Hidden layers are ``Linear -> [BatchNorm1d] -> activation -> [dropout]``.
+    The last layer is linear (no activation, normalisation or dropout): it
+    is the embedding of an encoder, or the output of a decoder.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``(n_in, h1, ..., n_out)``; at least two entries.
+    activation : str, default="relu"
+        A key of :data:`ACTIVATIONS`.
+    dropout : float, default=0.0
+        Dropout probability after each hidden activation.
+    batch_norm : bool, default=False
+        Batch normalisation after each hidden ``Linear``.
+    generator : torch.Generator, optional
+        Source of the initial weights (Glorot uniform, zero biases). ``None``
+        uses torch's default generator.
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        activation: str = "relu",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        sizes = [int(s) for s in layer_sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"layer_sizes needs >= 2 positive sizes, got {sizes}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}"
+            )
+        self.activation = activation
+        self._act = ACTIVATIONS[activation]
+        # Built on the meta device so construction consumes no random numbers.
+        self.linears = nn.ModuleList(
+            nn.Linear(a, b, device="meta") for a, b in zip(sizes[:-1], sizes[1:])
+        )
+        hidden = sizes[1:-1]
+        self.norms = (
+            nn.ModuleList(nn.BatchNorm1d(h, device="meta") for h in hidden)
+            if batch_norm and hidden
+            else None
+        )
+        self.dropout = GeneratorDropout(dropout) if dropout > 0 and hidden else None
+        self.to_empty(device="cpu")
+        self.reset_parameters(generator)
+
+    @property
+    def in_features(self) -> int:
+        return self.linears[0].in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.linears[-1].out_features
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Glorot-uniform weights and zero biases; batch-norm to identity."""
+        with torch.no_grad():
+            for lin in self.linears:
+                bound = math.sqrt(6.0 / (lin.in_features + lin.out_features))
+                lin.weight.uniform_(-bound, bound, generator=generator)
+                lin.bias.zero_()
+            if self.norms is not None:
+                for norm in self.norms:
+                    norm.reset_parameters()
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._act = ACTIVATIONS[self.activation]
+
+    def forward(self, x):
+        last = len(self.linears) - 1
+        for i, lin in enumerate(self.linears):
+            # F.linear on the layer's tensors skips nn.Module.__call__ overhead,
+            # which matters at small batch sizes.
+            x = F.linear(x, lin.weight, lin.bias)
+            if i < last:
+                if self.norms is not None:
+                    x = self.norms[i](x)
+                x = self._act(x)
+                if self.dropout is not None:
+                    x = self.dropout(x)
+        return x
+
+
+class Autoencoder(nn.Module):
+    """An encoder and a decoder; ``forward`` reconstructs its input."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+def build_autoencoder(
+    n_features: int,
+    n_components: int,
+    hidden_layer_sizes: Sequence[int] = (),
+    *,
+    activation: str = "relu",
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    encoder_outputs: int = 1,
+    generator: torch.Generator | None = None,
+) -> Autoencoder:
+    """A mirrored MLP autoencoder.
+
+    The encoder maps ``n_features -> hidden... -> n_components *
+    encoder_outputs`` (``encoder_outputs=2`` gives a VAE encoder its mean and
+    log-variance); the decoder mirrors it back to ``n_features``.
+    """
+    hidden = [int(h) for h in hidden_layer_sizes]
+    encoder = MLP(
+        [n_features, *hidden, n_components * encoder_outputs],
+        activation,
+        dropout,
+        batch_norm,
+        generator,
+    )
+    decoder = MLP(
+        [n_components, *reversed(hidden), n_features],
+        activation,
+        dropout,
+        batch_norm,
+        generator,
+    )
+    return Autoencoder(encoder, decoder)

@@ -1,0 +1,347 @@
+"""The one training engine every estimator uses.
+
+The loop is split into small steps, as in skorch and scikit-learn's MLP:
+:meth:`Trainer.fit` runs epochs and decides when to stop,
+:meth:`Trainer.run_epoch` slices batches out of a permuted in-memory tensor,
+and :meth:`Trainer.batch_step` does one optimisation step. A *loss function*
+``loss_fn(module, *batch) -> scalar tensor`` is all an estimator supplies.
+
+Nothing here imports scikit-learn.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .modules import set_generator
+from .optim import FlatAdam
+
+__all__ = [
+    "Callback",
+    "History",
+    "NonFiniteLossError",
+    "TrainingInterrupted",
+    "Trainer",
+    "snapshot",
+]
+
+LossFn = Callable[..., torch.Tensor]
+
+
+class NonFiniteLossError(ValueError):
+    """The loss became NaN or infinite; the weights were rolled back."""
+
+
+class TrainingInterrupted(UserWarning):
+    """Warned when a KeyboardInterrupt ends training early."""
+
+
+class Callback:
+    """Hooks into :class:`Trainer`; set ``trainer.stop_requested`` to stop."""
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        """Before the first epoch."""
+
+    def on_batch_end(self, trainer: Trainer) -> None:
+        """After every optimisation step."""
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        """After every epoch (its loss is already in the history)."""
+
+
+@dataclass
+class History:
+    """What happened during :meth:`Trainer.fit`."""
+
+    loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] | None = None
+    best_loss: float = math.inf
+    n_iter: int = 0
+    n_steps: int = 0
+    converged: bool = False
+    interrupted: bool = False
+    stopped_early: bool = False
+
+
+def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of ``module``'s parameters and buffers."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        # A batch of one breaks batch norm and gives a noisy step: merge it.
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
+class Trainer:
+    """Mini-batch Adam training of ``module`` on in-memory tensors.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Trained in place.
+    loss_fn : callable
+        ``loss_fn(module, *batch)`` returns the mean loss of a batch; ``batch``
+        holds one slice of each tensor given to :meth:`fit`. It may look at
+        ``module.training`` (False during validation) to skip training-only
+        noise.
+    params : iterable of Parameter, optional
+        What to optimise; default all of ``module``'s parameters.
+    learning_rate, weight_decay : float
+        Adam's step size and L2 coefficient (see :class:`FlatAdam`).
+    batch_size : int
+    max_iter : int
+        Maximum number of epochs.
+    tol : float
+        Minimum decrease of the monitored loss (validation loss if given,
+        else training loss) that counts as an improvement.
+    n_iter_no_change : int or None
+        Stop after this many epochs without improvement; ``None`` never
+        stops on the loss (callbacks may still stop training).
+    shuffle : bool
+        Permute the samples every epoch.
+    generator : torch.Generator, optional
+        Source of all randomness: permutations, and dropout masks inside
+        ``module``. Must live on the data's device.
+    verbose : bool
+        Show a progress bar with the losses on stderr.
+    optimizer_state : dict, optional
+        A previous ``history``'s optimizer state, to continue training.
+    callbacks : sequence of Callback
+    restore_best : bool or None
+        At the end, load the weights of the best epoch. Default: only when
+        there is validation data (early stopping).
+    description : str
+        Progress bar label.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        loss_fn: LossFn,
+        *,
+        params: Iterable[nn.Parameter] | None = None,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 256,
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        n_iter_no_change: int | None = 10,
+        shuffle: bool = True,
+        generator: torch.Generator | None = None,
+        verbose: bool = False,
+        optimizer_state: dict | None = None,
+        callbacks: Sequence[Callback] = (),
+        restore_best: bool | None = None,
+        description: str = "training",
+    ):
+        self.module = module
+        self.loss_fn = loss_fn
+        self.params = list(module.parameters() if params is None else params)
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = int(batch_size)
+        self.max_iter = int(max_iter)
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.shuffle = shuffle
+        self.generator = generator
+        self.verbose = verbose
+        self.optimizer_state = optimizer_state
+        self.callbacks = list(callbacks)
+        self.restore_best = restore_best
+        self.description = description
+        self.history = History()
+        self.stop_requested = False
+        self.optimizer: FlatAdam | None = None
+
+    # -- the loop, outermost first -------------------------------------------------
+
+    def fit(
+        self,
+        data: Sequence[torch.Tensor],
+        validation_data: Sequence[torch.Tensor] | None = None,
+    ) -> History:
+        """Train for up to ``max_iter`` epochs; returns :attr:`history`."""
+        data = tuple(data)
+        history = self.history
+        if validation_data is not None:
+            history.validation_loss = []
+        restore_best = (
+            validation_data is not None
+            if self.restore_best is None
+            else self.restore_best
+        )
+        self.optimizer = FlatAdam(
+            self.params,
+            lr=self.learning_rate,
+            weight_decay=self.weight_decay,
+            state=self.optimizer_state,
+        )
+        initial = snapshot(self.module)
+        best_state = None
+        no_improvement = 0
+        self.module.train()
+        set_generator(self.module, self.generator)
+        bar = self._progress_bar()
+        try:
+            for cb in self.callbacks:
+                cb.on_train_begin(self)
+            for _ in range(self.max_iter):
+                if self.stop_requested:
+                    break
+                loss = self.run_epoch(data)
+                self._check_finite(loss, "training")
+                history.loss.append(loss)
+                monitored = loss
+                if validation_data is not None:
+                    monitored = self.evaluate(validation_data)
+                    self._check_finite(monitored, "validation")
+                    history.validation_loss.append(monitored)
+                history.n_iter += 1
+                if monitored > history.best_loss - self.tol:
+                    no_improvement += 1
+                else:
+                    no_improvement = 0
+                if monitored < history.best_loss:
+                    history.best_loss = monitored
+                    best_state = snapshot(self.module)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(self._postfix(), refresh=False)
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self)
+                if (
+                    self.n_iter_no_change is not None
+                    and no_improvement >= self.n_iter_no_change
+                ):
+                    history.converged = True
+                    break
+            history.stopped_early = self.stop_requested
+            # The last step can overflow even when the last batch loss did not.
+            if not bool(torch.isfinite(self.optimizer.flat).all()):
+                self._check_finite(math.nan, "training")
+        except KeyboardInterrupt:
+            history.interrupted = True
+            if best_state is not None:
+                self.module.load_state_dict(best_state)
+            warnings.warn(
+                f"Training interrupted after {history.n_iter} complete epoch(s); "
+                + (
+                    "the weights of the best epoch were restored."
+                    if best_state is not None
+                    else "no epoch completed, so the weights are those reached "
+                    "when it was interrupted."
+                ),
+                TrainingInterrupted,
+                stacklevel=3,
+            )
+        except NonFiniteLossError:
+            self.module.load_state_dict(best_state if best_state else initial)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            set_generator(self.module, None)
+            self.optimizer.release()
+            self.module.eval()
+        if restore_best and best_state is not None and not history.interrupted:
+            self.module.load_state_dict(best_state)
+        return history
+
+    def run_epoch(self, data: tuple[torch.Tensor, ...]) -> float:
+        """One pass over ``data`` in mini-batches; returns the mean loss."""
+        n = data[0].shape[0]
+        if self.shuffle:
+            perm = torch.randperm(n, generator=self.generator, device=data[0].device)
+            data = tuple(t[perm] for t in data)
+        bounds = _batch_bounds(n, self.batch_size)
+        losses = []
+        batch_callbacks = [
+            cb
+            for cb in self.callbacks
+            if type(cb).on_batch_end is not Callback.on_batch_end
+        ]
+        for start, stop in bounds:
+            loss = self.batch_step(tuple(t[start:stop] for t in data))
+            losses.append(loss)
+            self.history.n_steps += 1
+            if batch_callbacks:
+                for cb in batch_callbacks:
+                    cb.on_batch_end(self)
+                if self.stop_requested:
+                    break
+        sizes = torch.tensor(
+            [stop - start for start, stop in bounds[: len(losses)]],
+            dtype=losses[0].dtype,
+            device=losses[0].device,
+        )
+        # One device-to-host sync per epoch, not per batch.
+        return float(torch.stack(losses) @ sizes / sizes.sum())
+
+    def batch_step(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """One Adam step on one batch; returns the detached batch loss."""
+        self.optimizer.zero_grad()
+        loss = self.loss_fn(self.module, *batch)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def evaluate(self, data: Sequence[torch.Tensor]) -> float:
+        """Mean loss over ``data`` in evaluation mode (no dropout, no noise)."""
+        self.module.eval()
+        try:
+            n = data[0].shape[0]
+            total = 0.0
+            for start, stop in _batch_bounds(n, max(self.batch_size, 4096)):
+                loss = self.loss_fn(self.module, *(t[start:stop] for t in data))
+                total += float(loss) * (stop - start)
+            return total / n
+        finally:
+            self.module.train()
+
+    @property
+    def optimizer_state_dict(self) -> dict | None:
+        return None if self.optimizer is None else self.optimizer.state_dict()
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _check_finite(self, value: float, which: str) -> None:
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"The {which} loss became {value} in epoch {self.history.n_iter + 1}; "
+                "fitting was stopped and the last finite weights kept. Lower "
+                "learning_rate_init (e.g. by 10x) or scale the inputs (e.g. with "
+                "StandardScaler or MinMaxScaler)."
+            )
+
+    def _postfix(self) -> dict[str, str]:
+        h = self.history
+        post = {"loss": f"{h.loss[-1]:.4g}"}
+        if h.validation_loss:
+            post["val_loss"] = f"{h.validation_loss[-1]:.4g}"
+        return post
+
+    def _progress_bar(self):
+        if not self.verbose:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=self.max_iter,
+            desc=self.description,
+            unit="epoch",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
