@@ -232,7 +232,8 @@ class AutoencoderBase(
         X_new : ndarray of shape (n_samples, n_components)
             The embedding; float64 unless X is float32.
         """
-        return infer(self.module_, self._validated(X), self._encode)
+        X = self._validated(X)
+        return infer(self.module_, X, self._encode)
 
     def inverse_transform(self, X):
         """Decode embeddings back to the input space.
@@ -268,7 +269,8 @@ class AutoencoderBase(
         -------
         scores : ndarray of shape (n_samples,)
         """
-        return infer(self.module_, self._validated(X), self._score_samples_tensor)
+        X = self._validated(X)
+        return infer(self.module_, X, self._score_samples_tensor)
 
     def score(self, X, y=None):
         """Mean of :meth:`score_samples`: higher is better, so GridSearchCV needs no y.

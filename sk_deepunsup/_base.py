@@ -226,6 +226,13 @@ class TorchStateMixin:
 class TorchEstimatorMixin(TorchStateMixin):
     """Seeding and device helpers for estimators; mix in left of ``BaseEstimator``."""
 
+    #: Set only once training succeeded (``n_features_in_`` is set earlier, by
+    #: data validation, and would make a failed fit look fitted).
+    _fitted_attribute = "module_"
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, self._fitted_attribute)
+
     def _training_seed(self, first_call: bool) -> int:
         """A fresh seed for this training call, reproducible from random_state.
 

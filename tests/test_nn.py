@@ -1,0 +1,171 @@
+"""The torch core: modules, optimizer, engine, losses; and its independence from scikit-learn."""
+
+import ast
+import math
+import pathlib
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sk_deepunsup._nn import (
+    MLP,
+    FlatAdam,
+    NonFiniteLossError,
+    Trainer,
+    TrainingInterrupted,
+    build_autoencoder,
+    kl_clustering_loss,
+    reconstruction_objective,
+    student_t_assignment,
+    target_distribution,
+)
+
+CORE = pathlib.Path(__file__).parents[1] / "sk_deepunsup" / "_nn"
+
+
+def test_core_never_imports_sklearn():
+    files = sorted(CORE.glob("*.py"))
+    assert files
+    for path in files:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            assert not any(n.split(".")[0] == "sklearn" for n in names), path.name
+
+
+def test_flat_adam_matches_torch_adam():
+    gen = torch.Generator().manual_seed(0)
+    a = build_autoencoder(6, 2, (5, 4), generator=gen)
+    b = build_autoencoder(6, 2, (5, 4), generator=gen)
+    b.load_state_dict(a.state_dict())
+    ref = torch.optim.Adam(a.parameters(), lr=1e-2)
+    flat = FlatAdam(b.parameters(), lr=1e-2)
+    x = torch.randn(32, 6, generator=gen)
+    for _ in range(25):
+        ref.zero_grad()
+        F.mse_loss(a(x), x).backward()
+        ref.step()
+        flat.zero_grad()
+        F.mse_loss(b(x), x).backward()
+        flat.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def test_flat_adam_l2_touches_weights_only():
+    lin = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+        lin.bias.fill_(1.0)
+    opt = FlatAdam(lin.parameters(), lr=0.1, weight_decay=1.0)
+    opt.zero_grad()  # zero loss gradient: only the L2 term moves parameters
+    opt.step()
+    assert torch.all(lin.weight < 1.0)
+    assert torch.all(lin.bias == 1.0)
+
+
+def test_module_construction_leaves_global_rng_alone():
+    before = torch.random.get_rng_state()
+    MLP([4, 8, 2], dropout=0.5, batch_norm=True, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_mlp_is_reproducible_from_generator():
+    a = MLP([4, 8, 2], generator=torch.Generator().manual_seed(3))
+    b = MLP([4, 8, 2], generator=torch.Generator().manual_seed(3))
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_mlp_rejects_unknown_activation():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        MLP([3, 2], activation="swish")
+
+
+def _toy_trainer(**kw):
+    gen = torch.Generator().manual_seed(0)
+    module = build_autoencoder(4, 2, (8,), generator=gen)
+    x = torch.randn(64, 4, generator=gen)
+    params = dict(batch_size=16, max_iter=50, generator=gen)
+    params.update(kw)
+    return Trainer(module, reconstruction_objective(), **params), x
+
+
+def test_trainer_reduces_loss_and_records_history():
+    trainer, x = _toy_trainer()
+    history = trainer.fit((x,))
+    assert history.n_iter == len(history.loss) > 1
+    assert history.loss[-1] < history.loss[0]
+    assert history.n_steps == history.n_iter * 4
+
+
+def test_trainer_stops_on_tol():
+    trainer, x = _toy_trainer(tol=1e9, n_iter_no_change=3)
+    history = trainer.fit((x,))
+    # the first epoch always improves on +inf; three more without improvement
+    assert history.converged and history.n_iter == 4
+
+
+def test_trainer_early_stopping_restores_best_weights():
+    trainer, x = _toy_trainer(max_iter=15)
+    history = trainer.fit((x[:48],), (x[48:],))
+    assert len(history.validation_loss) == history.n_iter
+    assert math.isclose(trainer.evaluate((x[48:],)), min(history.validation_loss), rel_tol=1e-5)
+
+
+def test_trainer_non_finite_loss_rolls_back():
+    trainer, x = _toy_trainer(learning_rate=1e30)
+    before = [p.detach().clone() for p in trainer.module.parameters()]
+    with pytest.raises(NonFiniteLossError, match="learning_rate_init"):
+        trainer.fit((x * 1e30,))
+    for p, q in zip(trainer.module.parameters(), before):
+        assert torch.isfinite(p).all()
+        assert torch.equal(p, q)
+
+
+def test_trainer_keyboard_interrupt_restores_best():
+    trainer, x = _toy_trainer(max_iter=100)
+    calls = {"n": 0}
+    step = trainer.batch_step
+
+    def interrupting_step(batch):
+        calls["n"] += 1
+        if calls["n"] == 4 * 6 + 2:  # during the 7th epoch
+            raise KeyboardInterrupt
+        return step(batch)
+
+    trainer.batch_step = interrupting_step
+    with pytest.warns(TrainingInterrupted, match="best epoch were restored"):
+        history = trainer.fit((x,))
+    assert history.interrupted and history.n_iter == 6
+    trainer.module.eval()
+    with torch.no_grad():
+        loss = float(F.mse_loss(trainer.module(x), x))
+    # restored weights are those of the best epoch, not the half-run 7th
+    assert loss <= min(history.loss) * 1.05
+
+
+def test_dec_maths():
+    z = torch.tensor([[0.0, 0.0], [10.0, 10.0], [0.1, 0.0]])
+    centers = torch.tensor([[0.0, 0.0], [10.0, 10.0]])
+    q = student_t_assignment(z, centers, alpha=1.0)
+    torch.testing.assert_close(q.sum(1), torch.ones(3))
+    assert q[0, 0] > 0.99 and q[1, 1] > 0.99
+    p = target_distribution(q)
+    torch.testing.assert_close(p.sum(1), torch.ones(3))
+    assert p[2, 0] > q[2, 0]  # sharper than q
+    assert float(kl_clustering_loss(q, q)) == pytest.approx(0.0, abs=1e-6)
+    assert float(kl_clustering_loss(p, q)) > 0
+
+
+def test_no_warning_when_training_completes():
+    trainer, x = _toy_trainer(max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer.fit((x,))
