@@ -169,3 +169,53 @@ def test_no_warning_when_training_completes():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         trainer.fit((x,))
+
+
+def _grads(module, x, use_fused, twice=False):
+    module.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_(True)
+    if use_fused:
+        out = module(x)
+        if twice:
+            out = out + module(x * 0.5)
+    else:
+        out = _plain_forward(module, x)
+        if twice:
+            out = out + _plain_forward(module, x * 0.5)
+    out.square().sum().backward()
+    return [p.grad.clone() for p in module.parameters()] + [x.grad.clone()]
+
+
+def _plain_forward(module, x):
+    """The reference: plain autograd through F.linear."""
+    last = len(module.linears) - 1
+    for i, lin in enumerate(module.linears):
+        x = F.linear(x, lin.weight, lin.bias)
+        if i < last:
+            x = module._act(x)
+    return x
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
+@pytest.mark.parametrize("twice", [False, True])
+def test_fused_mlp_gradients_match_autograd(activation, twice):
+    module = MLP([5, 7, 6, 3], activation=activation, generator=torch.Generator().manual_seed(0))
+    module.double()
+    assert module.fusable
+    x = torch.randn(9, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    fused = _grads(module, x, use_fused=True, twice=twice)
+    plain = _grads(module, x, use_fused=False, twice=twice)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_fused_mlp_passes_gradcheck():
+    module = MLP([4, 6, 2], activation="tanh", generator=torch.Generator().manual_seed(0)).double()
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(module, (x,))
+
+
+def test_mlp_with_batch_norm_or_dropout_uses_plain_autograd():
+    assert not MLP([4, 6, 2], batch_norm=True).fusable
+    assert not MLP([4, 6, 2], dropout=0.1).fusable
+    assert not MLP([4, 6, 2], activation="gelu").fusable
