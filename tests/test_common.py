@@ -8,10 +8,15 @@ are tiny.
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sk_deepunsup import DeepAutoencoder
+from sk_deepunsup import DeepAutoencoder, DeepEmbeddingClusterer
 
 ESTIMATORS = [
     DeepAutoencoder(hidden_layer_sizes=(16,), max_iter=30),
+    DeepEmbeddingClusterer(
+        autoencoder=DeepAutoencoder(hidden_layer_sizes=(16,), max_iter=30),
+        n_init=2,
+        max_iter=20,
+    ),
 ]
 
 

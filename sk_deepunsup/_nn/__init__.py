@@ -5,6 +5,7 @@ package are thin layers over it.
 """
 
 from .losses import (
+    clustering_objective,
     decode_output,
     gaussian_kl,
     kl_clustering_loss,
@@ -13,12 +14,20 @@ from .losses import (
     student_t_assignment,
     target_distribution,
 )
-from .modules import ACTIVATIONS, MLP, Autoencoder, build_autoencoder, set_generator
+from .modules import (
+    ACTIVATIONS,
+    MLP,
+    Autoencoder,
+    ClusteringAutoencoder,
+    build_autoencoder,
+    set_generator,
+)
 from .optim import FlatAdam
 from .training import (
     Callback,
     History,
     NonFiniteLossError,
+    TargetUpdater,
     Trainer,
     TrainingInterrupted,
     snapshot,
@@ -29,12 +38,15 @@ __all__ = [
     "MLP",
     "Autoencoder",
     "Callback",
+    "ClusteringAutoencoder",
     "FlatAdam",
     "History",
     "NonFiniteLossError",
+    "TargetUpdater",
     "Trainer",
     "TrainingInterrupted",
     "build_autoencoder",
+    "clustering_objective",
     "decode_output",
     "gaussian_kl",
     "kl_clustering_loss",

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 __all__ = [
     "RECONSTRUCTION_LOSSES",
     "bernoulli_log_likelihood",
+    "clustering_objective",
     "decode_output",
     "gaussian_kl",
     "gaussian_log_likelihood",
@@ -111,5 +112,25 @@ def reconstruction_objective(kind: str = "mse", noise: float = 0.0, generator=No
                 x.shape, generator=generator, device=x.device, dtype=x.dtype
             )
         return reconstruction_loss(module(inp), x, kind)
+
+    return objective
+
+
+def clustering_objective(
+    target, alpha: float = 1.0, reconstruction_weight: float = 0.0, kind: str = "mse"
+):
+    """DEC (``reconstruction_weight=0``) or IDEC training loss, for :class:`Trainer`.
+
+    ``target`` is an object whose ``.p`` is the current target distribution of
+    the whole data set; batches carry their row indices to slice it.
+    ``module`` has ``encoder``, ``decoder`` and ``centers``.
+    """
+
+    def objective(module, x, index):
+        z = module.encoder(x)
+        loss = kl_clustering_loss(target.p[index], student_t_assignment(z, module.centers, alpha))
+        if reconstruction_weight:
+            loss = loss + reconstruction_weight * reconstruction_loss(module.decoder(z), x, kind)
+        return loss
 
     return objective

@@ -18,6 +18,7 @@ __all__ = [
     "ACTIVATIONS",
     "MLP",
     "Autoencoder",
+    "ClusteringAutoencoder",
     "GeneratorDropout",
     "build_autoencoder",
     "set_generator",
@@ -258,6 +259,19 @@ class Autoencoder(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+class ClusteringAutoencoder(nn.Module):
+    """An autoencoder plus trainable cluster centres in its embedding (DEC/IDEC)."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, centers: torch.Tensor):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.centers = nn.Parameter(centers.detach().clone())
 
     def forward(self, x):
         return self.decoder(self.encoder(x))
