@@ -77,6 +77,9 @@ class AutoencoderBase(
     def _score_samples_tensor(self, module, x):
         raise NotImplementedError
 
+    def _after_fit(self, module, data) -> None:
+        """Called after ``fit`` (not ``partial_fit``) trained ``module`` on ``data``."""
+
     # -- fitting ---------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -185,6 +188,8 @@ class AutoencoderBase(
             description=type(self).__name__,
         )
         history = trainer.fit((data,), None if validation is None else (validation,))
+        if not incremental:
+            self._after_fit(module, data)
 
         self.module_ = module
         self.device_ = str(device)

@@ -14,10 +14,14 @@ __all__ = [
     "RECONSTRUCTION_LOSSES",
     "bernoulli_log_likelihood",
     "clustering_objective",
+    "decode_draws",
     "decode_output",
+    "elbo",
+    "elbo_objective",
     "gaussian_kl",
     "gaussian_log_likelihood",
     "kl_clustering_loss",
+    "posterior_draws",
     "reconstruction_loss",
     "reconstruction_objective",
     "student_t_assignment",
@@ -134,3 +138,54 @@ def clustering_objective(
         return loss
 
     return objective
+
+
+def elbo_objective(beta: float = 1.0, generator=None):
+    """Negative beta-ELBO per sample, for :class:`Trainer`; ``module`` is a VAEModule.
+
+    In training mode ``z`` is drawn with the reparameterisation trick from
+    ``generator``; in evaluation mode (validation) the posterior mean is used.
+    """
+
+    def objective(module, x):
+        mu, logvar = module.posterior(x)
+        z = mu
+        if module.training:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            z = mu + torch.exp(0.5 * logvar) * eps
+        log_lik = module.log_likelihood(x, module.decoder(z))
+        return (beta * gaussian_kl(mu, logvar) - log_lik).mean()
+
+    return objective
+
+
+def posterior_draws(mu, logvar, n_draws: int = 32):
+    """``n_draws`` fixed samples of ``z ~ q(z|x)`` per row, shape ``(n_draws, n, k)``.
+
+    The standard-normal draws are seeded and antithetic (``eps`` and
+    ``-eps``), and shared by every row: the result is deterministic and a
+    row's samples do not depend on the other rows.
+    """
+    half = max(1, n_draws // 2)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    eps = torch.randn(half, mu.shape[1], generator=gen, dtype=torch.float64)
+    eps = torch.cat([eps, -eps]).to(device=mu.device, dtype=mu.dtype)
+    return mu.unsqueeze(0) + torch.exp(0.5 * logvar).unsqueeze(0) * eps.unsqueeze(1)
+
+
+def decode_draws(module, z):
+    """Decoder output for draws ``z`` of shape ``(n_draws, n, k)``, flattened to rows."""
+    return module.decoder(z.reshape(z.shape[0] * z.shape[1], -1))
+
+
+def elbo(module, x, n_draws: int = 32):
+    """Per-sample evidence lower bound ``E_q[log p(x|z)] - KL(q(z|x) || p(z))``.
+
+    The expectation is a Monte Carlo average over :func:`posterior_draws`
+    (deterministic, and a sample's value does not depend on the others).
+    """
+    mu, logvar = module.posterior(x)
+    z = posterior_draws(mu, logvar, n_draws)
+    x_rep = x.unsqueeze(0).expand(z.shape[0], -1, -1).reshape(z.shape[0] * z.shape[1], -1)
+    log_lik = module.log_likelihood(x_rep, decode_draws(module, z))
+    return log_lik.reshape(z.shape[0], -1).mean(dim=0) - gaussian_kl(mu, logvar)

@@ -14,11 +14,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .losses import (
+    bernoulli_log_likelihood,
+    decode_draws,
+    gaussian_log_likelihood,
+    posterior_draws,
+)
+
 __all__ = [
     "ACTIVATIONS",
     "MLP",
     "Autoencoder",
     "ClusteringAutoencoder",
+    "VAEModule",
     "GeneratorDropout",
     "build_autoencoder",
     "set_generator",
@@ -275,6 +283,94 @@ class ClusteringAutoencoder(nn.Module):
 
     def forward(self, x):
         return self.decoder(self.encoder(x))
+
+
+#: Likelihoods of :class:`VAEModule`.
+LIKELIHOODS = ("unit_gaussian", "gaussian", "bernoulli")
+
+
+class VAEModule(nn.Module):
+    """A variational autoencoder: Gaussian posterior, Gaussian or Bernoulli likelihood.
+
+    The encoder emits ``2 * n_components`` numbers per sample, the posterior's
+    mean and log-variance. With ``likelihood="bernoulli"`` the decoder emits
+    logits. With ``"unit_gaussian"`` it emits the mean of a unit-variance
+    Gaussian ``p(x | z)`` (the log-likelihood is a squared error). With
+    ``"gaussian"`` it emits the mean of a Gaussian whose
+    per-feature standard deviation is not learned by gradient steps (slow:
+    Adam moves it by about the learning rate per step) but set to its
+    maximum-likelihood value, the root mean squared residual, as in
+    "calibrated decoders" (Rybkin et al., 2021): in training, that of the
+    batch; in evaluation, the buffer ``log_scale`` (a running average of
+    the batch values, which :meth:`calibrate` can set exactly). The scale is
+    floored at ``exp(min_log_scale)`` so that constant features cannot make
+    the density infinite.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        n_features: int,
+        likelihood: str = "gaussian",
+        min_log_scale: float = -5.0,
+        momentum: float = 0.1,
+    ):
+        super().__init__()
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.min_log_scale = min_log_scale
+        self.momentum = momentum
+        self.register_buffer("log_scale", torch.zeros(n_features))
+
+    def posterior(self, x):
+        """Mean and log-variance of ``q(z | x)``."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar.clamp(-30.0, 20.0)
+
+    def _ml_log_scale(self, sq_residual):
+        floor = math.exp(2.0 * self.min_log_scale)
+        return 0.5 * torch.log(sq_residual.mean(dim=0).clamp_min(floor))
+
+    def log_likelihood(self, x, output):
+        """Per-sample ``log p(x | z)`` given the decoder's raw ``output``."""
+        if self.likelihood == "bernoulli":
+            return bernoulli_log_likelihood(x, output)
+        if self.likelihood == "unit_gaussian":
+            return gaussian_log_likelihood(x, output, self.log_scale)  # zeros
+        if self.training:
+            with torch.no_grad():
+                log_scale = self._ml_log_scale((x - output).square())
+                self.log_scale.lerp_(log_scale, self.momentum)
+        else:
+            log_scale = self.log_scale.clamp_min(self.min_log_scale)
+        return gaussian_log_likelihood(x, output, log_scale)
+
+    @torch.no_grad()
+    def calibrate(self, x, n_draws: int = 32, chunk: int = 1024) -> None:
+        """Set ``log_scale`` to its maximum-likelihood value on ``x``.
+
+        That is the root mean squared residual per feature, averaged over the
+        same posterior draws as :func:`~.losses.elbo`.
+        """
+        if self.likelihood != "gaussian":
+            return
+        was_training = self.training
+        self.eval()
+        total = torch.zeros_like(self.log_scale)
+        for xb in x.split(chunk):
+            z = posterior_draws(*self.posterior(xb), n_draws)
+            out = decode_draws(self, z).reshape(z.shape[0], xb.shape[0], -1)
+            total += (xb.unsqueeze(0) - out).square().sum(dim=(0, 1))
+        mean_sq = total / (x.shape[0] * z.shape[0])
+        self.log_scale.copy_(self._ml_log_scale(mean_sq.unsqueeze(0)))
+        self.train(was_training)
+
+    def forward(self, x):
+        return self.decoder(self.posterior(x)[0])
 
 
 def build_autoencoder(
