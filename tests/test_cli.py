@@ -1,0 +1,254 @@
+"""The sk-deepunsup command: it clusters files, and refuses bad ones on one line."""
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.datasets import make_blobs
+
+import sk_deepunsup
+from sk_deepunsup import DeepAutoencoder, DeepEmbeddingClusterer
+from sk_deepunsup import _cli
+from sk_deepunsup._cli import main
+
+PRODUCT_CLUSTERER = _cli.make_clusterer  # before the fixture swaps it for a small one
+
+
+@pytest.fixture(autouse=True)
+def small_clusterer(monkeypatch):
+    """Fit a tiny network instead of the default (500, 500) one, so tests stay fast."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: threads only add overhead on a busy CPU
+    built = []
+
+    def make(n_clusters, seed, verbose):
+        built.append(dict(n_clusters=n_clusters, seed=seed, verbose=verbose))
+        return DeepEmbeddingClusterer(
+            n_clusters=n_clusters,
+            autoencoder=DeepAutoencoder(hidden_layer_sizes=(16,), max_iter=20),
+            n_init=2,
+            max_iter=10,
+            random_state=seed,
+            verbose=verbose,
+        )
+
+    monkeypatch.setattr(_cli, "make_clusterer", make)
+    yield built
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def blobs():
+    X, _ = make_blobs(n_samples=60, n_features=3, centers=3, random_state=0)
+    return pd.DataFrame(X, columns=["a", "b", "c"])
+
+
+@pytest.fixture
+def csv(tmp_path, blobs):
+    path = tmp_path / "blobs.csv"
+    blobs.to_csv(path, index=False)
+    return path
+
+
+def labels_of(text, n_rows, k):
+    out = pd.read_csv(io.StringIO(text))
+    assert list(out.columns) == ["cluster"]
+    assert len(out) == n_rows
+    assert out["cluster"].dtype.kind == "i"
+    assert out["cluster"].between(0, k - 1).all()
+    return out["cluster"].to_numpy()
+
+
+def fails(capsys, argv, code=2):
+    """Run argv, expect exit status code and a one-line error; return the message."""
+    assert main(argv) == code
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("sk-deepunsup: error: ")
+    assert "Traceback" not in captured.err
+    return lines[0]
+
+
+# -- it clusters --------------------------------------------------------------------
+
+
+def test_clusters_csv_to_stdout_quietly(capsys, csv, small_clusterer):
+    assert main(["cluster", str(csv), "--n-clusters", "3", "--seed", "1"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # no progress, status or warnings without --verbose
+    labels = labels_of(captured.out, 60, 3)
+    assert len(np.unique(labels)) > 1
+    assert small_clusterer == [dict(n_clusters=3, seed=1, verbose=False)]
+
+
+def test_default_k_is_8_with_data_and_seed_0(capsys, csv, small_clusterer):
+    assert main(["cluster", str(csv)]) == 0
+    labels_of(capsys.readouterr().out, 60, 8)
+    assert small_clusterer == [dict(n_clusters=8, seed=0, verbose=False)]
+
+
+def test_parquet_and_output_file_give_the_same_labels_as_csv(capsys, tmp_path, csv, blobs):
+    for ext in ["PARQUET", "pq"]:  # extensions are case-insensitive
+        blobs.to_parquet(tmp_path / f"blobs.{ext}")
+    out = tmp_path / "labels.csv"
+    assert main(["cluster", str(csv), "-k", "3"]) == 0
+    from_csv = labels_of(capsys.readouterr().out, 60, 3)
+    assert main(["cluster", str(tmp_path / "blobs.PARQUET"), "-k", "3", "-o", str(out)]) == 0
+    assert capsys.readouterr() == ("", "")
+    np.testing.assert_array_equal(labels_of(out.read_text(), 60, 3), from_csv)
+    assert main(["cluster", str(tmp_path / "blobs.pq"), "-k", "3"]) == 0
+    np.testing.assert_array_equal(labels_of(capsys.readouterr().out, 60, 3), from_csv)
+
+
+def test_drop_leaves_columns_out(capsys, tmp_path, blobs):
+    path = tmp_path / "mixed.csv"
+    blobs.assign(name=[f"row{i}" for i in range(60)], id=range(60)).to_csv(path, index=False)
+    assert main(["cluster", str(path), "-k", "3", "--drop", "name", "id"]) == 0
+    labels_of(capsys.readouterr().out, 60, 3)
+    assert main(["cluster", str(path), "-k", "3", "--drop", "name", "--drop", "id"]) == 0
+    labels_of(capsys.readouterr().out, 60, 3)
+    assert main(["cluster", "-k", "3", "--drop", "name", "id", str(path)]) == 0
+    labels_of(capsys.readouterr().out, 60, 3)
+
+
+def test_verbose_shows_progress_and_status_on_stderr(capsys, csv, tmp_path):
+    out = tmp_path / "labels.csv"
+    assert main(["cluster", str(csv), "-k", "3", "--verbose", "--output", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"read 60 rows x 3 columns from '{csv}'" in captured.err
+    assert "fitting DeepEmbeddingClusterer(n_clusters=3) ..." in captured.err
+    assert f"wrote 60 labels to {out}" in captured.err
+    assert "DeepAutoencoder:" in captured.err  # the progress bars
+    assert "DeepEmbeddingClusterer:" in captured.err
+    labels_of(out.read_text(), 60, 3)
+
+
+def test_without_data_compares_with_kmeans_on_digits(capsys, tmp_path, small_clusterer):
+    out = tmp_path / "digits.csv"
+    assert main(["cluster", "--output", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert small_clusterer == [dict(n_clusters=10, seed=0, verbose=False)]
+    lines = captured.out.splitlines()
+    assert lines[1].split() == ["method", "ACC", "NMI", "fit", "s"]
+    assert lines[2].startswith("DeepEmbeddingClusterer") and lines[3].startswith("KMeans")
+    for line in lines[2:]:
+        acc, nmi, seconds = map(float, line.split()[1:])
+        assert 0 < acc <= 1 and 0 < nmi <= 1 and seconds >= 0
+    assert float(lines[3].split()[1]) > 0.6  # k-means on digits
+    labels_of(out.read_text(), 1797, 10)
+
+
+def test_the_product_fits_the_default_clusterer():
+    clusterer = PRODUCT_CLUSTERER(3, 5, True)
+    expected = DeepEmbeddingClusterer(n_clusters=3, random_state=5, verbose=True)
+    assert clusterer.get_params() == expected.get_params()
+
+
+def test_version_and_help(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"sk-deepunsup {sk_deepunsup.__version__}"
+    assert main(["cluster", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    for option in ["DATA", "--n-clusters", "--output", "--seed", "--verbose", "--drop"]:
+        assert option in help_text
+
+
+def test_python_m_runs_the_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "sk_deepunsup", "--help"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: sk-deepunsup")
+    assert "cluster" in result.stdout
+
+
+# -- it refuses bad input on one line ------------------------------------------------
+
+
+def test_non_numeric_columns_are_named(capsys, tmp_path, blobs):
+    path = tmp_path / "mixed.csv"
+    blobs.assign(species="x", colour="red").to_csv(path, index=False)
+    message = fails(capsys, ["cluster", str(path), "-k", "3"])
+    assert "'species'" in message and "'colour'" in message and "--drop" in message
+    assert "'a'" not in message
+
+
+def test_dropping_an_unknown_column_names_it(capsys, csv):
+    message = fails(capsys, ["cluster", str(csv), "--drop", "a", "nope"])
+    assert "'nope'" in message and "its columns are 'a', 'b', 'c'" in message
+
+
+def test_missing_file(capsys, tmp_path):
+    message = fails(capsys, ["cluster", str(tmp_path / "absent.csv")])
+    assert "absent.csv" in message and "does not exist" in message
+
+
+@pytest.mark.parametrize("name, content", [
+    ("empty.csv", b""), ("empty.parquet", b""), ("header_only.csv", b"a,b\n"),
+])
+def test_empty_file(capsys, tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert str(path) in fails(capsys, ["cluster", str(path)])
+
+
+def test_unreadable_file(capsys, tmp_path):
+    path = tmp_path / "broken.csv"
+    path.write_bytes(b"a,b\n1,2\n3,4,5,6\n")
+    assert "cannot read DATA" in fails(capsys, ["cluster", str(path), "-k", "1"])
+
+
+def test_too_few_rows_for_k(capsys, tmp_path, blobs):
+    path = tmp_path / "few.csv"
+    blobs.head(5).to_csv(path, index=False)
+    message = fails(capsys, ["cluster", str(path)])  # default K = 8
+    assert "5 row(s)" in message and "--n-clusters 8" in message
+
+
+def test_unknown_extension_lists_the_supported_ones(capsys, tmp_path, blobs):
+    path = tmp_path / "blobs.txt"
+    blobs.to_csv(path, index=False)
+    message = fails(capsys, ["cluster", str(path)])
+    assert "'.txt'" in message and ".csv, .parquet, .pq" in message
+
+
+def test_missing_values_are_named(capsys, tmp_path, blobs):
+    path = tmp_path / "nan.csv"
+    blobs.assign(b=blobs["b"].where(blobs.index != 3)).to_csv(path, index=False)
+    message = fails(capsys, ["cluster", str(path), "-k", "3"])
+    assert "NaN" in message and "'b'" in message and "'a'" not in message
+
+
+def test_output_into_a_missing_directory_is_refused_before_fitting(capsys, csv, tmp_path):
+    message = fails(capsys, ["cluster", str(csv), "-o", str(tmp_path / "no" / "out.csv")])
+    assert "does not exist" in message
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main([]) == 2
+    assert main(["cluster", "--n-clusters", "0"]) == 2
+    assert "--n-clusters" in capsys.readouterr().err
+
+
+def test_fit_errors_exit_1_and_interrupts_exit_130(capsys, csv, monkeypatch):
+    def broken(*args):
+        raise ValueError("bad\nthing")
+
+    monkeypatch.setattr(_cli, "make_clusterer", broken)
+    assert fails(capsys, ["cluster", str(csv)], code=1) == "sk-deepunsup: error: bad thing"
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cli, "make_clusterer", interrupted)
+    assert main(["cluster", str(csv)]) == 130
+    assert capsys.readouterr().err == "sk-deepunsup: interrupted\n"
