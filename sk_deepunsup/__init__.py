@@ -2,7 +2,15 @@
 
 from ._autoencoder import DeepAutoencoder
 from ._clustering import DeepEmbeddingClusterer
+from ._outlier import AutoencoderOutlierDetector
+from ._vae import VariationalAutoencoder
 
 __version__ = "0.1.0"
 
-__all__ = ["DeepAutoencoder", "DeepEmbeddingClusterer", "__version__"]
+__all__ = [
+    "AutoencoderOutlierDetector",
+    "DeepAutoencoder",
+    "DeepEmbeddingClusterer",
+    "VariationalAutoencoder",
+    "__version__",
+]

@@ -8,7 +8,12 @@ are tiny.
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sk_deepunsup import DeepAutoencoder, DeepEmbeddingClusterer
+from sk_deepunsup import (
+    AutoencoderOutlierDetector,
+    DeepAutoencoder,
+    DeepEmbeddingClusterer,
+    VariationalAutoencoder,
+)
 
 ESTIMATORS = [
     DeepAutoencoder(hidden_layer_sizes=(16,), max_iter=30),
@@ -17,6 +22,8 @@ ESTIMATORS = [
         n_init=2,
         max_iter=20,
     ),
+    VariationalAutoencoder(hidden_layer_sizes=(16,), max_iter=30),
+    AutoencoderOutlierDetector(DeepAutoencoder(hidden_layer_sizes=(16,), max_iter=30)),
 ]
 
 
