@@ -362,7 +362,8 @@ class DeepAutoencoder(AutoencoderBase):
         Shuffle the samples every epoch.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, shuffling, dropout, noise and the
-        validation split. An int gives identical fits on the CPU. Neither
+        validation split. An int gives identical fits on the same CPU setup
+        (float32 sums depend on torch's thread count, so keep it). Neither
         torch's nor numpy's global random state is used or changed.
     verbose : bool or int, default=False
         Show a progress bar with the loss per epoch on stderr.

@@ -19,7 +19,9 @@ from ._vae import VariationalAutoencoder
 
 def default_autoencoder() -> VariationalAutoencoder:
     """The model trained when ``autoencoder=None``."""
-    return VariationalAutoencoder(n_components=8, hidden_layer_sizes=(64, 32), max_iter=100)
+    return VariationalAutoencoder(
+        n_components=4, hidden_layer_sizes=(64, 32), loss="mse", max_iter=100
+    )
 
 
 class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimator):
@@ -41,10 +43,15 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     Parameters
     ----------
     autoencoder : DeepAutoencoder, VariationalAutoencoder or None, default=None
-        ``None`` trains a ``VariationalAutoencoder(n_components=8,
-        hidden_layer_sizes=(64, 32), max_iter=100)``: its ELBO adds up
-        reconstruction errors, each in units of its feature's residual
-        scale, and how unusual the sample's code is. An unfitted one is
+        ``None`` trains a ``VariationalAutoencoder(n_components=4,
+        hidden_layer_sizes=(64, 32), loss="mse", max_iter=100)``: its ELBO
+        adds up squared reconstruction errors and how unusual the sample's
+        code is. It was the best of the models tried on the benchmark in the
+        README (real data, noisy). On data that lie close to a
+        low-dimensional manifold with little noise it blurs (its unit
+        variance lets the KL term win); there a ``DeepAutoencoder`` or
+        ``VariationalAutoencoder(loss="gaussian")`` separates off-manifold
+        points better. An unfitted one is
         cloned and trained on X; a fitted one is copied and used as is (no
         training; the threshold is set from X). This estimator's ``device`` and
         ``verbose`` override the autoencoder's, and its ``random_state``
@@ -88,21 +95,20 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     Examples
     --------
     >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.metrics import roc_auc_score
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import StandardScaler
     >>> from sk_deepunsup import AutoencoderOutlierDetector
-    >>> rng = np.random.RandomState(0)
-    >>> # inliers lie near a 2-d plane in 10-d space; outliers do not
-    >>> plane = rng.normal(size=(2, 10))
-    >>> inliers = rng.normal(size=(300, 2)) @ plane + 0.05 * rng.normal(size=(300, 10))
-    >>> outliers = rng.normal(scale=3.0, size=(6, 10))
-    >>> X = np.vstack([inliers, outliers])
-    >>> detector = AutoencoderOutlierDetector(contamination=0.02, random_state=0)
-    >>> det = make_pipeline(StandardScaler(), detector).fit(X)
-    >>> det.predict(outliers).tolist()
-    [-1, -1, -1, -1, -1, -1]
-    >>> float((det.predict(X) == -1).mean())
-    0.02...
+    >>> X, y = load_digits(return_X_y=True)
+    >>> data = np.vstack([X[y == 1], X[y != 1][:9]])  # the 1s, and 9 other digits
+    >>> is_foreign = np.r_[np.zeros(np.sum(y == 1)), np.ones(9)]
+    >>> detector = AutoencoderOutlierDetector(contamination=0.05, random_state=0)
+    >>> det = make_pipeline(StandardScaler(), detector).fit(data)
+    >>> float(np.mean(det.predict(data) == -1))  # the contamination share
+    0.05...
+    >>> bool(roc_auc_score(is_foreign, -det.score_samples(data)) > 0.9)
+    True
     """
 
     _parameter_constraints: dict = {

@@ -1,3 +1,5 @@
+"""Test set-up for both tests/ and the doctests in sk_deepunsup/."""
+
 import os
 
 # scikit-learn's array-API estimator check skips itself unless scipy's array
