@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from numbers import Real
 
 import numpy as np
@@ -12,11 +14,14 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
     _fit_context,
+    clone,
 )
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._base import (
+    FLOAT_DTYPES,
     NETWORK_CONSTRAINTS,
     TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
@@ -30,7 +35,6 @@ from ._base import (
 from ._nn import Trainer, build_autoencoder, decode_output, reconstruction_loss
 from ._nn.losses import RECONSTRUCTION_LOSSES, reconstruction_objective
 
-FLOAT_DTYPES = (np.float64, np.float32)
 
 
 class AutoencoderBase(
@@ -219,10 +223,6 @@ class AutoencoderBase(
         return data[perm[n_val:]], data[perm[:n_val]]
 
     # -- inference -------------------------------------------------------------------
-
-    def _validated(self, X):
-        check_is_fitted(self)
-        return validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
 
     def transform(self, X):
         """Embed X in the ``n_components``-dimensional code space.
@@ -482,3 +482,43 @@ class DeepAutoencoder(AutoencoderBase):
         scores : ndarray of shape (n_samples,)
         """
         return super().score_samples(X)
+
+
+def prepare_autoencoder(owner, X, default, seed: int):
+    """The autoencoder that a clusterer or detector (``owner``) builds on.
+
+    ``owner.autoencoder`` is None (``default()`` is used), an unfitted
+    autoencoder (cloned), or a fitted one (deep-copied, never changed, and
+    checked against X's width). Unfitted ones get the owner's ``device`` and
+    ``verbose``, and ``seed`` when they have no ``random_state``.
+
+    Returns
+    -------
+    autoencoder : AutoencoderBase
+    needs_fit : bool
+    """
+    given = owner.autoencoder
+    if given is not None and hasattr(given, "module_"):
+        if given.n_features_in_ != X.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the fitted autoencoder "
+                f"expects {given.n_features_in_}."
+            )
+        return copy.deepcopy(given), False
+    autoencoder = clone(default() if given is None else given)
+    overrides = {"device": owner.device, "verbose": owner.verbose}
+    if autoencoder.random_state is None:
+        overrides["random_state"] = seed
+    return autoencoder.set_params(**overrides), True
+
+
+def fit_autoencoder(autoencoder, X, quiet: bool = False):
+    """Fit ``autoencoder`` on X and return it (the unit that ``memory`` caches).
+
+    ``quiet`` hides its ConvergenceWarning: a default network trains for a
+    fixed budget by design.
+    """
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", ConvergenceWarning)
+        return autoencoder.fit(X)

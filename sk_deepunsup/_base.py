@@ -15,9 +15,13 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ._nn import ACTIVATIONS
+
+#: The dtypes estimators accept without conversion; anything else becomes float64.
+FLOAT_DTYPES = (np.float64, np.float32)
 
 #: Rows per chunk at inference; results do not depend on it (see ``_infer``).
 INFERENCE_CHUNK = 8192
@@ -233,6 +237,11 @@ class TorchEstimatorMixin(TorchStateMixin):
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, self._fitted_attribute)
 
+    def _validated(self, X):
+        """X checked for inference: fitted estimator, same features as in fit."""
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
+
     def _training_seed(self, first_call: bool) -> int:
         """A fresh seed for this training call, reproducible from random_state.
 
@@ -262,6 +271,7 @@ def check_unit_interval(X: np.ndarray, what: str) -> None:
 
 
 __all__ = [
+    "FLOAT_DTYPES",
     "INFERENCE_CHUNK",
     "NETWORK_CONSTRAINTS",
     "TRAINING_CONSTRAINTS",

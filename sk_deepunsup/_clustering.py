@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import warnings
 from numbers import Integral, Real
 
@@ -20,10 +19,11 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import silhouette_score
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
+from sklearn.utils.validation import check_memory, validate_data
 
-from ._autoencoder import FLOAT_DTYPES, DeepAutoencoder
+from ._autoencoder import DeepAutoencoder, fit_autoencoder, prepare_autoencoder
 from ._base import (
+    FLOAT_DTYPES,
     TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
     infer,
@@ -52,14 +52,6 @@ def default_autoencoder() -> DeepAutoencoder:
         max_iter=150,
         tol=1e-5,
     )
-
-
-def _pretrain(autoencoder: DeepAutoencoder, X: np.ndarray, quiet: bool) -> DeepAutoencoder:
-    """Fit ``autoencoder`` on X (the unit that ``memory`` caches)."""
-    with warnings.catch_warnings():
-        if quiet:  # the default network trains for a fixed budget by design
-            warnings.simplefilter("ignore", ConvergenceWarning)
-        return autoencoder.fit(X)
 
 
 class DeepEmbeddingClusterer(
@@ -261,7 +253,10 @@ class DeepEmbeddingClusterer(
             )
         device = resolve_device(self.device)
         seed = self._training_seed(first_call=True)
-        autoencoder = self._pretrained_autoencoder(X, seed)
+        autoencoder, needs_fit = prepare_autoencoder(self, X, default_autoencoder, seed)
+        if needs_fit:
+            pretrain = check_memory(self.memory).cache(fit_autoencoder)
+            autoencoder = pretrain(autoencoder, X, quiet=self.autoencoder is None)
         autoencoder.module_.to(device)
         embedding = infer(autoencoder.module_, X, lambda m, x: m.encoder(x))
         centers = self._initial_centers(embedding, seed)
@@ -309,23 +304,6 @@ class DeepEmbeddingClusterer(
         self._warn_empty_clusters()
         return self
 
-    def _pretrained_autoencoder(self, X, seed) -> DeepAutoencoder:
-        given = self.autoencoder
-        if given is not None and hasattr(given, "module_"):
-            if given.n_features_in_ != X.shape[1]:
-                raise ValueError(
-                    f"X has {X.shape[1]} features, but the fitted autoencoder "
-                    f"expects {given.n_features_in_}."
-                )
-            return copy.deepcopy(given)
-        autoencoder = clone(default_autoencoder() if given is None else given)
-        overrides = {"device": self.device, "verbose": self.verbose}
-        if autoencoder.random_state is None:
-            overrides["random_state"] = seed
-        autoencoder.set_params(**overrides)
-        pretrain = check_memory(self.memory).cache(_pretrain)
-        return pretrain(autoencoder, X, quiet=given is None)
-
     def _initial_centers(self, embedding, seed) -> np.ndarray:
         k = self.n_clusters
         if isinstance(self.init, str):  # "k-means"
@@ -360,10 +338,6 @@ class DeepEmbeddingClusterer(
             )
 
     # -- inference -------------------------------------------------------------------
-
-    def _validated(self, X):
-        check_is_fitted(self)
-        return validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
 
     def _soft_assign(self, module, x):
         centers = torch.as_tensor(self.cluster_centers_, dtype=x.dtype, device=x.device)

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import copy
-import warnings
 from numbers import Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, OutlierMixin, _fit_context, clone
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
-from ._autoencoder import FLOAT_DTYPES, AutoencoderBase
-from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin
+from ._autoencoder import AutoencoderBase, fit_autoencoder, prepare_autoencoder
+from ._base import FLOAT_DTYPES, TRAINING_CONSTRAINTS, TorchEstimatorMixin
 from ._vae import VariationalAutoencoder
 
 
@@ -156,23 +153,12 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
             The fitted detector.
         """
         X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2)
-        given = self.autoencoder
+        seed = self._training_seed(first_call=True)
+        autoencoder, needs_fit = prepare_autoencoder(self, X, default_autoencoder, seed)
         support = np.ones(X.shape[0], dtype=bool)
-        if given is not None and hasattr(given, "module_"):
-            if given.n_features_in_ != X.shape[1]:
-                raise ValueError(
-                    f"X has {X.shape[1]} features, but the fitted autoencoder "
-                    f"expects {given.n_features_in_}."
-                )
-            autoencoder = copy.deepcopy(given)
-        else:
-            autoencoder = clone(default_autoencoder() if given is None else given)
-            overrides = {"device": self.device, "verbose": self.verbose}
-            if autoencoder.random_state is None:
-                overrides["random_state"] = self._training_seed(first_call=True)
-            autoencoder.set_params(**overrides)
-            quiet = given is None  # the default trains for a fixed budget by design
-            _fit_quietly(autoencoder, X, quiet)
+        if needs_fit:
+            quiet = self.autoencoder is None
+            fit_autoencoder(autoencoder, X, quiet)
             n_support = int(np.ceil(self.support_fraction * X.shape[0]))
             if n_support < X.shape[0]:
                 if n_support < 2:
@@ -184,7 +170,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
                 # the most normal samples: the n_support highest scores
                 support = np.zeros(X.shape[0], dtype=bool)
                 support[np.argsort(-autoencoder.score_samples(X), kind="stable")[:n_support]] = True
-                _fit_quietly(autoencoder, X[support], quiet)
+                fit_autoencoder(autoencoder, X[support], quiet)
         self.autoencoder_ = autoencoder
         self.support_ = support
         self.offset_ = self._offset(autoencoder.score_samples(X))
@@ -212,8 +198,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
             The negative reconstruction error (``DeepAutoencoder``) or the
             ELBO (``VariationalAutoencoder``).
         """
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
+        X = self._validated(X)  # before touching autoencoder_: NotFittedError first
         return self.autoencoder_.score_samples(X)
 
     def decision_function(self, X):
@@ -244,9 +229,3 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         """
         return np.where(self.decision_function(X) < 0, -1, 1)
 
-
-def _fit_quietly(autoencoder, X, quiet: bool) -> None:
-    with warnings.catch_warnings():
-        if quiet:
-            warnings.simplefilter("ignore", ConvergenceWarning)
-        autoencoder.fit(X)

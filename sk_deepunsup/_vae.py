@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-import numpy as np
-import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_is_fitted
 
 from ._autoencoder import AutoencoderBase
-from ._base import draw_seed, infer
+from ._base import draw_seed
 from ._nn import VAEModule, elbo, elbo_objective
 
 #: The likelihood p(x | z) behind each ``loss``.
