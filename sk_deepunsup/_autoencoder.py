@@ -57,11 +57,11 @@ class AutoencoderBase(
 
     _encoder_outputs = 1
 
-    def _build_module(self, n_features: int, generator: torch.Generator):
+    def _build_module(self, n_features: int, hidden: list[int], generator: torch.Generator):
         return build_autoencoder(
             n_features,
             self.n_components,
-            self._hidden_sizes,
+            hidden,
             activation=self.activation,
             dropout=self.dropout,
             batch_norm=self.batch_norm,
@@ -130,8 +130,8 @@ class AutoencoderBase(
         X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2, reset=first)
         return self._fit(X, incremental=True)
 
-    @property
     def _hidden_sizes(self) -> list[int]:
+        """``hidden_layer_sizes`` as a list of ints, validated."""
         sizes = np.atleast_1d(np.asarray(self.hidden_layer_sizes)).ravel().tolist()
         if any(not float(s).is_integer() or s < 1 for s in sizes):
             raise ValueError(
@@ -146,7 +146,7 @@ class AutoencoderBase(
 
     def _fit(self, X, incremental: bool):
         self._check_training_data(X)
-        hidden = self._hidden_sizes  # validates before any work
+        hidden = self._hidden_sizes()  # validated before any work
         fitted = hasattr(self, "module_")
         first = (
             not fitted
@@ -156,7 +156,7 @@ class AutoencoderBase(
         device = resolve_device(self.device)
         seed = self._training_seed(first)
         if first:
-            module = self._build_module(X.shape[1], make_generator(seed))
+            module = self._build_module(X.shape[1], hidden, make_generator(seed))
             previous = {"loss": [], "val": [], "n_iter": 0, "best": math.inf}
             optimizer_state = None
         else:
@@ -168,7 +168,6 @@ class AutoencoderBase(
                 "best": self.best_loss_,
             }
             optimizer_state = self._optimizer_state if incremental else None
-        del hidden
         module.to(device)
         generator = make_generator(seed, device)
         data = to_tensor(X, device)

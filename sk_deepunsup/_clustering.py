@@ -258,6 +258,7 @@ class DeepEmbeddingClusterer(
             pretrain = check_memory(self.memory).cache(fit_autoencoder)
             autoencoder = pretrain(autoencoder, X, quiet=self.autoencoder is None)
         autoencoder.module_.to(device)
+        autoencoder.device_ = str(device)  # unpickling maps tensors to device_
         embedding = infer(autoencoder.module_, X, lambda m, x: m.encoder(x))
         centers = self._initial_centers(embedding, seed)
 

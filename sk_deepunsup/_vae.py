@@ -181,8 +181,8 @@ class VariationalAutoencoder(AutoencoderBase):
         self.warm_start = warm_start
         self.device = device
 
-    def _build_module(self, n_features, generator):
-        autoencoder = super()._build_module(n_features, generator)
+    def _build_module(self, n_features, hidden, generator):
+        autoencoder = super()._build_module(n_features, hidden, generator)
         return VAEModule(
             autoencoder.encoder, autoencoder.decoder, n_features, LIKELIHOOD_OF_LOSS[self.loss]
         )
