@@ -36,7 +36,6 @@ from ._nn import Trainer, build_autoencoder, decode_output, reconstruction_loss
 from ._nn.losses import RECONSTRUCTION_LOSSES, reconstruction_objective
 
 
-
 class AutoencoderBase(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimatorMixin, BaseEstimator
 ):

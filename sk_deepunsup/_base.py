@@ -23,7 +23,7 @@ from ._nn import ACTIVATIONS
 #: The dtypes estimators accept without conversion; anything else becomes float64.
 FLOAT_DTYPES = (np.float64, np.float32)
 
-#: Rows per chunk at inference; results do not depend on it (see ``_infer``).
+#: Rows per chunk at inference; results do not depend on it (see ``infer``).
 INFERENCE_CHUNK = 8192
 
 #: Constraints of the training parameters that every estimator shares.

@@ -259,7 +259,7 @@ class DeepEmbeddingClusterer(
             autoencoder = pretrain(autoencoder, X, quiet=self.autoencoder is None)
         autoencoder.module_.to(device)
         autoencoder.device_ = str(device)  # unpickling maps tensors to device_
-        embedding = infer(autoencoder.module_, X, lambda m, x: m.encoder(x))
+        embedding = infer(autoencoder.module_, X, autoencoder._encode)
         centers = self._initial_centers(embedding, seed)
 
         module = ClusteringAutoencoder(
@@ -300,7 +300,7 @@ class DeepEmbeddingClusterer(
         self.loss_curve_ = history.loss
         self.label_changes_ = updater.label_changes
         self.labels_ = self._predict_proba(X).argmax(axis=1)
-        history.converged = updater.converged
+        # the updater stops training on tol, so history.stopped_early covers it
         warn_not_converged(self, history)
         self._warn_empty_clusters()
         return self
@@ -389,7 +389,7 @@ class DeepEmbeddingClusterer(
         X_new : ndarray of shape (n_samples, n_components)
         """
         X = self._validated(X)
-        return infer(self.autoencoder_.module_, X, lambda m, x: m.encoder(x))
+        return infer(self.autoencoder_.module_, X, self.autoencoder_._encode)
 
     def score(self, X, y=None):
         """Silhouette coefficient of the predicted clusters of X, in X's space.

@@ -88,6 +88,19 @@ def test_stops_when_labels_settle(blobs):
     assert dec.label_changes_[-1] < 0.5
 
 
+def test_convergence_warning_only_when_max_iter_is_reached(blobs):
+    import warnings
+
+    X, _ = blobs
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        small(tol=0.0, max_iter=2).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        settled = small(tol=0.5, update_interval=1, max_iter=50,
+                        autoencoder=small_ae(tol=1e9)).fit(X)
+    assert settled.converged_
+
+
 def test_idec_keeps_decoder_and_dec_does_not(blobs):
     X, _ = blobs
     ae = small_ae(random_state=0).fit(X)

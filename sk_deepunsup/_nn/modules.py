@@ -272,17 +272,12 @@ class Autoencoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-class ClusteringAutoencoder(nn.Module):
+class ClusteringAutoencoder(Autoencoder):
     """An autoencoder plus trainable cluster centres in its embedding (DEC/IDEC)."""
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, centers: torch.Tensor):
-        super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
+        super().__init__(encoder, decoder)
         self.centers = nn.Parameter(centers.detach().clone())
-
-    def forward(self, x):
-        return self.decoder(self.encoder(x))
 
 
 #: Likelihoods of :class:`VAEModule`.
