@@ -18,21 +18,29 @@ from sklearn.base import (
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._base import (
     FLOAT_DTYPES,
     NETWORK_CONSTRAINTS,
     TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
-    check_unit_interval,
+    check_loss_range,
     infer,
+    is_streamed,
     make_generator,
+    make_source,
     resolve_device,
-    to_tensor,
+    validate_input,
     warn_not_converged,
 )
-from ._nn import Trainer, build_autoencoder, decode_output, reconstruction_loss
+from ._nn import (
+    Trainer,
+    TrainingInterrupted,
+    build_autoencoder,
+    decode_output,
+    reconstruction_loss,
+)
 from ._nn.losses import RECONSTRUCTION_LOSSES, reconstruction_objective
 
 
@@ -91,9 +99,11 @@ class AutoencoderBase(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data. Standardise it first (``StandardScaler``), or scale
-            it to [0, 1] for ``loss="bce"``.
+            it to [0, 1] for ``loss="bce"``. Sparse matrices are densified one
+            batch at a time; numpy memmaps over 256 MB, h5py datasets and zarr
+            arrays are read batch by batch (never loaded whole).
         y : None
             Ignored; present for API consistency.
 
@@ -102,7 +112,7 @@ class AutoencoderBase(
         self : object
             The fitted estimator.
         """
-        X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2)
+        X = validate_input(self, X, reset=True, training=True)
         return self._fit(X, incremental=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -115,7 +125,7 @@ class AutoencoderBase(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             A chunk of training data.
         y : None
             Ignored; present for API consistency.
@@ -126,7 +136,7 @@ class AutoencoderBase(
             The updated estimator.
         """
         first = not hasattr(self, "module_")
-        X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2, reset=first)
+        X = validate_input(self, X, reset=first, training=True)
         return self._fit(X, incremental=True)
 
     def _hidden_sizes(self) -> list[int]:
@@ -139,20 +149,46 @@ class AutoencoderBase(
             )
         return [int(s) for s in sizes]
 
-    def _check_training_data(self, X) -> None:
-        if self.loss == "bce":
-            check_unit_interval(X, "loss='bce'")
+    def _network_signature(self, n_features: int, hidden: list[int]) -> tuple:
+        """The parameters baked into the network ``_build_module`` makes."""
+        return (
+            ("n_features_in_", n_features),
+            ("n_components", self.n_components),
+            ("hidden_layer_sizes", tuple(hidden)),
+            ("activation", self.activation),
+            ("dropout", self.dropout),
+            ("batch_norm", self.batch_norm),
+            ("loss", self.loss),
+        )
+
+    def _starts_afresh(self, signature: tuple, incremental: bool) -> bool:
+        """Whether this call builds a new network (else it continues the fitted one).
+
+        ``fit`` builds afresh unless ``warm_start``; a warm start whose network
+        parameters changed since the network was built rebuilds it too, so the
+        model always agrees with its parameters. ``partial_fit`` cannot
+        continue a network whose parameters changed: it says so.
+        """
+        if not hasattr(self, "module_"):
+            return True
+        changed = [
+            name for (name, new), (_, old) in zip(signature, self._signature) if new != old
+        ]
+        if incremental and changed:
+            raise ValueError(
+                f"partial_fit cannot continue training: {', '.join(changed)} changed "
+                "since the network was built. Call fit to build a new network, or "
+                "restore the parameters."
+            )
+        return not incremental and (not self.warm_start or bool(changed))
 
     def _fit(self, X, incremental: bool):
-        self._check_training_data(X)
         hidden = self._hidden_sizes()  # validated before any work
-        fitted = hasattr(self, "module_")
-        first = (
-            not fitted
-            or (not incremental and not self.warm_start)
-            or self.module_.encoder.in_features != X.shape[1]
-        )
+        signature = self._network_signature(X.shape[1], hidden)
+        first = self._starts_afresh(signature, incremental)
         device = resolve_device(self.device)
+        data = make_source(X, device, training=True)
+        check_loss_range(data, self.loss, is_streamed(X))
         seed = self._training_seed(first)
         if first:
             module = self._build_module(X.shape[1], hidden, make_generator(seed))
@@ -169,7 +205,6 @@ class AutoencoderBase(
             optimizer_state = self._optimizer_state if incremental else None
         module.to(device)
         generator = make_generator(seed, device)
-        data = to_tensor(X, device)
         validation = None
         if self.early_stopping and not incremental:
             data, validation = self._split_validation(data, generator)
@@ -179,7 +214,7 @@ class AutoencoderBase(
             self._objective(generator),
             learning_rate=self.learning_rate_init,
             weight_decay=self.alpha,
-            batch_size=self._resolve_batch_size(data.shape[0]),
+            batch_size=self._resolve_batch_size(data.n_samples),
             max_iter=1 if incremental else self.max_iter,
             tol=self.tol,
             n_iter_no_change=None if incremental else self.n_iter_no_change,
@@ -188,12 +223,14 @@ class AutoencoderBase(
             verbose=bool(self.verbose),
             optimizer_state=optimizer_state,
             description=type(self).__name__,
+            n_threads=self.n_threads,
         )
-        history = trainer.fit((data,), None if validation is None else (validation,))
+        history = trainer.fit(data, validation)
         if not incremental:
             self._after_fit(module, data)
 
         self.module_ = module
+        self._signature = signature
         self.device_ = str(device)
         self._optimizer_state = trainer.optimizer_state_dict
         self.loss_curve_ = previous["loss"] + history.loss
@@ -209,7 +246,7 @@ class AutoencoderBase(
         return self
 
     def _split_validation(self, data, generator):
-        n = data.shape[0]
+        n = data.n_samples
         n_val = math.ceil(self.validation_fraction * n)
         if n - n_val < 2:
             raise ValueError(
@@ -217,8 +254,8 @@ class AutoencoderBase(
                 f"{self.validation_fraction} of the {n} samples, leaving {n - n_val} "
                 "to train on; pass more samples or set early_stopping=False."
             )
-        perm = torch.randperm(n, generator=generator, device=data.device)
-        return data[perm[n_val:]], data[perm[:n_val]]
+        perm = data.permutation(generator).cpu().numpy()
+        return data.subset(perm[n_val:]), data.subset(perm[:n_val])
 
     # -- inference -------------------------------------------------------------------
 
@@ -236,7 +273,7 @@ class AutoencoderBase(
             The embedding; float64 unless X is float32.
         """
         X = self._validated(X)
-        return infer(self.module_, X, self._encode)
+        return infer(self.module_, X, self._encode, self.n_threads)
 
     def inverse_transform(self, X):
         """Decode embeddings back to the input space.
@@ -258,7 +295,7 @@ class AutoencoderBase(
                 f"X has {Z.shape[1]} features, but inverse_transform expects "
                 f"n_components={self.n_components} (the output of transform)."
             )
-        return infer(self.module_, Z, self._decode)
+        return infer(self.module_, Z, self._decode, self.n_threads)
 
     def score_samples(self, X):
         """Score of each sample; higher means better explained by the model.
@@ -273,7 +310,7 @@ class AutoencoderBase(
         scores : ndarray of shape (n_samples,)
         """
         X = self._validated(X)
-        return infer(self.module_, X, self._score_samples_tensor)
+        return infer(self.module_, X, self._score_samples_tensor, self.n_threads)
 
     def score(self, X, y=None):
         """Mean of :meth:`score_samples`: higher is better, so GridSearchCV needs no y.
@@ -333,9 +370,15 @@ class DeepAutoencoder(AutoencoderBase):
     noise : float >= 0, default=0.0
         Standard deviation of the Gaussian noise added to the inputs during
         training (a denoising autoencoder); the target stays clean.
-    loss : {"mse", "bce"}, default="mse"
+    loss : {"mse", "bce", "multinomial"}, default="mse"
         Reconstruction loss. ``"bce"`` (binary cross-entropy, sigmoid output)
-        suits data in [0, 1] such as pixel intensities.
+        suits data in [0, 1] such as pixel intensities. ``"multinomial"``
+        (cross-entropy of a softmax over the features, as in NVDM and
+        Mult-VAE) suits non-negative counts or weights such as word counts,
+        TF-IDF rows or user-item interactions: it models which features a row
+        spreads its mass over, not their scale; ``inverse_transform`` then
+        returns each feature's share (rows sum to 1) and ``score_samples``
+        the per-row log-likelihood.
     alpha : float >= 0, default=0.0
         L2 penalty on the weight matrices (not the biases).
     batch_size : int or "auto", default="auto"
@@ -370,6 +413,15 @@ class DeepAutoencoder(AutoencoderBase):
     device : str or torch.device, default="auto"
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
         ``"cuda:N"`` or ``"mps"``.
+    n_threads : int or None, default=None
+        torch threads used on the CPU, for fitting and inference. ``None``
+        measures: it times steps with one thread and with torch's current
+        setting (all cores unless ``torch.set_num_threads`` lowered it),
+        keeps the faster and measures again every few seconds, which keeps
+        small networks fast on a busy machine. The two can round float32
+        sums differently, so for bit-identical refits with the same
+        ``random_state`` fix it (e.g. ``n_threads=1``). torch's global
+        setting is restored afterwards.
 
     Attributes
     ----------
@@ -437,6 +489,7 @@ class DeepAutoencoder(AutoencoderBase):
         verbose=False,
         warm_start=False,
         device="auto",
+        n_threads=None,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -458,6 +511,7 @@ class DeepAutoencoder(AutoencoderBase):
         self.verbose = verbose
         self.warm_start = warm_start
         self.device = device
+        self.n_threads = n_threads
 
     def _objective(self, generator):
         return reconstruction_objective(self.loss, self.noise, generator)
@@ -487,8 +541,9 @@ def prepare_autoencoder(owner, X, default, seed: int):
 
     ``owner.autoencoder`` is None (``default()`` is used), an unfitted
     autoencoder (cloned), or a fitted one (deep-copied, never changed, and
-    checked against X's width). Unfitted ones get the owner's ``device`` and
-    ``verbose``, and ``seed`` when they have no ``random_state``.
+    checked against X's width). Unfitted ones get the owner's ``device``,
+    ``verbose`` and ``n_threads``, and ``seed`` when they have no
+    ``random_state``.
 
     Returns
     -------
@@ -504,19 +559,41 @@ def prepare_autoencoder(owner, X, default, seed: int):
             )
         return copy.deepcopy(given), False
     autoencoder = clone(default() if given is None else given)
-    overrides = {"device": owner.device, "verbose": owner.verbose}
+    overrides = {
+        "device": owner.device,
+        "verbose": owner.verbose,
+        "n_threads": owner.n_threads,
+    }
     if autoencoder.random_state is None:
         overrides["random_state"] = seed
     return autoencoder.set_params(**overrides), True
+
+
+class PretrainingInterrupted(Exception):
+    """Ctrl-C ended a pretraining; ``autoencoder`` is usable but was not cached."""
+
+    def __init__(self, autoencoder):
+        super().__init__("pretraining was interrupted")
+        self.autoencoder = autoencoder
 
 
 def fit_autoencoder(autoencoder, X, quiet: bool = False):
     """Fit ``autoencoder`` on X and return it (the unit that ``memory`` caches).
 
     ``quiet`` hides its ConvergenceWarning: a default network trains for a
-    fixed budget by design.
+    fixed budget by design. If Ctrl-C interrupts the fit, the warning is
+    passed on and :class:`PretrainingInterrupted` raised with the usable,
+    partly trained autoencoder (an exception, so ``memory`` does not cache it).
     """
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         if quiet:
             warnings.simplefilter("ignore", ConvergenceWarning)
-        return autoencoder.fit(X)
+        autoencoder.fit(X)
+    interrupted = False
+    for w in caught:
+        interrupted |= issubclass(w.category, TrainingInterrupted)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if interrupted:
+        raise PretrainingInterrupted(autoencoder)
+    return autoencoder

@@ -11,6 +11,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
@@ -18,13 +19,26 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from ._nn import ACTIVATIONS
+from ._nn import ACTIVATIONS, ThreadPolicy
+from ._nn.data import (
+    BatchSource,
+    SparseRowSource,
+    StreamedRowSource,
+    TensorSource,
+    chunk_rows,
+)
 
 #: The dtypes estimators accept without conversion; anything else becomes float64.
 FLOAT_DTYPES = (np.float64, np.float32)
 
-#: Rows per chunk at inference; results do not depend on it (see ``infer``).
+#: Rows per chunk at inference (fewer for wide data); results do not depend on it.
 INFERENCE_CHUNK = 8192
+
+#: Sparse formats accepted; others (and dense formats) are converted to CSR.
+SPARSE_FORMATS = ("csr", "csc", "coo")
+
+#: Memory maps larger than this (as float32) are read batch by batch, not loaded.
+STREAM_BYTES = 1 << 28
 
 #: Constraints of the training parameters that every estimator shares.
 TRAINING_CONSTRAINTS = {
@@ -35,6 +49,7 @@ TRAINING_CONSTRAINTS = {
     "random_state": ["random_state"],
     "verbose": ["verbose"],
     "device": [str, torch.device],
+    "n_threads": [None, Interval(Integral, 1, None, closed="left")],
 }
 
 #: Constraints of the network-shape parameters of the autoencoders.
@@ -135,14 +150,103 @@ def to_tensor(X: np.ndarray, device: torch.device, dtype=torch.float32) -> torch
     return torch.from_numpy(arr).to(device)
 
 
-def inference_dtype(X: np.ndarray, device: torch.device) -> torch.dtype:
+def is_streamed(X) -> bool:
+    """Whether X is row storage to read batch by batch instead of loading.
+
+    Large numpy memory maps (over :data:`STREAM_BYTES` as float32), and
+    2-D row-sliceable stores that are not arrays in memory (h5py datasets,
+    zarr arrays: objects with ``shape``, ``dtype`` and ``__getitem__``).
+    Lists, numpy arrays, sparse matrices, pandas objects, tensors and lazy
+    arrays that compute themselves (dask) are not.
+    """
+    if isinstance(X, np.memmap):
+        return X.ndim == 2 and X.shape[0] * X.shape[1] * 4 > STREAM_BYTES
+    if (
+        isinstance(X, (np.ndarray, list, tuple, torch.Tensor))
+        or sp.issparse(X)
+        or hasattr(X, "iloc")
+        or hasattr(X, "compute")
+        or hasattr(X, "__array_namespace__")
+    ):
+        return False
+    shape = getattr(X, "shape", None)
+    return (
+        shape is not None
+        and len(shape) == 2
+        and hasattr(X, "dtype")
+        and hasattr(X, "__getitem__")
+    )
+
+
+def validate_input(estimator, X, *, reset: bool, training: bool = False):
+    """Validate X for ``fit`` (``training``) or inference; never copies streamed data.
+
+    Dense input becomes a float array, sparse input CSR (both through
+    scikit-learn's ``validate_data``). Streamed input (see :func:`is_streamed`)
+    is checked on its shape and first rows only; its values are checked as
+    they are read.
+    """
+    min_samples = 2 if training else 1
+    if not is_streamed(X):
+        return validate_data(
+            estimator,
+            X,
+            accept_sparse="csr",
+            dtype=FLOAT_DTYPES,
+            ensure_min_samples=min_samples,
+            reset=reset,
+        )
+    if X.shape[0] < min_samples:
+        raise ValueError(
+            f"Found array with {X.shape[0]} sample(s) (shape={tuple(X.shape)}) while a "
+            f"minimum of {min_samples} is required."
+        )
+    if np.dtype(X.dtype).kind not in "fiub":
+        raise ValueError(
+            f"X has dtype {X.dtype}; numeric data is needed. Convert it to float32."
+        )
+    validate_data(estimator, np.asarray(X[:min_samples]), dtype=FLOAT_DTYPES, reset=reset)
+    return X
+
+
+def data_dtype(X) -> np.dtype:
+    """float64 for float64 input, else float32 (as the outputs are)."""
+    return np.dtype(np.float64) if np.dtype(X.dtype) == np.float64 else np.dtype(np.float32)
+
+
+def make_source(X, device: torch.device, dtype=torch.float32, *, training: bool) -> BatchSource:
+    """The batch source for validated X.
+
+    Dense data for training is copied to ``device`` whole (the fast path);
+    dense data for inference, sparse data and streamed data are read chunk
+    by chunk, so nothing but a chunk is ever densified.
+    """
+    if sp.issparse(X):
+        return SparseRowSource.from_csr(X, device, dtype)
+    if training and not is_streamed(X):
+        return TensorSource(to_tensor(X, device, dtype))
+    return StreamedRowSource(X, device, dtype)
+
+
+def check_finite_range(source: BatchSource) -> tuple[float, float]:
+    """The smallest and largest value of streamed data; ValueError if not finite."""
+    lo, hi = source.value_range()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(
+            "Input X contains NaN or infinity; remove or impute those values "
+            "(e.g. with sklearn.impute.SimpleImputer)."
+        )
+    return lo, hi
+
+
+def inference_dtype(X, device: torch.device) -> torch.dtype:
     """float64 for float64 input on the CPU, else float32.
 
     Training is float32. On the CPU, float64 input is run through a float64
     copy of the network so that a row's output does not depend on which other
     rows share its batch (float32 matrix products change with the batch shape).
     """
-    if X.dtype == np.float64 and device.type == "cpu":
+    if data_dtype(X) == np.float64 and device.type == "cpu":
         return torch.float64
     return torch.float32
 
@@ -151,25 +255,33 @@ def module_device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def infer(module: nn.Module, X: np.ndarray, forward) -> np.ndarray:
-    """``forward(module, batch)`` over ``X`` in chunks; a numpy array of X's dtype.
+def infer(module: nn.Module, X, forward, n_threads: int | None = None) -> np.ndarray:
+    """``forward(module, batch)`` over X in chunks; a numpy array of X's dtype.
 
-    ``forward`` may return one tensor or a tuple of tensors (then a tuple of
-    arrays is returned).
+    X is a validated dense array, a CSR matrix or streamed storage; each chunk
+    is densified alone. ``forward`` may return one tensor or a tuple of
+    tensors (then a tuple of arrays is returned). ``n_threads`` as in
+    :class:`~._nn.ThreadPolicy` (torch's setting is restored afterwards).
     """
     device = module_device(module)
     dtype = inference_dtype(X, device)
     if dtype != next(module.parameters()).dtype:
         module = copy.deepcopy(module).to(dtype)
     module.eval()
+    source = make_source(X, device, dtype, training=False)
+    check_chunks = is_streamed(X)
+    out_dtype = data_dtype(X)
     outs = []
-    with torch.inference_mode():
-        for start in range(0, X.shape[0], INFERENCE_CHUNK):
-            xb = to_tensor(X[start : start + INFERENCE_CHUNK], device, dtype)
-            out = forward(module, xb)
+    policy = ThreadPolicy(n_threads if device.type == "cpu" else torch.get_num_threads())
+    with policy, torch.inference_mode():
+        for xb in source.chunks(chunk_rows(source.n_features, INFERENCE_CHUNK)):
+            if check_chunks and not bool(torch.isfinite(xb).all()):
+                check_finite_range(TensorSource(xb))
+            with policy.step():
+                out = forward(module, xb)
             outs.append(out if isinstance(out, tuple) else (out,))
     results = tuple(
-        torch.cat([o[i] for o in outs]).cpu().numpy().astype(X.dtype, copy=False)
+        torch.cat([o[i] for o in outs]).cpu().numpy().astype(out_dtype, copy=False)
         for i in range(len(outs[0]))
     )
     return results if len(results) > 1 else results[0]
@@ -240,7 +352,12 @@ class TorchEstimatorMixin(TorchStateMixin):
     def _validated(self, X):
         """X checked for inference: fitted estimator, same features as in fit."""
         check_is_fitted(self)
-        return validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
+        return validate_input(self, X, reset=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
 
     def _training_seed(self, first_call: bool) -> int:
         """A fresh seed for this training call, reproducible from random_state.
@@ -260,13 +377,24 @@ class TorchEstimatorMixin(TorchStateMixin):
         return min(self.batch_size, n_samples)
 
 
-def check_unit_interval(X: np.ndarray, what: str) -> None:
-    """``loss='bce'`` models Bernoulli pixels: values must lie in [0, 1]."""
-    lo, hi = float(X.min()), float(X.max())
-    if lo < 0.0 or hi > 1.0:
+def check_loss_range(source: BatchSource, loss: str, streamed: bool) -> None:
+    """Values that ``loss`` can model; streamed data are also checked for NaN here.
+
+    ``"bce"`` models Bernoulli pixels: values in [0, 1]. ``"multinomial"``
+    models counts (or TF-IDF weights): values >= 0, and not all zero.
+    """
+    if not streamed and loss not in ("bce", "multinomial"):
+        return
+    lo, hi = check_finite_range(source)
+    if loss == "bce" and (lo < 0.0 or hi > 1.0):
         raise ValueError(
-            f"{what} needs X in [0, 1], got values in [{lo:.4g}, {hi:.4g}]. Scale X "
+            f"loss='bce' needs X in [0, 1], got values in [{lo:.4g}, {hi:.4g}]. Scale X "
             "with sklearn.preprocessing.MinMaxScaler or use loss='mse'."
+        )
+    if loss == "multinomial" and lo < 0.0:
+        raise ValueError(
+            f"loss='multinomial' needs non-negative X (counts or TF-IDF weights), got a "
+            f"minimum of {lo:.4g}. Use loss='mse' for centred or signed data."
         )
 
 
@@ -277,7 +405,12 @@ __all__ = [
     "TRAINING_CONSTRAINTS",
     "TorchEstimatorMixin",
     "TorchStateMixin",
-    "check_unit_interval",
+    "check_finite_range",
+    "check_loss_range",
+    "data_dtype",
+    "is_streamed",
+    "make_source",
+    "validate_input",
     "derive_seed",
     "device_available",
     "draw_seed",

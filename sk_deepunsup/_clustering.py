@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import sys
 import warnings
 from numbers import Integral, Real
 
@@ -15,27 +17,33 @@ from sklearn.base import (
     _fit_context,
     clone,
 )
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import silhouette_score
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_memory, validate_data
+from sklearn.utils.validation import check_memory
 
-from ._autoencoder import DeepAutoencoder, fit_autoencoder, prepare_autoencoder
+from ._autoencoder import (
+    DeepAutoencoder,
+    PretrainingInterrupted,
+    fit_autoencoder,
+    prepare_autoencoder,
+)
 from ._base import (
-    FLOAT_DTYPES,
     TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
     infer,
     make_generator,
+    make_source,
     resolve_device,
-    to_tensor,
+    validate_input,
     warn_not_converged,
 )
 from ._nn import (
     ClusteringAutoencoder,
     TargetUpdater,
     Trainer,
+    TrainingInterrupted,
     clustering_objective,
     student_t_assignment,
 )
@@ -44,12 +52,24 @@ from ._nn import (
 SCORE_SAMPLE_SIZE = 4000
 
 
-def default_autoencoder() -> DeepAutoencoder:
+#: Pretraining budget of the default autoencoder: this many sample visits
+#: (epochs x samples), at most 150 and at least 10 epochs. Small data sets get
+#: 150 epochs; from 20 000 samples on, pretraining takes about the same time
+#: whatever the size (more samples, fewer epochs, as many optimisation steps).
+PRETRAINING_SAMPLES = 3_000_000
+
+
+def pretraining_epochs(n_samples: int) -> int:
+    """Epochs the default autoencoder pretrains for on ``n_samples`` samples."""
+    return int(min(150, max(10, math.ceil(PRETRAINING_SAMPLES / n_samples))))
+
+
+def default_autoencoder(n_samples: int) -> DeepAutoencoder:
     """The autoencoder pretrained when ``autoencoder=None``."""
     return DeepAutoencoder(
         n_components=10,
         hidden_layer_sizes=(500, 500),
-        max_iter=150,
+        max_iter=pretraining_epochs(n_samples),
         tol=1e-5,
     )
 
@@ -68,7 +88,7 @@ class DeepEmbeddingClusterer(
     the encoder and the centres are trained together to minimise
     ``KL(P || Q)``, where Q are Student's t soft assignments of the embedded
     samples to the centres and P is a sharpened target computed from Q over
-    the **whole** data set every ``update_interval`` batches. Training stops
+    the **whole** data set every ``update_interval`` epochs. Training stops
     when fewer than ``tol`` of the samples changed cluster between two target
     updates, or after ``max_iter`` epochs. With ``reconstruction_weight > 0``
     the decoder's reconstruction loss is kept in the objective (IDEC), which
@@ -80,13 +100,17 @@ class DeepEmbeddingClusterer(
         Number of clusters.
     autoencoder : DeepAutoencoder or None, default=None
         ``None`` pretrains a ``DeepAutoencoder(n_components=10,
-        hidden_layer_sizes=(500, 500), max_iter=150)`` (the DEC paper's
+        hidden_layer_sizes=(500, 500))`` for 150 epochs or 3 million sample
+        visits, whichever is fewer (at least 10 epochs), so pretraining time
+        stops growing with the data beyond 20 000 samples (the DEC paper's
         ``(500, 500, 2000)`` was slower and no better on the benchmarks in
         the README). An unfitted one is cloned and pretrained on X with its
         parameters. A fitted one is copied and used as is (it is never
-        changed). This estimator's ``device`` and ``verbose`` override the
-        autoencoder's, and its ``random_state`` seeds an autoencoder that has
-        none.
+        changed); note that ``clone``, and so ``GridSearchCV``, turns it back
+        into an unfitted one, pretrained again in every fit (use ``memory``
+        to pretrain once per fold). This estimator's ``device``, ``verbose``
+        and ``n_threads`` override the autoencoder's, and its
+        ``random_state`` seeds an autoencoder that has none.
     alpha : float > 0, default=1.0
         Degrees of freedom of the Student's t kernel of the soft assignments.
     reconstruction_weight : float >= 0, default=1.0
@@ -100,8 +124,11 @@ class DeepEmbeddingClusterer(
         of the embedding.
     n_init : int, default=20
         Restarts of k-means when ``init="k-means"``.
-    update_interval : int, default=20
-        Optimisation steps (batches) between target-distribution updates.
+    update_interval : float > 0, default=3.0
+        Epochs between target-distribution updates (a fraction of an epoch
+        is allowed; at least one batch). Each update reads the whole data
+        set once, so an interval in epochs keeps its cost a fixed share of
+        training whatever the data size.
     tol : float >= 0, default=1e-3
         Stop when the share of samples whose label changed between two
         consecutive target updates falls below ``tol``.
@@ -115,7 +142,9 @@ class DeepEmbeddingClusterer(
     memory : str, joblib.Memory or None, default=None
         Caches the pretrained autoencoder, keyed on the data and the
         autoencoder's parameters: a grid search over ``n_clusters`` then
-        pretrains once per fold.
+        pretrains once per fold. The key includes the seed, so it needs an
+        int ``random_state`` (a warning says so otherwise). An interrupted
+        pretraining is not cached.
     random_state : int, RandomState instance or None, default=None
         Seeds pretraining (for an autoencoder without a ``random_state``),
         initialisation and training. Neither torch's nor numpy's global random
@@ -124,7 +153,11 @@ class DeepEmbeddingClusterer(
         Where pretraining and clustering run: ``"auto"``, ``"cpu"``,
         ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     verbose : bool or int, default=False
-        Progress bars on stderr.
+        Say each phase (pretraining, initialisation, refinement) and show
+        progress bars, on stderr.
+    n_threads : int or None, default=None
+        torch threads on the CPU; ``None`` chooses by measurement (see
+        ``DeepAutoencoder``). Fix it for bit-identical refits.
 
     Attributes
     ----------
@@ -139,6 +172,9 @@ class DeepEmbeddingClusterer(
         Epochs of the clustering phase.
     converged_ : bool
         Whether training stopped on ``tol`` rather than ``max_iter``.
+    interrupted_ : bool
+        Whether Ctrl-C (KeyboardInterrupt) ended the fit early; the model is
+        usable all the same (see the README).
     loss_curve_ : list of float
         Mean clustering loss of each epoch.
     label_changes_ : list of float
@@ -185,7 +221,7 @@ class DeepEmbeddingClusterer(
         "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
         "init": [StrOptions({"k-means"}), HasMethods(["fit_predict"])],
         "n_init": [Interval(Integral, 1, None, closed="left")],
-        "update_interval": [Interval(Integral, 1, None, closed="left")],
+        "update_interval": [Interval(Real, 0, None, closed="neither")],
         "memory": [None, str, HasMethods(["cache"])],
     }
 
@@ -200,7 +236,7 @@ class DeepEmbeddingClusterer(
         reconstruction_weight=1.0,
         init="k-means",
         n_init=20,
-        update_interval=20,
+        update_interval=3.0,
         tol=1e-3,
         max_iter=100,
         batch_size=256,
@@ -209,6 +245,7 @@ class DeepEmbeddingClusterer(
         random_state=None,
         device="auto",
         verbose=False,
+        n_threads=None,
     ):
         self.n_clusters = n_clusters
         self.autoencoder = autoencoder
@@ -225,6 +262,7 @@ class DeepEmbeddingClusterer(
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
+        self.n_threads = n_threads
 
     # -- fitting ---------------------------------------------------------------------
 
@@ -244,7 +282,7 @@ class DeepEmbeddingClusterer(
         self : object
             The fitted estimator.
         """
-        X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2)
+        X = validate_input(self, X, reset=True, training=True)
         n_samples = X.shape[0]
         if self.n_clusters > n_samples:
             raise ValueError(
@@ -253,13 +291,14 @@ class DeepEmbeddingClusterer(
             )
         device = resolve_device(self.device)
         seed = self._training_seed(first_call=True)
-        autoencoder, needs_fit = prepare_autoencoder(self, X, default_autoencoder, seed)
-        if needs_fit:
-            pretrain = check_memory(self.memory).cache(fit_autoencoder)
-            autoencoder = pretrain(autoencoder, X, quiet=self.autoencoder is None)
+        self.interrupted_ = False
+
+        autoencoder = self._pretrain(X, seed)
         autoencoder.module_.to(device)
         autoencoder.device_ = str(device)  # unpickling maps tensors to device_
-        embedding = infer(autoencoder.module_, X, autoencoder._encode)
+
+        self._say(f"initialising {self.n_clusters} clusters in the embedding")
+        embedding = infer(autoencoder.module_, X, autoencoder._encode, self.n_threads)
         centers = self._initial_centers(embedding, seed)
 
         module = ClusteringAutoencoder(
@@ -267,49 +306,105 @@ class DeepEmbeddingClusterer(
             autoencoder.module_.decoder,
             torch.as_tensor(centers, dtype=torch.float32),
         ).to(device)
-        data = to_tensor(X, device)
-        updater = TargetUpdater(data, self.alpha, self.update_interval, self.tol)
-        params = [*module.encoder.parameters(), module.centers]
-        if self.reconstruction_weight:
-            params += list(module.decoder.parameters())
-        generator = make_generator(seed, device)
-        trainer = Trainer(
-            module,
-            clustering_objective(
-                updater, self.alpha, self.reconstruction_weight, autoencoder.loss
-            ),
-            params=params,
-            learning_rate=self.learning_rate_init,
-            batch_size=self._resolve_batch_size(n_samples),
-            max_iter=self.max_iter,
-            n_iter_no_change=None,
-            shuffle=True,
-            generator=generator,
-            verbose=bool(self.verbose),
-            callbacks=[updater],
-            description=type(self).__name__,
-        )
-        index = torch.arange(n_samples, device=device)
-        history = trainer.fit((data, index))
+        history, updater = self._refine(module, X, autoencoder.loss, seed, device)
 
         self.autoencoder_ = autoencoder  # its module_ holds the fine-tuned networks
         self.cluster_centers_ = module.centers.detach().cpu().numpy().astype(np.float64)
         self.device_ = str(device)
         self.n_iter_ = history.n_iter
         self.converged_ = updater.converged
+        self.interrupted_ = self.interrupted_ or history.interrupted
         self.loss_curve_ = history.loss
         self.label_changes_ = updater.label_changes
         self.labels_ = self._predict_proba(X).argmax(axis=1)
         # the updater stops training on tol, so history.stopped_early covers it
-        warn_not_converged(self, history)
+        if not self.interrupted_:
+            warn_not_converged(self, history)
         self._warn_empty_clusters()
         return self
+
+    def _say(self, message: str) -> None:
+        if self.verbose:
+            print(f"{type(self).__name__}: {message}", file=sys.stderr, flush=True)
+
+    def _pretrain(self, X, seed: int):
+        """Phase 1: the autoencoder, pretrained on X (or the fitted one given)."""
+        autoencoder, needs_fit = prepare_autoencoder(
+            self, X, lambda: default_autoencoder(X.shape[0]), seed
+        )
+        if not needs_fit:
+            return autoencoder
+        if self.memory is not None and self.random_state is None:
+            warnings.warn(
+                "memory caches the pretrained autoencoder keyed on its seed, and "
+                "random_state=None draws a new seed every fit, so nothing would be "
+                "reused; set random_state to an int.",
+                UserWarning,
+            )
+        self._say(
+            f"pretraining the autoencoder for up to {autoencoder.max_iter} epochs "
+            f"on {X.shape[0]} samples"
+        )
+        pretrain = check_memory(self.memory).cache(fit_autoencoder)
+        try:
+            return pretrain(autoencoder, X, quiet=self.autoencoder is None)
+        except PretrainingInterrupted as stop:
+            self.interrupted_ = True  # later phases run as briefly as they can
+            return stop.autoencoder
+
+    def _refine(self, module, X, loss, seed, device):
+        """Phase 3: DEC/IDEC self-training of the encoder and the centres."""
+        data = make_source(X, device, training=True)
+        batch_size = self._resolve_batch_size(data.n_samples)
+        steps_per_epoch = math.ceil(data.n_samples / batch_size)
+        interval = max(1, round(self.update_interval * steps_per_epoch))
+        updater = TargetUpdater(data, self.alpha, interval, self.tol)
+        params = [*module.encoder.parameters(), module.centers]
+        if self.reconstruction_weight:
+            params += list(module.decoder.parameters())
+        trainer = Trainer(
+            module,
+            clustering_objective(updater, self.alpha, self.reconstruction_weight, loss),
+            params=params,
+            learning_rate=self.learning_rate_init,
+            batch_size=batch_size,
+            max_iter=0 if self.interrupted_ else self.max_iter,
+            n_iter_no_change=None,
+            shuffle=True,
+            generator=make_generator(seed, device),
+            verbose=bool(self.verbose),
+            callbacks=[updater],
+            description=type(self).__name__,
+            with_index=True,
+            n_threads=self.n_threads,
+        )
+        if not self.interrupted_:
+            self._say(
+                f"refining clusters ({'IDEC' if self.reconstruction_weight else 'DEC'}) "
+                f"for up to {self.max_iter} epochs, targets updated every "
+                f"{interval} batches"
+            )
+        history = trainer.fit(data)
+        if updater.p is None:  # no epoch ran: still record the initial labels
+            updater.refresh(trainer)
+        return history, updater
 
     def _initial_centers(self, embedding, seed) -> np.ndarray:
         k = self.n_clusters
         if isinstance(self.init, str):  # "k-means"
+            if self.interrupted_:
+                return kmeans_plusplus(embedding, k, random_state=seed)[0]
             kmeans = KMeans(n_clusters=k, n_init=self.n_init, random_state=seed)
-            return kmeans.fit(embedding).cluster_centers_
+            try:
+                return kmeans.fit(embedding).cluster_centers_
+            except KeyboardInterrupt:
+                self.interrupted_ = True
+                warnings.warn(
+                    "Initialisation interrupted; the clusters start from k-means++ "
+                    "seeds and are not refined.",
+                    TrainingInterrupted,
+                )
+                return kmeans_plusplus(embedding, k, random_state=seed)[0]
         init = clone(self.init)
         params = init.get_params()
         overrides = {}
@@ -345,7 +440,7 @@ class DeepEmbeddingClusterer(
         return student_t_assignment(module.encoder(x), centers, self.alpha)
 
     def _predict_proba(self, X):
-        return infer(self.autoencoder_.module_, X, self._soft_assign)
+        return infer(self.autoencoder_.module_, X, self._soft_assign, self.n_threads)
 
     def predict_proba(self, X):
         """Soft assignments Q: Student's t similarity of each sample to each centre.
@@ -389,7 +484,7 @@ class DeepEmbeddingClusterer(
         X_new : ndarray of shape (n_samples, n_components)
         """
         X = self._validated(X)
-        return infer(self.autoencoder_.module_, X, self.autoencoder_._encode)
+        return infer(self.autoencoder_.module_, X, self.autoencoder_._encode, self.n_threads)
 
     def score(self, X, y=None):
         """Silhouette coefficient of the predicted clusters of X, in X's space.
@@ -413,11 +508,19 @@ class DeepEmbeddingClusterer(
         """
         X = self._validated(X)
         labels = self._predict_proba(X).argmax(axis=1)
+        n_samples = X.shape[0]
         n_labels = len(np.unique(labels))
-        if n_labels < 2 or n_labels >= X.shape[0]:
+        if n_labels < 2 or n_labels >= n_samples:
             return -1.0
-        sample_size = SCORE_SAMPLE_SIZE if X.shape[0] > SCORE_SAMPLE_SIZE else None
-        return float(silhouette_score(X, labels, sample_size=sample_size, random_state=0))
+        if n_samples > SCORE_SAMPLE_SIZE:
+            # silhouette_score's own subsample, read in increasing row order
+            # (as sparse and streamed X read best); the mean does not depend on it
+            rows = np.random.RandomState(0).permutation(n_samples)[:SCORE_SAMPLE_SIZE]
+            rows.sort()
+            X, labels = X[rows], labels[rows]
+            if len(np.unique(labels)) < 2:
+                return -1.0
+        return float(silhouette_score(X, labels))
 
     @property
     def _n_features_out(self):

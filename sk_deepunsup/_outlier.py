@@ -7,10 +7,9 @@ from numbers import Real
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import validate_data
 
 from ._autoencoder import AutoencoderBase, fit_autoencoder, prepare_autoencoder
-from ._base import FLOAT_DTYPES, TRAINING_CONSTRAINTS, TorchEstimatorMixin
+from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin, validate_input
 from ._vae import VariationalAutoencoder
 
 
@@ -70,6 +69,9 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         Where the autoencoder trains and runs.
     verbose : bool or int, default=False
         Progress bar on stderr.
+    n_threads : int or None, default=None
+        torch threads on the CPU, passed to the autoencoder; ``None`` chooses
+        by measurement (see ``DeepAutoencoder``).
 
     Attributes
     ----------
@@ -115,6 +117,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         "random_state": TRAINING_CONSTRAINTS["random_state"],
         "device": TRAINING_CONSTRAINTS["device"],
         "verbose": TRAINING_CONSTRAINTS["verbose"],
+        "n_threads": TRAINING_CONSTRAINTS["n_threads"],
     }
 
     _fitted_attribute = "offset_"
@@ -128,6 +131,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         random_state=None,
         device="auto",
         verbose=False,
+        n_threads=None,
     ):
         self.autoencoder = autoencoder
         self.contamination = contamination
@@ -135,6 +139,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
+        self.n_threads = n_threads
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
@@ -152,7 +157,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         self : object
             The fitted detector.
         """
-        X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2)
+        X = validate_input(self, X, reset=True, training=True)
         seed = self._training_seed(first_call=True)
         autoencoder, needs_fit = prepare_autoencoder(self, X, default_autoencoder, seed)
         support = np.ones(X.shape[0], dtype=bool)

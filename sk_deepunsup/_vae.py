@@ -13,7 +13,12 @@ from ._base import draw_seed
 from ._nn import VAEModule, elbo, elbo_objective
 
 #: The likelihood p(x | z) behind each ``loss``.
-LIKELIHOOD_OF_LOSS = {"mse": "unit_gaussian", "gaussian": "gaussian", "bce": "bernoulli"}
+LIKELIHOOD_OF_LOSS = {
+    "mse": "unit_gaussian",
+    "gaussian": "gaussian",
+    "bce": "bernoulli",
+    "multinomial": "multinomial",
+}
 
 
 class VariationalAutoencoder(AutoencoderBase):
@@ -26,8 +31,9 @@ class VariationalAutoencoder(AutoencoderBase):
     scale is set to its maximum-likelihood value, the root mean squared
     residual (``loss="gaussian"``, a "calibrated decoder": the sharper
     density model; at the end of ``fit`` the scale is computed exactly on
-    the training data), or independent Bernoullis (``loss="bce"``, for data
-    in [0, 1]). Training maximises the evidence lower bound (ELBO) with the KL
+    the training data), independent Bernoullis (``loss="bce"``, for data
+    in [0, 1]), or a multinomial over the features (``loss="multinomial"``,
+    for counts or TF-IDF rows, as in NVDM, ProdLDA and Mult-VAE). Training maximises the evidence lower bound (ELBO) with the KL
     term weighted by ``beta`` (beta-VAE).
 
     ``score_samples`` returns each sample's ELBO, a lower bound of its
@@ -52,11 +58,13 @@ class VariationalAutoencoder(AutoencoderBase):
     beta : float >= 0, default=1.0
         Weight of the KL term in the training objective (1 is the ELBO).
         ``score_samples`` always reports the ELBO itself.
-    loss : {"mse", "gaussian", "bce"}, default="gaussian"
+    loss : {"mse", "gaussian", "bce", "multinomial"}, default="gaussian"
         Likelihood ``p(x | z)``: ``"mse"`` a unit-variance Gaussian,
         ``"gaussian"`` a Gaussian with calibrated per-feature scale (use it
         when the ELBO should be a sharp density), ``"bce"`` Bernoulli (data
-        in [0, 1]).
+        in [0, 1]), ``"multinomial"`` a softmax over the features (non-negative
+        counts or weights, e.g. TF-IDF; ``inverse_transform`` then returns
+        each feature's share, rows summing to 1).
     alpha : float >= 0, default=0.0
         L2 penalty on the weight matrices.
     batch_size : int or "auto", default="auto"
@@ -86,6 +94,15 @@ class VariationalAutoencoder(AutoencoderBase):
         Continue from the previous fit's weights.
     device : str or torch.device, default="auto"
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    n_threads : int or None, default=None
+        torch threads used on the CPU, for fitting and inference. ``None``
+        measures: it times steps with one thread and with torch's current
+        setting (all cores unless ``torch.set_num_threads`` lowered it),
+        keeps the faster and measures again every few seconds, which keeps
+        small networks fast on a busy machine. The two can round float32
+        sums differently, so for bit-identical refits with the same
+        ``random_state`` fix it (e.g. ``n_threads=1``). torch's global
+        setting is restored afterwards.
 
     Attributes
     ----------
@@ -159,6 +176,7 @@ class VariationalAutoencoder(AutoencoderBase):
         verbose=False,
         warm_start=False,
         device="auto",
+        n_threads=None,
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -180,6 +198,7 @@ class VariationalAutoencoder(AutoencoderBase):
         self.verbose = verbose
         self.warm_start = warm_start
         self.device = device
+        self.n_threads = n_threads
 
     def _build_module(self, n_features, hidden, generator):
         autoencoder = super()._build_module(n_features, hidden, generator)
@@ -191,7 +210,7 @@ class VariationalAutoencoder(AutoencoderBase):
         return elbo_objective(self.beta, generator)
 
     def _after_fit(self, module, data):
-        module.calibrate(data)
+        module.calibrate(data.chunks(1024))
 
     def _encode(self, module, x):
         return module.posterior(x)[0]

@@ -139,7 +139,9 @@ def test_default_autoencoder_is_pretrained_when_none(blobs, monkeypatch):
     import sk_deepunsup._clustering as clustering
 
     X, _ = blobs
-    monkeypatch.setattr(clustering, "default_autoencoder", lambda: small_ae(n_components=3))
+    monkeypatch.setattr(
+        clustering, "default_autoencoder", lambda n_samples: small_ae(n_components=3)
+    )
     dec = DeepEmbeddingClusterer(3, n_init=2, max_iter=5, random_state=0).fit(X)
     # None -> the default network, seeded from this estimator's random_state
     assert dec.autoencoder_.n_components == 3 and dec.autoencoder_.random_state is not None

@@ -4,6 +4,7 @@ This subpackage never imports scikit-learn; the estimators in the parent
 package are thin layers over it.
 """
 
+from .data import BatchSource, SparseRowSource, StreamedRowSource, TensorSource
 from .losses import (
     clustering_objective,
     decode_output,
@@ -26,6 +27,7 @@ from .modules import (
     set_generator,
 )
 from .optim import FlatAdam
+from .threads import ThreadPolicy, torch_threads
 from .training import (
     Callback,
     History,
@@ -38,6 +40,12 @@ from .training import (
 
 __all__ = [
     "ACTIVATIONS",
+    "BatchSource",
+    "SparseRowSource",
+    "StreamedRowSource",
+    "TensorSource",
+    "ThreadPolicy",
+    "torch_threads",
     "MLP",
     "Autoencoder",
     "Callback",

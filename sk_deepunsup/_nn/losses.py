@@ -21,6 +21,7 @@ __all__ = [
     "gaussian_kl",
     "gaussian_log_likelihood",
     "kl_clustering_loss",
+    "multinomial_log_likelihood",
     "posterior_draws",
     "reconstruction_loss",
     "reconstruction_objective",
@@ -30,15 +31,32 @@ __all__ = [
 
 #: ``"mse"``: squared error of a linear output. ``"bce"``: binary
 #: cross-entropy of a sigmoid output (the decoder emits logits).
-RECONSTRUCTION_LOSSES = ("mse", "bce")
+#: ``"multinomial"``: cross-entropy of a softmax over the features against
+#: the row's counts or weights (the decoder emits logits), the likelihood of
+#: NVDM, ProdLDA and Mult-VAE for documents and user histories.
+RECONSTRUCTION_LOSSES = ("mse", "bce", "multinomial")
+
+
+def multinomial_log_likelihood(x, logits):
+    """Per-sample ``sum_j x_j log softmax(logits)_j``: a multinomial over the features.
+
+    ``x`` holds non-negative counts or weights; the multinomial coefficient,
+    which does not depend on the model, is left out.
+    """
+    return (x * torch.log_softmax(logits, dim=1)).sum(dim=1)
 
 
 def reconstruction_loss(output, target, kind: str = "mse", reduction: str = "mean"):
     """Reconstruction error of decoder ``output`` against ``target``.
 
     ``reduction="mean"`` averages over all elements (the training loss);
-    ``"none"`` returns one value per sample (mean over features).
+    ``"none"`` returns one value per sample (mean over features). The
+    multinomial loss is a per-sample negative log-likelihood, summed over
+    features; ``"mean"`` averages it over samples.
     """
+    if kind == "multinomial":
+        per_sample = -multinomial_log_likelihood(target, output)
+        return per_sample.mean() if reduction == "mean" else per_sample
     if kind == "mse":
         if reduction == "mean":
             return F.mse_loss(output, target)
@@ -53,8 +71,16 @@ def reconstruction_loss(output, target, kind: str = "mse", reduction: str = "mea
 
 
 def decode_output(output, kind: str = "mse"):
-    """Map raw decoder output to data space (a sigmoid for ``"bce"``)."""
-    return torch.sigmoid(output) if kind == "bce" else output
+    """Map raw decoder output to data space.
+
+    A sigmoid for ``"bce"``; for ``"multinomial"`` a softmax, the share of the
+    row's total expected on each feature (rows sum to 1).
+    """
+    if kind == "bce":
+        return torch.sigmoid(output)
+    if kind == "multinomial":
+        return torch.softmax(output, dim=1)
+    return output
 
 
 def student_t_assignment(z, centers, alpha: float = 1.0):

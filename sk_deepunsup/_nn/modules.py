@@ -18,6 +18,7 @@ from .losses import (
     bernoulli_log_likelihood,
     decode_draws,
     gaussian_log_likelihood,
+    multinomial_log_likelihood,
     posterior_draws,
 )
 
@@ -281,7 +282,7 @@ class ClusteringAutoencoder(Autoencoder):
 
 
 #: Likelihoods of :class:`VAEModule`.
-LIKELIHOODS = ("unit_gaussian", "gaussian", "bernoulli")
+LIKELIHOODS = ("unit_gaussian", "gaussian", "bernoulli", "multinomial")
 
 
 class VAEModule(nn.Module):
@@ -289,7 +290,8 @@ class VAEModule(nn.Module):
 
     The encoder emits ``2 * n_components`` numbers per sample, the posterior's
     mean and log-variance. With ``likelihood="bernoulli"`` the decoder emits
-    logits. With ``"unit_gaussian"`` it emits the mean of a unit-variance
+    logits; with ``"multinomial"`` the logits of a softmax over the features
+    (documents, user histories). With ``"unit_gaussian"`` it emits the mean of a unit-variance
     Gaussian ``p(x | z)`` (the log-likelihood is a squared error). With
     ``"gaussian"`` it emits the mean of a Gaussian whose
     per-feature standard deviation is not learned by gradient steps (slow:
@@ -334,6 +336,8 @@ class VAEModule(nn.Module):
         """Per-sample ``log p(x | z)`` given the decoder's raw ``output``."""
         if self.likelihood == "bernoulli":
             return bernoulli_log_likelihood(x, output)
+        if self.likelihood == "multinomial":
+            return multinomial_log_likelihood(x, output)
         if self.likelihood == "unit_gaussian":
             return gaussian_log_likelihood(x, output, self.log_scale)  # zeros
         if self.training:
@@ -349,18 +353,21 @@ class VAEModule(nn.Module):
         """Set ``log_scale`` to its maximum-likelihood value on ``x``.
 
         That is the root mean squared residual per feature, averaged over the
-        same posterior draws as :func:`~.losses.elbo`.
+        same posterior draws as :func:`~.losses.elbo`. ``x`` is a tensor or
+        an iterable of row chunks (e.g. a batch source's ``chunks()``).
         """
         if self.likelihood != "gaussian":
             return
         was_training = self.training
         self.eval()
         total = torch.zeros_like(self.log_scale)
-        for xb in x.split(chunk):
+        n_rows = 0
+        for xb in x.split(chunk) if isinstance(x, torch.Tensor) else x:
             z = posterior_draws(*self.posterior(xb), n_draws)
             out = decode_draws(self, z).reshape(z.shape[0], xb.shape[0], -1)
             total += (xb.unsqueeze(0) - out).square().sum(dim=(0, 1))
-        mean_sq = total / (x.shape[0] * z.shape[0])
+            n_rows += xb.shape[0] * z.shape[0]
+        mean_sq = total / n_rows
         self.log_scale.copy_(self._ml_log_scale(mean_sq.unsqueeze(0)))
         self.train(was_training)
 

@@ -2,9 +2,12 @@
 
 The loop is split into small steps, as in skorch and scikit-learn's MLP:
 :meth:`Trainer.fit` runs epochs and decides when to stop,
-:meth:`Trainer.run_epoch` slices batches out of a permuted in-memory tensor,
+:meth:`Trainer.run_epoch` draws the batches of one epoch from a batch source
+(:mod:`.data`: in-memory tensors, sparse rows, or rows streamed from disk),
 and :meth:`Trainer.batch_step` does one optimisation step. A *loss function*
 ``loss_fn(module, *batch) -> scalar tensor`` is all an estimator supplies.
+On the CPU, a :class:`~.threads.ThreadPolicy` chooses torch's thread count
+for the steps and restores the global setting afterwards.
 
 Nothing here imports scikit-learn.
 """
@@ -20,9 +23,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .data import BatchSource, TensorSource
 from .losses import student_t_assignment, target_distribution
 from .modules import set_generator
 from .optim import FlatAdam
+from .threads import ThreadPolicy
 
 __all__ = [
     "Callback",
@@ -77,16 +82,17 @@ def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def _batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
-    bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
-        # A batch of one breaks batch norm and gives a noisy step: merge it.
-        bounds[-2:] = [(bounds[-2][0], n)]
-    return bounds
+def as_source(data) -> BatchSource:
+    """A :class:`BatchSource`, or a tuple of tensors wrapped in a :class:`TensorSource`."""
+    if isinstance(data, BatchSource):
+        return data
+    if isinstance(data, torch.Tensor):
+        return TensorSource(data)
+    return TensorSource(*data)
 
 
 class Trainer:
-    """Mini-batch Adam training of ``module`` on in-memory tensors.
+    """Mini-batch Adam training of ``module`` on a batch source.
 
     Parameters
     ----------
@@ -94,7 +100,8 @@ class Trainer:
         Trained in place.
     loss_fn : callable
         ``loss_fn(module, *batch)`` returns the mean loss of a batch; ``batch``
-        holds one slice of each tensor given to :meth:`fit`. It may look at
+        is ``(x,)``, the tensors of a :class:`TensorSource` carries, and the
+        batch's row indices when ``with_index``. It may look at
         ``module.training`` (False during validation) to skip training-only
         noise.
     params : iterable of Parameter, optional
@@ -125,6 +132,13 @@ class Trainer:
         there is validation data (early stopping).
     description : str
         Progress bar label.
+    with_index : bool
+        Pass each batch's row indices (into the training data) to ``loss_fn``
+        after the batch's tensors.
+    n_threads : int or None
+        torch threads for the steps on the CPU: an int fixes them, ``None``
+        lets :class:`~.threads.ThreadPolicy` choose by measurement. torch's
+        global setting is restored when :meth:`fit` returns.
     """
 
     def __init__(
@@ -146,6 +160,8 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         restore_best: bool | None = None,
         description: str = "training",
+        with_index: bool = False,
+        n_threads: int | None = None,
     ):
         self.module = module
         self.loss_fn = loss_fn
@@ -163,19 +179,30 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.restore_best = restore_best
         self.description = description
+        self.with_index = with_index
+        self.n_threads = n_threads
+        self.threads: ThreadPolicy | None = None
         self.history = History()
         self.stop_requested = False
         self.optimizer: FlatAdam | None = None
 
     # -- the loop, outermost first -------------------------------------------------
 
-    def fit(
-        self,
-        data: Sequence[torch.Tensor],
-        validation_data: Sequence[torch.Tensor] | None = None,
-    ) -> History:
-        """Train for up to ``max_iter`` epochs; returns :attr:`history`."""
-        data = tuple(data)
+    def fit(self, data, validation_data=None) -> History:
+        """Train for up to ``max_iter`` epochs; returns :attr:`history`.
+
+        ``data`` and ``validation_data`` are batch sources (see :mod:`.data`),
+        or tuples of tensors (wrapped in a :class:`~.data.TensorSource`).
+        """
+        data = as_source(data)
+        if validation_data is not None:
+            validation_data = as_source(validation_data)
+        on_cpu = data.device.type == "cpu"
+        self.threads = ThreadPolicy(self.n_threads if on_cpu else torch.get_num_threads())
+        with self.threads:
+            return self._fit(data, validation_data)
+
+    def _fit(self, data: BatchSource, validation_data: BatchSource | None) -> History:
         history = self.history
         if validation_data is not None:
             history.validation_loss = []
@@ -261,33 +288,32 @@ class Trainer:
             self.module.load_state_dict(best_state)
         return history
 
-    def run_epoch(self, data: tuple[torch.Tensor, ...]) -> float:
+    def run_epoch(self, data: BatchSource) -> float:
         """One pass over ``data`` in mini-batches; returns the mean loss."""
-        n = data[0].shape[0]
-        if self.shuffle:
-            perm = torch.randperm(n, generator=self.generator, device=data[0].device)
-            data = tuple(t[perm] for t in data)
-        bounds = _batch_bounds(n, self.batch_size)
-        losses = []
+        losses, sizes = [], []
         batch_callbacks = [
             cb
             for cb in self.callbacks
             if type(cb).on_batch_end is not Callback.on_batch_end
         ]
-        for start, stop in bounds:
-            loss = self.batch_step(tuple(t[start:stop] for t in data))
+        batches = data.batches(
+            self.batch_size,
+            shuffle=self.shuffle,
+            generator=self.generator,
+            with_index=self.with_index,
+        )
+        for batch in batches:
+            with self.threads.step():
+                loss = self.batch_step(batch)
             losses.append(loss)
+            sizes.append(batch[0].shape[0])
             self.history.n_steps += 1
             if batch_callbacks:
                 for cb in batch_callbacks:
                     cb.on_batch_end(self)
                 if self.stop_requested:
                     break
-        sizes = torch.tensor(
-            [stop - start for start, stop in bounds[: len(losses)]],
-            dtype=losses[0].dtype,
-            device=losses[0].device,
-        )
+        sizes = torch.tensor(sizes, dtype=losses[0].dtype, device=losses[0].device)
         # One device-to-host sync per epoch, not per batch.
         return float(torch.stack(losses) @ sizes / sizes.sum())
 
@@ -300,16 +326,17 @@ class Trainer:
         return loss.detach()
 
     @torch.no_grad()
-    def evaluate(self, data: Sequence[torch.Tensor]) -> float:
+    def evaluate(self, data) -> float:
         """Mean loss over ``data`` in evaluation mode (no dropout, no noise)."""
+        data = as_source(data)
         self.module.eval()
         try:
-            n = data[0].shape[0]
             total = 0.0
-            for start, stop in _batch_bounds(n, max(self.batch_size, 4096)):
-                loss = self.loss_fn(self.module, *(t[start:stop] for t in data))
-                total += float(loss) * (stop - start)
-            return total / n
+            size = max(self.batch_size, 4096)
+            for batch in data.batches(size, with_index=self.with_index):
+                loss = self.loss_fn(self.module, *batch)
+                total += float(loss) * batch[0].shape[0]
+            return total / data.n_samples
         finally:
             self.module.train()
 
@@ -358,11 +385,12 @@ class TargetUpdater(Callback):
     the share of samples whose hard label changed since the previous refresh
     falls below ``tol``.
 
-    ``trainer.module`` must have ``encoder`` and ``centers``.
+    ``trainer.module`` must have ``encoder`` and ``centers``; ``data`` is the
+    training data (a :class:`~.data.BatchSource` or a tensor), read in chunks.
     """
 
-    def __init__(self, data: torch.Tensor, alpha: float, update_interval: int, tol: float):
-        self.data = data
+    def __init__(self, data, alpha: float, update_interval: int, tol: float):
+        self.data = as_source(data)
         self.alpha = alpha
         self.update_interval = int(update_interval)
         self.tol = tol
@@ -378,7 +406,7 @@ class TargetUpdater(Callback):
         q = torch.cat(
             [
                 student_t_assignment(module.encoder(xb), module.centers, self.alpha)
-                for xb in self.data.split(8192)
+                for xb in self.data.chunks()
             ]
         )
         module.train()
