@@ -426,3 +426,51 @@ def test_verbose_shows_progress_on_stderr(X, capsys):
     small(verbose=True, max_iter=3).fit(X)
     err = capsys.readouterr().err
     assert "DeepAutoencoder" in err and "loss=" in err
+
+
+# -- warm starts after a change of shape ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [dict(n_components=3), dict(hidden_layer_sizes=(6, 4)), dict(activation="tanh"),
+     dict(loss="bce"), dict(batch_norm=True)],
+)
+def test_warm_start_after_a_shape_change_rebuilds_the_network(change):
+    X = np.random.RandomState(0).uniform(size=(40, 5))
+    ae = small(warm_start=True).fit(X)
+    ae.set_params(**change).fit(X)
+    fresh = small(**change).fit(X)
+    assert ae.n_iter_ == fresh.n_iter_  # a fresh fit, not a continuation
+    np.testing.assert_allclose(ae.transform(X), fresh.transform(X))
+    assert ae.transform(X).shape[1] == ae.n_components
+
+
+def test_warm_start_with_same_shape_continues():
+    X = np.random.RandomState(0).uniform(size=(40, 5))
+    ae = small(warm_start=True).fit(X)
+    ae.set_params(learning_rate_init=1e-4).fit(X)
+    assert ae.n_iter_ == 10
+
+
+def test_partial_fit_after_a_shape_change_says_to_call_fit():
+    X = np.random.RandomState(0).uniform(size=(40, 5))
+    ae = small().partial_fit(X)
+    ae.set_params(n_components=4, hidden_layer_sizes=(7,))
+    with pytest.raises(ValueError, match="n_components, hidden_layer_sizes changed since"):
+        ae.partial_fit(X)
+
+
+def test_fit_restores_torch_thread_setting():
+    X = np.random.RandomState(0).normal(size=(60, 5))
+    before = torch.get_num_threads()
+    small(n_threads=2).fit(X).transform(X)
+    assert torch.get_num_threads() == before
+
+
+def test_fixed_thread_count_gives_identical_fits():
+    X = np.random.RandomState(0).normal(size=(300, 5))
+    a = small(n_threads=2, max_iter=3, hidden_layer_sizes=(64,)).fit(X)
+    b = small(n_threads=2, max_iter=3, hidden_layer_sizes=(64,)).fit(X)
+    assert a.loss_curve_ == b.loss_curve_
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))

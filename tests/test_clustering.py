@@ -244,3 +244,94 @@ def test_pandas_and_pickle(blobs):
     np.testing.assert_array_equal(again.predict(df), dec.labels_)
     with pytest.raises(ValueError, match="feature names should match"):
         dec.predict(df.rename(columns={"a": "z"}))
+
+
+# -- scaling, phases and interruptions ----------------------------------------------
+
+
+def test_pretraining_budget_is_set_in_sample_visits():
+    from sk_deepunsup._clustering import default_autoencoder, pretraining_epochs
+
+    assert pretraining_epochs(1797) == 150  # small data: the full budget
+    assert pretraining_epochs(20_000) == 150
+    assert pretraining_epochs(200_000) == 15  # same sample visits as 20 000 x 150
+    assert pretraining_epochs(10_000_000) == 10  # never fewer than 10 epochs
+    assert default_autoencoder(200_000).max_iter == 15
+
+
+def test_target_updates_are_counted_in_epochs(blobs):
+    X, _ = blobs  # 150 samples, batch 50: 3 batches an epoch
+    dec = small(tol=0.0, max_iter=6, batch_size=50, update_interval=2.0).fit(X)
+    assert dec.n_iter_ == 6
+    assert len(dec.label_changes_) == 3  # after epochs 2, 4 and 6
+    dec = small(tol=0.0, max_iter=6, batch_size=50, update_interval=0.5).fit(X)
+    assert len(dec.label_changes_) == 9  # every other batch (round(1.5) = 2)
+
+
+def test_verbose_fit_names_each_phase(blobs, capsys):
+    X, _ = blobs
+    small(verbose=True, max_iter=2).fit(X)
+    err = capsys.readouterr().err
+    for phase in ("pretraining the autoencoder", "initialising 3 clusters", "refining clusters"):
+        assert phase in err
+
+
+def _interrupt_after(monkeypatch, target, name, calls):
+    original = getattr(target, name)
+    count = {"n": 0}
+
+    def interrupting(*args, **kwargs):
+        count["n"] += 1
+        if count["n"] > calls:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, interrupting)
+
+
+def test_ctrl_c_in_pretraining_ends_fit_with_usable_model(blobs, monkeypatch, tmp_path):
+    from sk_deepunsup._nn import Trainer, TrainingInterrupted
+
+    X, _ = blobs
+    _interrupt_after(monkeypatch, Trainer, "batch_step", 6)  # one batch an epoch: 7th epoch
+    memory = Memory(str(tmp_path), verbose=0)
+    with pytest.warns(TrainingInterrupted):
+        dec = small(memory=memory).fit(X)
+    assert dec.interrupted_ and dec.n_iter_ == 0  # no refinement ran
+    assert dec.autoencoder_.n_iter_ == 6
+    np.testing.assert_array_equal(dec.predict(X), dec.labels_)
+    assert len(np.unique(dec.labels_)) >= 2
+    # an interrupted pretraining is not cached: the next fit pretrains in full
+    monkeypatch.undo()
+    assert small(memory=memory).fit(X).autoencoder_.n_iter_ > 6
+
+
+def test_ctrl_c_in_initialisation_ends_fit_with_usable_model(blobs, monkeypatch):
+    from sk_deepunsup._nn import TrainingInterrupted
+
+    X, _ = blobs
+    _interrupt_after(monkeypatch, KMeans, "fit", 0)
+    with pytest.warns(TrainingInterrupted, match="Initialisation interrupted"):
+        dec = small().fit(X)
+    assert dec.interrupted_ and dec.n_iter_ == 0
+    assert dec.cluster_centers_.shape == (3, 2)
+    np.testing.assert_array_equal(dec.predict(X), dec.labels_)
+
+
+def test_ctrl_c_in_refinement_keeps_a_usable_model(blobs, monkeypatch):
+    from sk_deepunsup._nn import TrainingInterrupted
+    from sk_deepunsup._nn.training import TargetUpdater
+
+    X, _ = blobs
+    ae = small_ae(random_state=0).fit(X)
+    _interrupt_after(monkeypatch, TargetUpdater, "on_batch_end", 7)
+    with pytest.warns(TrainingInterrupted):
+        dec = small(autoencoder=ae, batch_size=50, tol=0.0).fit(X)
+    assert dec.interrupted_ and dec.n_iter_ == 2
+    np.testing.assert_array_equal(dec.predict(X), dec.labels_)
+
+
+def test_memory_without_random_state_warns(blobs, tmp_path):
+    X, _ = blobs
+    with pytest.warns(UserWarning, match="set random_state to an int"):
+        small(memory=str(tmp_path), random_state=None, max_iter=1).fit(X)

@@ -219,3 +219,56 @@ def test_mlp_with_batch_norm_or_dropout_uses_plain_autograd():
     assert not MLP([4, 6, 2], batch_norm=True).fusable
     assert not MLP([4, 6, 2], dropout=0.1).fusable
     assert not MLP([4, 6, 2], activation="gelu").fusable
+
+
+# -- thread policy ------------------------------------------------------------------
+
+
+def test_thread_policy_keeps_the_faster_count_and_restores_the_setting(monkeypatch):
+    import sk_deepunsup._nn.threads as threads
+    from sk_deepunsup._nn import ThreadPolicy
+
+    clock = {"t": 0.0}  # a fake clock: a step takes 1 unit on one thread, 8 on two
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: clock["t"])
+    before = torch.get_num_threads()
+    policy = ThreadPolicy(None, max_threads=2, probe_steps=2, remeasure_seconds=60)
+    assert policy.candidates == [1, 2]
+    seen = []
+    with policy:
+        for _ in range(10):
+            with policy.step():
+                n = torch.get_num_threads()
+                seen.append(n)
+                clock["t"] += 1.0 if n == 1 else 8.0
+    assert seen[:4] == [1, 2, 1, 2]  # interleaved measurement
+    assert policy.chosen == 1 and set(seen[4:]) == {1}
+    assert torch.get_num_threads() == before
+    # the choice is measured again once it has held for remeasure_seconds
+    clock["t"] += 60.0
+    with policy, policy.step():
+        assert torch.get_num_threads() == 1  # first probe step of the new round
+    assert policy._schedule == [2, 1, 2]
+
+
+def test_fixed_thread_count_is_used_and_restored():
+    from sk_deepunsup._nn import ThreadPolicy
+
+    before = torch.get_num_threads()
+    with ThreadPolicy(3) as policy:
+        assert not policy.adaptive and torch.get_num_threads() == 3
+        with policy.step():
+            assert torch.get_num_threads() == 3
+    assert torch.get_num_threads() == before
+
+
+def test_trainer_restores_thread_setting_even_on_error():
+    module = MLP([4, 3])
+    x = torch.randn(20, 4)
+    before = torch.get_num_threads()
+
+    def failing(m, xb):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        Trainer(module, failing, n_threads=2, max_iter=1).fit((x,))
+    assert torch.get_num_threads() == before
