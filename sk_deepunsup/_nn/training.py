@@ -290,7 +290,10 @@ class Trainer:
 
     def run_epoch(self, data: BatchSource) -> float:
         """One pass over ``data`` in mini-batches; returns the mean loss."""
-        losses, sizes = [], []
+        # The epoch's loss is summed in place on the device: no per-batch
+        # tensor is kept (thousands of them would pin heap memory between the
+        # batch buffers), and there is one device-to-host sync per epoch.
+        total, n_seen = None, 0
         batch_callbacks = [
             cb
             for cb in self.callbacks
@@ -305,17 +308,19 @@ class Trainer:
         for batch in batches:
             with self.threads.step():
                 loss = self.batch_step(batch)
-            losses.append(loss)
-            sizes.append(batch[0].shape[0])
+            size = batch[0].shape[0]
+            if total is None:
+                total = loss * size
+            else:
+                total.add_(loss, alpha=size)
+            n_seen += size
             self.history.n_steps += 1
             if batch_callbacks:
                 for cb in batch_callbacks:
                     cb.on_batch_end(self)
                 if self.stop_requested:
                     break
-        sizes = torch.tensor(sizes, dtype=losses[0].dtype, device=losses[0].device)
-        # One device-to-host sync per epoch, not per batch.
-        return float(torch.stack(losses) @ sizes / sizes.sum())
+        return float(total) / n_seen
 
     def batch_step(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """One Adam step on one batch; returns the detached batch loss."""
