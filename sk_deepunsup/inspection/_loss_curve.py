@@ -123,6 +123,7 @@ class LossCurveDisplay:
         display : LossCurveDisplay
             ``self``, with ``figure_`` and ``ax_`` set.
         """
+        created = ax is None
         fig, ax = get_ax(ax)
         epochs = np.arange(1, len(self.loss_curve) + 1)
         (self.line_,) = ax.plot(epochs, self.loss_curve, label="training loss", color="C0")
@@ -149,8 +150,10 @@ class LossCurveDisplay:
             twin.set_ylim(bottom=0)
             self.label_changes_ax_ = twin
             handles.append(self.label_changes_line_)
-        ax.legend(handles=handles, loc="upper right")
+        ax.legend(handles=handles, loc="best")
         if self.estimator_name:
             ax.set_title(self.estimator_name)
+        if created:  # room for the right-hand axis label
+            fig.tight_layout()
         self.ax_, self.figure_ = ax, fig
         return self
