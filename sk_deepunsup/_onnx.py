@@ -43,6 +43,7 @@ else:
 
 from ._autoencoder import DeepAutoencoder
 from ._clustering import DeepEmbeddingClusterer
+from ._nn import MLP
 from ._nn.losses import posterior_draws
 from ._outlier import AutoencoderOutlierDetector
 from ._vae import VariationalAutoencoder
@@ -142,6 +143,10 @@ class _Graph:
 
 def _mlp_layers(mlp):
     """``(weight, bias, activation or None)`` per layer, batch norm folded in."""
+    if not isinstance(mlp, MLP):
+        raise NotImplementedError(
+            f"ONNX export supports the package's MLP networks, not {type(mlp).__name__}."
+        )
     layers = []
     last = len(mlp.linears) - 1
     for i, lin in enumerate(mlp.linears):
