@@ -3,6 +3,7 @@
 from ._autoencoder import DeepAutoencoder
 from ._clustering import DeepEmbeddingClusterer
 from ._outlier import AutoencoderOutlierDetector
+from ._persistence import load, save
 from ._vae import VariationalAutoencoder
 
 __version__ = "0.1.0"
@@ -13,4 +14,6 @@ __all__ = [
     "DeepEmbeddingClusterer",
     "VariationalAutoencoder",
     "__version__",
+    "load",
+    "save",
 ]

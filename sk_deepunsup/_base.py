@@ -300,11 +300,37 @@ def warn_not_converged(estimator, history) -> None:
 class TorchStateMixin:
     """Device-safe pickling of the torch objects held in fitted attributes.
 
-    Tensors and modules are serialised with ``torch.save`` into one byte string
-    and loaded back with ``map_location``: on the device they were fitted on
-    when it is available, otherwise on the CPU (with a warning), so a model
-    fitted on a GPU unpickles on a CPU-only machine.
+    Networks are stored as state dicts and rebuilt from the estimator's
+    parameters (:meth:`_rebuild_module`) on unpickling; they and the other
+    tensors are serialised with ``torch.save`` into one byte string and read
+    back with ``torch.load(weights_only=True)`` and ``map_location``: on the
+    device they were fitted on when it is available, otherwise on the CPU
+    (with a warning), so a model fitted on a GPU unpickles on a CPU-only
+    machine. Only a network that cannot be rebuilt (a module from outside
+    this package) is pickled whole. Pickle files run code when loaded: load
+    them only from trusted sources, and use :func:`sk_deepunsup.save` and
+    :func:`sk_deepunsup.load` otherwise.
     """
+
+    def _rebuild_module(self, name: str):
+        """An untrained network of the fitted shape for attribute ``name``, or None.
+
+        The hook of :func:`sk_deepunsup.load` and of unpickling: the saved
+        weights are loaded into it. This default serves estimators whose
+        ``module_`` comes from ``_build_module(n_features, hidden, generator)``;
+        estimators with other networks override it.
+        """
+        if name == "module_" and hasattr(self, "_build_module") and hasattr(self, "_hidden_sizes"):
+            return self._build_module(self.n_features_in_, self._hidden_sizes(), make_generator(0))
+        return None
+
+    def _rebuildable(self, name: str, module: nn.Module) -> bool:
+        """Whether pickling may store ``module`` as a state dict (see _rebuild_module)."""
+        if not type(module).__module__.startswith("sk_deepunsup."):
+            return False
+        if type(self)._rebuild_module is not TorchStateMixin._rebuild_module:
+            return True
+        return name == "module_" and hasattr(self, "_build_module") and hasattr(self, "_hidden_sizes")
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -315,28 +341,58 @@ class TorchStateMixin:
             or (isinstance(v, dict) and any(isinstance(t, torch.Tensor) for t in v.values()))
         }
         if torch_items:
-            buffer = io.BytesIO()
-            torch.save(torch_items, buffer)
             state = {k: v for k, v in state.items() if k not in torch_items}
+            whole = {
+                k: v
+                for k, v in torch_items.items()
+                if isinstance(v, nn.Module) and not self._rebuildable(k, v)
+            }
+            safe = {
+                "tensors": {
+                    k: v for k, v in torch_items.items() if not isinstance(v, nn.Module)
+                },
+                "state_dicts": {
+                    k: v.state_dict()
+                    for k, v in torch_items.items()
+                    if isinstance(v, nn.Module) and k not in whole
+                },
+            }
+            buffer = io.BytesIO()
+            torch.save(safe, buffer)
             state["_torch_payload"] = buffer.getvalue()
+            if whole:
+                buffer = io.BytesIO()
+                torch.save(whole, buffer)
+                state["_torch_modules"] = buffer.getvalue()
         return state
 
     def __setstate__(self, state):
         payload = state.pop("_torch_payload", None)
-        if payload is not None:
-            fitted_on = torch.device(state.get("device_", "cpu"))
-            target = fitted_on
-            if not device_available(fitted_on):
-                warnings.warn(
-                    f"{type(self).__name__} was fitted on {fitted_on}, which is not "
-                    "available here; it was loaded on the CPU.",
-                    UserWarning,
-                )
-                target = torch.device("cpu")
-                state["device_"] = "cpu"
-            items = torch.load(io.BytesIO(payload), map_location=target, weights_only=False)
-            state.update(items)
+        modules_payload = state.pop("_torch_modules", None)
+        if payload is None:
+            super().__setstate__(state)
+            return
+        fitted_on = torch.device(state.get("device_", "cpu"))
+        target = fitted_on
+        if not device_available(fitted_on):
+            warnings.warn(
+                f"{type(self).__name__} was fitted on {fitted_on}, which is not "
+                "available here; it was loaded on the CPU.",
+                UserWarning,
+            )
+            target = torch.device("cpu")
+            state["device_"] = "cpu"
+        safe = torch.load(io.BytesIO(payload), map_location=target, weights_only=True)
+        state.update(safe["tensors"])
+        if modules_payload is not None:  # modules from outside the package: trusted only
+            state.update(
+                torch.load(io.BytesIO(modules_payload), map_location=target, weights_only=False)
+            )
         super().__setstate__(state)
+        for name, state_dict in safe["state_dicts"].items():
+            module = self._rebuild_module(name)
+            module.load_state_dict(state_dict)
+            setattr(self, name, module.to(target))
 
 
 class TorchEstimatorMixin(TorchStateMixin):

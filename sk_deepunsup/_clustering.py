@@ -21,7 +21,7 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import silhouette_score
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_memory
+from sklearn.utils.validation import check_is_fitted, check_memory
 
 from ._autoencoder import (
     DeepAutoencoder,
@@ -525,6 +525,16 @@ class DeepEmbeddingClusterer(
     @property
     def _n_features_out(self):
         return self.cluster_centers_.shape[1]
+
+    @property
+    def classes_(self):
+        """The cluster labels, ``arange(n_clusters)``: the columns of ``predict_proba``.
+
+        Wrappers that map ``predict_proba`` over chunks (dask-ml's
+        ``ParallelPostFit``) read the number of columns from it.
+        """
+        check_is_fitted(self)
+        return np.arange(self.n_clusters)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
