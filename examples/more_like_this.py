@@ -1,0 +1,81 @@
+"""More like this: embed documents with a multinomial autoencoder, then search.
+
+A ``DeepAutoencoder(loss="multinomial")`` learns a 32-number code for each of
+the 18 821 posts of 20 Newsgroups straight from their sparse TF-IDF rows
+(never densified whole: each batch of 256 rows is densified alone). Posts
+whose codes are close use words alike; a cosine nearest-neighbour search in
+the code answers "more like this" for any post, and for new text through the
+same pipeline (``transform``).
+
+The script prints, for three query posts, the five nearest posts with their
+newsgroups, and the share of all posts whose nearest neighbour in the code
+comes from the same newsgroup, beside the same share for TF-IDF itself and
+for a 32-component LSA (TruncatedSVD).
+
+Needs the real data sets: ``bash ../shared/datasets/install.sh`` (from the
+project root; see that script). Runtime: about 3-5 minutes on 2 idle CPU
+cores (most of it the autoencoder's 10 epochs over 10 000 words).
+"""
+
+import os
+import sys
+import time
+
+import numpy as np
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.neighbors import NearestNeighbors
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import Normalizer
+
+from sk_deepunsup import DeepAutoencoder
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets"))
+try:
+    import real
+
+    texts, groups = real.newsgroups()
+except ImportError as exc:
+    sys.exit(f"20 Newsgroups is not installed ({exc}); run ../shared/datasets/install.sh")
+
+
+def same_group_share(embedding, metric="cosine"):
+    """Share of posts whose nearest other post is from the same newsgroup."""
+    nn = NearestNeighbors(n_neighbors=2, metric=metric).fit(embedding)
+    nearest = nn.kneighbors(embedding, return_distance=False)[:, 1]
+    return float(np.mean(groups[nearest] == groups))
+
+
+vectorizer = TfidfVectorizer(max_df=0.5, min_df=5, stop_words="english", max_features=10_000)
+embedder = make_pipeline(
+    vectorizer,
+    DeepAutoencoder(
+        n_components=32,
+        hidden_layer_sizes=(256,),
+        loss="multinomial",
+        max_iter=10,
+        random_state=0,
+        verbose=True,
+    ),
+)
+start = time.perf_counter()
+codes = embedder.fit_transform(texts)
+print(f"Embedded {len(texts)} posts in {time.perf_counter() - start:.0f} s; codes {codes.shape}")
+
+search = NearestNeighbors(n_neighbors=6, metric="cosine").fit(codes)
+for query in (0, 1000, 5000):
+    print(f"\nQuery [{groups[query]}]: {texts[query][:90]}...")
+    for rank, i in enumerate(search.kneighbors(codes[[query]], return_distance=False)[0][1:], 1):
+        print(f"  {rank}. [{groups[i]}] {texts[i][:80]}...")
+
+# new text goes through the same pipeline
+new = ["the engine of my car makes a noise when i brake on the highway"]
+i = search.kneighbors(embedder.transform(new), n_neighbors=1, return_distance=False)[0, 0]
+print(f"\nNew text: {new[0]!r}\n  nearest post [{groups[i]}]: {texts[i][:80]}...")
+
+tfidf = vectorizer.transform(texts)
+lsa = make_pipeline(TruncatedSVD(32, random_state=0), Normalizer()).fit_transform(tfidf)
+print("\nNearest neighbour from the same newsgroup:")
+print(f"  autoencoder code (32): {same_group_share(codes):.3f}")
+print(f"  LSA (32):              {same_group_share(lsa):.3f}")
+print(f"  TF-IDF (10 000 words): {same_group_share(tfidf):.3f}")
