@@ -21,7 +21,9 @@ Held-out checks (``--heldout``), not used to choose any default: ``classif``,
 per class, the 5% minority class as outliers); ``blobs``, three Gaussian
 clusters of different spreads in 10-d with 5% outliers, half drawn uniformly
 in the data's bounding box (global), half from the clusters with 3x their
-spread (local).
+spread (local); ``digits_transposed``, every image of ``load_digits()`` as
+inliers (ten modes) and 5% of them again, transposed (a digit's pixels,
+mirrored about the diagonal), as outliers.
 
 AUC is ``roc_auc_score`` and AP ``average_precision_score`` with outliers as
 the positive class and a score that is higher for more outlying samples
@@ -73,7 +75,7 @@ from sk_deepunsup import AutoencoderOutlierDetector, VariationalAutoencoder
 OUTLIER_SHARE = 0.05
 ODDS_TASKS = ("thyroid", "mammography", "musk", "shuttle")
 BUNDLED_TASKS = ("digits", "breast_cancer", "wine")
-HELDOUT_TASKS = ("classif", "blobs")
+HELDOUT_TASKS = ("classif", "blobs", "digits_transposed")
 SHUTTLE_ROWS = 20_000
 DATASETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "datasets")
 
@@ -150,6 +152,13 @@ def make_task(name, seed):
         return [(X, y)]
     if name == "blobs":
         return [blobs(seed)]
+    if name == "digits_transposed":
+        images = load_digits().data
+        rng = np.random.RandomState(seed)
+        picked = rng.choice(len(images), int(round(OUTLIER_SHARE * len(images))), replace=False)
+        flipped = images[picked].reshape(-1, 8, 8).transpose(0, 2, 1).reshape(-1, 64)
+        y = np.r_[np.zeros(len(images), dtype=int), np.ones(len(picked), dtype=int)]
+        return [(np.vstack([images, flipped]), y)]
     raise ValueError(name)
 
 

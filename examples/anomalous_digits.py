@@ -4,7 +4,7 @@ We build a data set that is mostly one digit, "3", with about 5% of other
 digits mixed in as contamination, and ask ``AutoencoderOutlierDetector`` to
 find the intruders without telling it which ones they are. The detector
 trains an autoencoder (by default a small variational autoencoder), then
-trains it again on the 70% of images the first model found most normal, so
+trains it again on the 90% of images the first model found most normal, so
 that it does not learn to explain the outliers too. An image's outlyingness
 adds how badly the autoencoder reconstructs it and how far it lies from its
 nearest normal images; images with a low ``score_samples`` are flagged.

@@ -62,8 +62,8 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     standardised distance to the data's mean. The ``support_fraction`` of
     samples it ranks most normal are the support; the final autoencoder
     trains on a subsample of the support, so that it does not learn to
-    explain the outliers. The reference samples are a subsample of the
-    ``reference_fraction`` ranked most normal.
+    explain the outliers, and the reference samples are another subsample
+    of the support.
 
     The API and sign conventions are IsolationForest's: ``score_samples``
     is higher for more normal samples, ``decision_function = score_samples
@@ -97,15 +97,12 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         ``offset_`` so that this share of the training samples is flagged.
         ``"auto"`` flags training samples whose score lies beyond Tukey's
         lower fence, ``Q1 - 1.5 * IQR`` of the training scores.
-    support_fraction : float in (0, 1], default=0.7
+    support_fraction : float in (0, 1], default=0.9
         Share of the training samples, those the first model ranks most
-        normal, on which the final autoencoder trains. 1.0 trains once, on
-        a subsample of all samples.
-    reference_fraction : float in (0, 1], default=0.9
-        Share of the training samples, those the first model ranks most
-        normal, from which the reference samples are drawn (at least the
-        support). Leaving the least normal out keeps a tight cluster of
-        outliers from being each other's neighbours.
+        normal, on which the final autoencoder trains and from which the
+        reference samples are drawn (so that a tight cluster of outliers
+        are not each other's neighbours). 1.0 trains once, on a subsample
+        of all samples.
     random_state : int, RandomState instance or None, default=None
         Seeds the subsamples, and the autoencoders when they have no
         ``random_state`` of their own.
@@ -171,7 +168,6 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         "n_neighbors": [Interval(Integral, 0, None, closed="left")],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "support_fraction": [Interval(Real, 0, 1, closed="right")],
-        "reference_fraction": [Interval(Real, 0, 1, closed="right")],
         "random_state": TRAINING_CONSTRAINTS["random_state"],
         "device": TRAINING_CONSTRAINTS["device"],
         "verbose": TRAINING_CONSTRAINTS["verbose"],
@@ -186,8 +182,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         max_samples="auto",
         n_neighbors=10,
         contamination="auto",
-        support_fraction=0.7,
-        reference_fraction=0.9,
+        support_fraction=0.9,
         random_state=None,
         device="auto",
         verbose=False,
@@ -197,7 +192,6 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         self.n_neighbors = n_neighbors
         self.contamination = contamination
         self.support_fraction = support_fraction
-        self.reference_fraction = reference_fraction
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -256,8 +250,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
             fit_autoencoder(model, X[take], quiet)
         elif needs_fit:
             take = first_rows
-        n_reference = max(n_support, int(np.ceil(self.reference_fraction * n)))
-        reference = np.sort(rng.choice(order[:n_reference], min(n_sub, n_reference), replace=False))
+        reference = np.sort(rng.choice(order[:n_support], min(n_sub, n_support), replace=False))
         self.autoencoder_ = model
         self.support_ = support
         self.reference_ = X[reference]

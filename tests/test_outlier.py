@@ -130,15 +130,10 @@ def is_row_of(rows, X):
 
 
 def test_max_samples_bounds_the_subsamples(plane_data):
-    X, y = plane_data
+    X, _ = plane_data
     det = AutoencoderOutlierDetector(fast_ae(), max_samples=50, random_state=0).fit(X)
     assert det.reference_.shape == (50, 8)
-    # drawn from the 90% ranked most normal: none of the 10 planted outliers
-    assert not is_row_of(det.reference_, X[y == 1]).any()
-    det = AutoencoderOutlierDetector(
-        fast_ae(), max_samples=50, reference_fraction=0.5, random_state=0
-    ).fit(X)
-    assert is_row_of(det.reference_, X[det.support_]).all()  # at least the support
+    assert is_row_of(det.reference_, X[det.support_]).all()  # drawn from the support
     det = AutoencoderOutlierDetector(fast_ae(), max_samples=0.5, random_state=0).fit(X)
     assert det.reference_.shape[0] == int(np.ceil(0.5 * len(X)))
 
