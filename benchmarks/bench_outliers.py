@@ -325,8 +325,8 @@ def verdict(results, names):
     best = max(others, key=others.get)
     gaps = {n: results[OURS][n][0] - results[IFOREST][n][0] for n in names}
     worst = min(gaps, key=gaps.get)
-    print(f"\nmean AUC: ours {mean_auc[OURS]:.3f}, best other {best} {others[best]:.3f} "
-          f"({mean_auc[OURS] - others[best]:+.3f})")
+    print(f"\nmean AUC: ours {mean_auc[OURS]:.4f}, best other {best} {others[best]:.4f} "
+          f"({mean_auc[OURS] - others[best]:+.4f})")
     print(f"largest shortfall against IsolationForest: {worst} {gaps[worst]:+.3f}")
     if "shuttle" in names:
         ours, iforest = results[OURS]["shuttle"][2], results[IFOREST]["shuttle"][2]

@@ -18,6 +18,8 @@ from ._vae import VariationalAutoencoder
 AUTO_MAX_SAMPLES = 1024
 #: per-feature residual scales are shrunk toward their mean by this share
 SCALE_SHRINKAGE = 0.1
+#: rows per chunk when splitting the distance part over features
+CONTRIBUTION_CHUNK = 1024
 
 
 def default_autoencoder() -> VariationalAutoencoder:
@@ -289,8 +291,11 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
 
     # -- scoring ---------------------------------------------------------------------
 
+    def _has_distance_part(self) -> bool:
+        return self.n_neighbors > 0 and self.reference_.shape[0] > 1
+
     def _neighbours(self, X):
-        """Offsets ``X - reference`` to each sample's neighbours, and their distances."""
+        """Distances to each sample's neighbours among the reference samples, and their rows."""
         k = min(self.n_neighbors, self.reference_.shape[0] - 1)
         search = NearestNeighbors(n_neighbors=k + 1).fit(self.reference_)
         dist, index = search.kneighbors(X)
@@ -298,24 +303,34 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         own = dist[:, 0] == 0
         dist = np.where(own[:, None], dist[:, 1:], dist[:, :-1])
         index = np.where(own[:, None], index[:, 1:], index[:, :-1])
-        return X[:, None, :] - self.reference_[index], dist
+        return dist, index
+
+    def _recon_residuals(self, X):
+        return np.abs(X - self._reconstruct(self.autoencoder_, X)) / self.residual_scale_
+
+    def _parts(self, X):
+        """The reconstruction and distance parts of each sample, before the part scales."""
+        recon = self._recon_residuals(X).sum(axis=1)
+        distance = np.zeros(X.shape[0])
+        if self._has_distance_part():
+            distance = self._neighbours(X)[0].mean(axis=1)
+        return recon, distance
 
     def _contributions(self, X):
         """Per-feature (reconstruction, distance) parts, before the part scales."""
-        recon = np.abs(X - self._reconstruct(self.autoencoder_, X)) / self.residual_scale_
+        recon = self._recon_residuals(X)
         distance = np.zeros(X.shape, dtype=np.float64)
-        if self.n_neighbors > 0 and self.reference_.shape[0] > 1:
-            offsets, dist = self._neighbours(X)
-            # a distance d = sum_j o_j**2 / d splits over features as o_j**2 / d
-            share = np.divide(
-                offsets**2, dist[:, :, None], out=np.zeros_like(offsets), where=dist[:, :, None] > 0
-            )
-            distance = share.mean(axis=1)
+        if self._has_distance_part():
+            dist, index = self._neighbours(X)
+            # a distance d = sum_j o_j**2 / d splits over features as o_j**2 / d;
+            # in chunks of rows, to bound the (rows, n_neighbors, features) offsets
+            for start in range(0, X.shape[0], CONTRIBUTION_CHUNK):
+                rows = slice(start, start + CONTRIBUTION_CHUNK)
+                offsets = X[rows, None, :] - self.reference_[index[rows]]
+                d = dist[rows, :, None]
+                share = np.divide(offsets**2, d, out=np.zeros_like(offsets), where=d > 0)
+                distance[rows] = share.mean(axis=1)
         return recon, distance
-
-    def _parts(self, X):
-        recon, distance = self._contributions(X)
-        return recon.sum(axis=1), distance.sum(axis=1)
 
     def score_samples(self, X):
         """Normality of each sample (higher is more normal): minus its outlyingness.
