@@ -1,80 +1,90 @@
-"""ROC AUC of outlier detectors on outlier tasks built from scikit-learn's bundled data sets.
+"""ROC AUC and average precision of outlier detectors on real and bundled outlier benchmarks.
 
-Each task mixes the samples of one class (inliers) with a few samples of the
-other classes (outliers); a detector is fitted on the contaminated data and
-scores the same data (the usual unsupervised setting). Tasks, rebuilt per
-seed from ``np.random.RandomState(seed)`` (seeds 0, 1, 2 by default):
+A detector is fitted on the (contaminated) data and scores the same data, the
+usual unsupervised setting. Every detector gets standardised features
+(``StandardScaler``; IsolationForest and ECOD/COPOD do not care, the distance
+and reconstruction based ones need it). Tasks:
 
-- ``digits``: for each class c of ``load_digits()`` (1797 x 64), inliers =
-  every sample of class c, outliers = round(5% of the inliers) samples of
-  the other classes, drawn without replacement; the task's AUC is the mean
-  over the 10 classes;
-- ``breast_cancer``: inliers = the benign cases of ``load_breast_cancer()``
-  (target 1), outliers = round(5% of the inliers) malignant cases;
-- ``wine``: inliers = class 0 of ``load_wine()``, outliers = max(2,
-  round(5% of the inliers)) samples of the other classes.
+- ODDS (real, from ``../shared/datasets``): ``thyroid`` (3772 x 6, 2.5%
+  outliers), ``mammography`` (11183 x 6, 2.3%), ``musk`` (3062 x 166, 3.2%),
+  ``shuttle`` (a fixed 20 000-row subsample, ``RandomState(0)``, of
+  49097 x 9, 7.2%); skipped with a note when the loader is not installed;
+- bundled with scikit-learn, rebuilt per seed from ``RandomState(seed)``:
+  ``digits`` (for each class c of ``load_digits()``, inliers = class c,
+  outliers = round(5%) of the inliers drawn from the other classes; the
+  task's figure is the mean over the 10 classes), ``breast_cancer`` (benign
+  cases, 5% malignant ones), ``wine`` (class 0, 5% (at least 2) of the
+  others).
 
-AUC is ``sklearn.metrics.roc_auc_score`` with outliers as the positive class
-and a score that is higher for more outlying samples: ``-score_samples`` for
-scikit-learn-convention detectors, ``decision_scores_`` for PyOD's. The
-table gives per task the mean AUC over seeds, "mean AUC" (the mean over the
-three tasks) and "fit s": wall-clock seconds of the ``.fit(X)`` calls alone
-(scoring excluded), summed over all tasks of a seed and averaged over seeds.
+Held-out checks (``--heldout``), not used to choose any default: ``classif``,
+``make_classification`` (2000 x 20, 10 informative features, two clusters
+per class, the 5% minority class as outliers); ``blobs``, three Gaussian
+clusters of different spreads in 10-d with 5% outliers, half drawn uniformly
+in the data's bounding box (global), half from the clusters with 3x their
+spread (local); ``digits_transposed``, every image of ``load_digits()`` as
+inliers (ten modes) and 5% of them again, transposed (a digit's pixels,
+mirrored about the diagonal), as outliers.
 
-Contenders:
+AUC is ``roc_auc_score`` and AP ``average_precision_score`` with outliers as
+the positive class and a score that is higher for more outlying samples
+(``-score_samples`` for scikit-learn-convention detectors,
+``decision_scores_`` for PyOD's). Means are over seeds, then over tasks.
+"fit s" is the wall-clock time of ``.fit`` on the first problem of a task
+(shuttle is the one the target is on), averaged over seeds.
 
-- ``default``: sk_deepunsup's ``AutoencoderOutlierDetector(random_state=seed)``
-  with its default model (a unit-variance ``VariationalAutoencoder``), after
-  a ``StandardScaler``;
-- ``vae-gaussian`` and ``ae``: the same detector over the documented
-  alternatives, ``VariationalAutoencoder(n_components=8,
-  hidden_layer_sizes=(64, 32), max_iter=100)`` (its default, calibrated
-  ``loss="gaussian"``) and ``DeepAutoencoder(n_components=4,
-  hidden_layer_sizes=(64, 32), max_iter=100)`` (reconstruction error alone);
-- ``iforest``: scikit-learn's ``IsolationForest(random_state=seed)`` on the
-  raw features (trees do not care about per-feature monotone scaling);
-- ``pyod``: PyOD's ``AutoEncoder(random_state=seed, verbose=0)``, its
-  defaults otherwise (if pyod is installed).
+Contenders: sk_deepunsup's ``AutoencoderOutlierDetector(random_state=seed)``
+(``default``) and its former default (``former``: the ELBO of a
+``VariationalAutoencoder(n_components=4, hidden_layer_sizes=(64, 32),
+loss="mse", max_iter=100)`` trained on all samples, then again on the 70% it
+scored highest); scikit-learn's ``IsolationForest(random_state=seed)``,
+``LocalOutlierFactor()`` (its ``negative_outlier_factor_``) and the k-NN
+distance (distance to the 5th nearest other sample, PyOD's ``KNN`` default,
+computed with ``NearestNeighbors``); PyOD's ``AutoEncoder(random_state=seed,
+verbose=0)``, ``ECOD()`` and ``COPOD()`` (skipped with a note when pyod is
+missing).
 
-Autoencoder-based detectors add reconstruction errors up over features, so
-they need scaled features: PyOD's ``AutoEncoder`` standardises its input
-internally by default (``preprocessing=True``), and a ``StandardScaler`` in
-front of sk_deepunsup's detector is the like-for-like setting.
+Run from the project root with the peers' environment
+(``../shared/peers/install.sh VENV``; the data sets come from
+``../shared/datasets/install.sh``):
 
-Run from the project root:
-
-    python benchmarks/bench_outliers.py                # seeds 0 1 2
-    python benchmarks/bench_outliers.py --quick        # seed 0 only
-    python benchmarks/bench_outliers.py --skip pyod ae
-
-pyod comes from ``../shared/peers/install.sh VENV`` (run this script with
-that environment's python, e.g.
-``/work/peers-venv/bin/python benchmarks/bench_outliers.py``).
+    /work/peers-venv/bin/python benchmarks/bench_outliers.py            # seeds 0 1
+    /work/peers-venv/bin/python benchmarks/bench_outliers.py --quick    # seed 0 only
+    /work/peers-venv/bin/python benchmarks/bench_outliers.py --heldout  # held-out checks
+    /work/peers-venv/bin/python benchmarks/bench_outliers.py --skip pyod-ae former
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import sys
 import time
 import warnings
 
 import numpy as np
 import torch
-from sklearn.datasets import load_breast_cancer, load_digits, load_wine
+from sklearn.datasets import load_breast_cancer, load_digits, load_wine, make_classification
 from sklearn.ensemble import IsolationForest
-from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import make_pipeline
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
-from sk_deepunsup import AutoencoderOutlierDetector, DeepAutoencoder, VariationalAutoencoder
+from sk_deepunsup import AutoencoderOutlierDetector, VariationalAutoencoder
 
 OUTLIER_SHARE = 0.05
-TASKS = ("digits", "breast_cancer", "wine")
+ODDS_TASKS = ("thyroid", "mammography", "musk", "shuttle")
+BUNDLED_TASKS = ("digits", "breast_cancer", "wine")
+HELDOUT_TASKS = ("classif", "blobs", "digits_transposed")
+SHUTTLE_ROWS = 20_000
+DATASETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "datasets")
 
 
 class Skipped(Exception):
-    """A contender whose optional dependency is missing."""
+    """A contender or task whose optional dependency is missing."""
+
+
+# -- tasks ------------------------------------------------------------------------
 
 
 def contaminate(X, inlier_mask, rng, min_outliers=0):
@@ -87,164 +97,270 @@ def contaminate(X, inlier_mask, rng, min_outliers=0):
     return np.vstack([inliers, outliers]), y
 
 
-def make_tasks(seed):
-    """Task name -> list of (X, y) problems (10 for digits, one for the others)."""
-    digits = load_digits()
+def odds(name):
+    """X, y of an ODDS set, or Skipped with the install hint."""
+    sys.path.insert(0, os.path.abspath(DATASETS_DIR))
+    try:
+        from real import odds as load
+        X, y = load(name)
+    except ImportError as exc:
+        raise Skipped(
+            f"ODDS data not installed ({exc}); run ../shared/datasets/install.sh "
+            "with this python's environment"
+        ) from None
+    if name == "shuttle":
+        keep = np.random.RandomState(0).choice(len(X), SHUTTLE_ROWS, replace=False)
+        X, y = X[keep], y[keep]
+    return X, y
+
+
+def blobs(seed):
     rng = np.random.RandomState(seed)
-    tasks = {"digits": [contaminate(digits.data, digits.target == c, rng) for c in range(10)]}
-    cancer = load_breast_cancer()
-    tasks["breast_cancer"] = [
-        contaminate(cancer.data, cancer.target == 1, np.random.RandomState(seed))
-    ]
-    wine = load_wine()
-    tasks["wine"] = [
-        contaminate(wine.data, wine.target == 0, np.random.RandomState(seed), min_outliers=2)
-    ]
-    return tasks
+    centers = rng.uniform(-5, 5, size=(3, 10))
+    spreads = np.array([0.5, 1.0, 2.0])
+    which = rng.randint(3, size=1000)
+    inliers = centers[which] + spreads[which, None] * rng.normal(size=(1000, 10))
+    n_out = int(OUTLIER_SHARE * 1000)
+    lo, hi = inliers.min(0), inliers.max(0)
+    global_ = rng.uniform(lo, hi, size=(n_out // 2, 10))
+    which = rng.randint(3, size=n_out - n_out // 2)
+    local = centers[which] + 3 * spreads[which, None] * rng.normal(size=(len(which), 10))
+    X = np.vstack([inliers, global_, local])
+    return X, np.r_[np.zeros(1000, dtype=int), np.ones(n_out, dtype=int)]
 
 
-def timed_fit(est, X):
-    """Fit ``est`` on ``X`` with warnings silenced; return the seconds it took."""
+def make_task(name, seed):
+    """List of (X, y) problems of one task (10 for digits, one for the others)."""
+    if name in ODDS_TASKS:
+        return [odds(name)]
+    if name == "digits":
+        digits = load_digits()
+        rng = np.random.RandomState(seed)
+        return [contaminate(digits.data, digits.target == c, rng) for c in range(10)]
+    if name == "breast_cancer":
+        cancer = load_breast_cancer()
+        return [contaminate(cancer.data, cancer.target == 1, np.random.RandomState(seed))]
+    if name == "wine":
+        wine = load_wine()
+        rng = np.random.RandomState(seed)
+        return [contaminate(wine.data, wine.target == 0, rng, min_outliers=2)]
+    if name == "classif":
+        X, y = make_classification(
+            n_samples=2000, n_features=20, n_informative=10, n_clusters_per_class=2,
+            weights=[1 - OUTLIER_SHARE], flip_y=0, random_state=seed,
+        )
+        return [(X, y)]
+    if name == "blobs":
+        return [blobs(seed)]
+    if name == "digits_transposed":
+        images = load_digits().data
+        rng = np.random.RandomState(seed)
+        picked = rng.choice(len(images), int(round(OUTLIER_SHARE * len(images))), replace=False)
+        flipped = images[picked].reshape(-1, 8, 8).transpose(0, 2, 1).reshape(-1, 64)
+        y = np.r_[np.zeros(len(images), dtype=int), np.ones(len(picked), dtype=int)]
+        return [(np.vstack([images, flipped]), y)]
+    raise ValueError(name)
+
+
+# -- contenders ---------------------------------------------------------------------
+
+
+def quiet(fn, *args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        start = time.perf_counter()
-        est.fit(X)
-        return time.perf_counter() - start
+        return fn(*args)
 
 
 def sklearn_convention(est, X):
     """Outlyingness (higher = more abnormal) and fit seconds of a scikit-learn detector."""
-    seconds = timed_fit(est, X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return -est.score_samples(X), seconds
+    start = time.perf_counter()
+    quiet(est.fit, X)
+    seconds = time.perf_counter() - start
+    return -quiet(est.score_samples, X), seconds
 
 
 def run_default(X, seed):
-    est = make_pipeline(StandardScaler(), AutoencoderOutlierDetector(random_state=seed))
-    return sklearn_convention(est, X)
+    return sklearn_convention(AutoencoderOutlierDetector(random_state=seed), X)
 
 
-def with_model(model, X, seed):
-    est = make_pipeline(StandardScaler(), AutoencoderOutlierDetector(model, random_state=seed))
-    return sklearn_convention(est, X)
+def run_former(X, seed):
+    """The former default: a VAE's ELBO, refitted on the 70% it scores highest."""
+    start = time.perf_counter()
 
+    def vae():
+        return VariationalAutoencoder(
+            n_components=4, hidden_layer_sizes=(64, 32), loss="mse", max_iter=100,
+            random_state=seed,
+        )
 
-def run_vae_gaussian(X, seed):
-    model = VariationalAutoencoder(n_components=8, hidden_layer_sizes=(64, 32), max_iter=100)
-    return with_model(model, X, seed)
-
-
-def run_plain_ae(X, seed):
-    model = DeepAutoencoder(n_components=4, hidden_layer_sizes=(64, 32), max_iter=100)
-    return with_model(model, X, seed)
+    first = quiet(vae().fit, X)
+    support = np.argsort(-first.score_samples(X), kind="stable")[: int(np.ceil(0.7 * len(X)))]
+    model = quiet(vae().fit, X[support])
+    seconds = time.perf_counter() - start
+    return -model.score_samples(X), seconds
 
 
 def run_iforest(X, seed):
     return sklearn_convention(IsolationForest(random_state=seed), X)
 
 
-def run_pyod(X, seed):
+def run_lof(X, seed):
+    start = time.perf_counter()
+    est = quiet(LocalOutlierFactor().fit, X)
+    return -est.negative_outlier_factor_, time.perf_counter() - start
+
+
+def run_knn(X, seed):
+    start = time.perf_counter()
+    dist, _ = NearestNeighbors(n_neighbors=6).fit(X).kneighbors(X)
+    return dist[:, 5], time.perf_counter() - start  # column 0 is the sample itself
+
+
+def pyod_model(name):
     try:
-        from pyod.models.auto_encoder import AutoEncoder
+        from pyod.models import auto_encoder, copod, ecod
     except ImportError:
-        raise Skipped("pyod not installed") from None
+        raise Skipped("pyod not installed; ../shared/peers/install.sh VENV") from None
+    return {"ae": auto_encoder.AutoEncoder, "ecod": ecod.ECOD, "copod": copod.COPOD}[name]
+
+
+def pyod_run(est, X):
+    start = time.perf_counter()
+    quiet(est.fit, X)
+    return est.decision_scores_, time.perf_counter() - start
+
+
+def run_pyod_ae(X, seed):
     # verbose=0 only turns off its tqdm bar; the model keeps its defaults
-    # (internal standardisation, 10 epochs, batch 32, dropout, batch norm).
-    est = AutoEncoder(random_state=seed, verbose=0)
-    seconds = timed_fit(est, X)
-    return est.decision_scores_, seconds
+    return pyod_run(pyod_model("ae")(random_state=seed, verbose=0), X)
+
+
+def run_ecod(X, seed):
+    return pyod_run(pyod_model("ecod")(), X)
+
+
+def run_copod(X, seed):
+    return pyod_run(pyod_model("copod")(), X)
 
 
 # label -> (short name for --skip, runner)
 CONTENDERS = {
-    "sk_deepunsup AutoencoderOutlierDetector (default)": ("default", run_default),
-    "sk_deepunsup, VAE loss='gaussian' (k=8)": ("vae-gaussian", run_vae_gaussian),
-    "sk_deepunsup, DeepAutoencoder (k=4)": ("ae", run_plain_ae),
+    "sk_deepunsup AutoencoderOutlierDetector": ("default", run_default),
+    "sk_deepunsup, former default (VAE ELBO)": ("former", run_former),
     "sklearn IsolationForest": ("iforest", run_iforest),
-    "PyOD AutoEncoder": ("pyod", run_pyod),
+    "sklearn LocalOutlierFactor": ("lof", run_lof),
+    "k-NN distance (k=5)": ("knn", run_knn),
+    "PyOD AutoEncoder": ("pyod-ae", run_pyod_ae),
+    "PyOD ECOD": ("ecod", run_ecod),
+    "PyOD COPOD": ("copod", run_copod),
 }
-OURS = "sk_deepunsup AutoencoderOutlierDetector (default)"
-PEERS = ("sklearn IsolationForest", "PyOD AutoEncoder")
+OURS = "sk_deepunsup AutoencoderOutlierDetector"
+IFOREST = "sklearn IsolationForest"
+FORMER = "sk_deepunsup, former default (VAE ELBO)"
 
 
-def run_seed(fn, tasks, seed):
-    """Per-task AUC (mean over a task's problems) and total fit seconds of one seed."""
-    aucs, total = {}, 0.0
-    for name in TASKS:
-        per_problem = []
-        for X, y in tasks[name]:
-            outlyingness, seconds = fn(X, seed)
-            total += seconds
-            per_problem.append(roc_auc_score(y, outlyingness))
-        aucs[name] = float(np.mean(per_problem))
-    return dict(aucs, mean=float(np.mean([aucs[t] for t in TASKS])), fit_s=total)
+# -- running and reporting ----------------------------------------------------------
 
 
-def bench(seeds, skip):
-    """Per contender, a list of per-seed dicts (task AUCs, mean, fit_s)."""
-    tasks = {seed: make_tasks(seed) for seed in seeds}
+def load_tasks(names, seeds):
+    """{task: {seed: problems}} with standardised X; tasks that cannot load are noted and left out."""
+    tasks = {}
+    for name in names:
+        try:
+            tasks[name] = {
+                seed: [(StandardScaler().fit_transform(X), y) for X, y in make_task(name, seed)]
+                for seed in seeds
+            }
+        except Skipped as exc:
+            print(f"  task {name}: skipped ({exc})", flush=True)
+    return tasks
+
+
+def run_task(fn, problems, seed):
+    aucs, aps, seconds = [], [], None
+    for X, y in problems:
+        outlyingness, fit_s = fn(X, seed)
+        seconds = fit_s if seconds is None else seconds
+        aucs.append(roc_auc_score(y, outlyingness))
+        aps.append(average_precision_score(y, outlyingness))
+    return float(np.mean(aucs)), float(np.mean(aps)), seconds
+
+
+def bench(tasks, seeds, skip):
+    """results[label][task] = (mean AUC, mean AP, mean fit s) over seeds."""
     results = {}
     for label, (short, fn) in CONTENDERS.items():
         if short in skip:
             print(f"  {label}: skipped (--skip {short})", flush=True)
             continue
-        runs = []
-        for seed in seeds:
-            try:
-                run = run_seed(fn, tasks[seed], seed)
-            except Skipped as exc:
-                print(f"  {label}: skipped ({exc})", flush=True)
-                break
-            runs.append(run)
-            cells = "  ".join(f"{t} {run[t]:.3f}" for t in TASKS)
-            print(f"  {label}, seed {seed}: {cells}  fit {run['fit_s']:.1f} s", flush=True)
-        if runs:
-            results[label] = runs
+        try:
+            per_task = {}
+            for name, by_seed in tasks.items():
+                runs = [run_task(fn, by_seed[seed], seed) for seed in seeds]
+                per_task[name] = tuple(float(np.mean(col)) for col in zip(*runs))
+                auc, ap, fit_s = per_task[name]
+                print(f"  {label}, {name}: AUC {auc:.3f} AP {ap:.3f} fit {fit_s:.2f} s", flush=True)
+        except Skipped as exc:
+            print(f"  {label}: skipped ({exc})", flush=True)
+            continue
+        results[label] = per_task
     return results
 
 
-def mean(runs, key):
-    return float(np.mean([r[key] for r in runs]))
+def table(results, names, column, title):
+    print(f"\n{title}\n")
+    print("| detector | " + " | ".join(names) + " | mean |")
+    print("|---|" + "---:|" * (len(names) + 1))
+    for label, per_task in results.items():
+        values = [per_task[n][column] for n in names]
+        cells = " | ".join(f"{v:.3f}" for v in values)
+        print(f"| {label} | {cells} | {np.mean(values):.3f} |")
 
 
-def report(results, seeds):
-    print(f"\nROC AUC, means over seeds {', '.join(map(str, seeds))}\n")
-    print("| detector | " + " | ".join(TASKS) + " | mean AUC | fit s |")
-    print("|---|" + "---:|" * (len(TASKS) + 2))
-    for label, runs in results.items():
-        cells = " | ".join(f"{mean(runs, t):.3f}" for t in TASKS)
-        print(f"| {label} | {cells} | {mean(runs, 'mean'):.3f} | {mean(runs, 'fit_s'):.1f} |")
-    peers = [p for p in PEERS if p in results]
-    if OURS in results and peers:
-        best = max(peers, key=lambda p: mean(results[p], "mean"))
-        diff = mean(results[OURS], "mean") - mean(results[best], "mean")
-        print(f"\nbest peer: {best} (mean AUC {mean(results[best], 'mean'):.3f})")
-        print(f"sk_deepunsup default mean AUC - best peer mean AUC: {diff:+.3f}")
+def verdict(results, names):
+    if OURS not in results or IFOREST not in results:
+        return
+    mean_auc = {label: np.mean([r[n][0] for n in names]) for label, r in results.items()}
+    others = {k: v for k, v in mean_auc.items() if k not in (OURS, FORMER)}
+    best = max(others, key=others.get)
+    gaps = {n: results[OURS][n][0] - results[IFOREST][n][0] for n in names}
+    worst = min(gaps, key=gaps.get)
+    print(f"\nmean AUC: ours {mean_auc[OURS]:.4f}, best other {best} {others[best]:.4f} "
+          f"({mean_auc[OURS] - others[best]:+.4f})")
+    print(f"largest shortfall against IsolationForest: {worst} {gaps[worst]:+.3f}")
+    if "shuttle" in names:
+        ours, iforest = results[OURS]["shuttle"][2], results[IFOREST]["shuttle"][2]
+        print(f"fit time on shuttle: ours {ours:.2f} s, IsolationForest {iforest:.2f} s "
+              f"({ours / iforest:.1f}x)")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--quick", action="store_true", help="seed 0 only")
+    parser.add_argument("--heldout", action="store_true", help="the held-out checks instead")
+    parser.add_argument("--tasks", nargs="+", metavar="TASK", help="a subset of the tasks")
     parser.add_argument(
-        "--skip",
-        nargs="+",
-        default=[],
-        metavar="NAME",
+        "--skip", nargs="+", default=[], metavar="NAME",
         choices=sorted({short for short, _ in CONTENDERS.values()}),
         help="contenders to leave out, by short name",
     )
-    parser.add_argument("--quick", action="store_true", help="seed 0 only")
     args = parser.parse_args()
     seeds = [0] if args.quick else args.seeds
+    names = args.tasks or (HELDOUT_TASKS if args.heldout else ODDS_TASKS + BUNDLED_TASKS)
     print(
-        f"tasks {', '.join(TASKS)}; {OUTLIER_SHARE:.0%} outliers; seeds {seeds}; "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}",
+        f"tasks {', '.join(names)}; seeds {seeds}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}",
         flush=True,
     )
-    results = bench(seeds, set(args.skip))
-    report(results, seeds)
+    tasks = load_tasks(names, seeds)
+    results = bench(tasks, seeds, set(args.skip))
+    names = list(tasks)
+    seed_text = ", ".join(map(str, seeds))
+    table(results, names, 0, f"ROC AUC, means over seeds {seed_text}")
+    table(results, names, 1, f"Average precision, means over seeds {seed_text}")
+    table(results, names, 2, "Fit seconds (first problem of each task)")
+    verdict(results, names)
 
 
 if __name__ == "__main__":

@@ -209,6 +209,15 @@ def validate_input(estimator, X, *, reset: bool, training: bool = False):
     return X
 
 
+def as_dense(X) -> np.ndarray:
+    """Validated X as an in-memory array (sparse densified, streamed data loaded)."""
+    if sp.issparse(X):
+        return X.toarray()
+    if is_streamed(X):
+        return np.asarray(X[: X.shape[0]], dtype=data_dtype(X))
+    return X
+
+
 def data_dtype(X) -> np.dtype:
     """float64 for float64 input, else float32 (as the outputs are)."""
     return np.dtype(np.float64) if np.dtype(X.dtype) == np.float64 else np.dtype(np.float32)
@@ -461,6 +470,7 @@ __all__ = [
     "TRAINING_CONSTRAINTS",
     "TorchEstimatorMixin",
     "TorchStateMixin",
+    "as_dense",
     "check_finite_range",
     "check_loss_range",
     "data_dtype",

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
+import torch
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
+from sklearn.neighbors import NearestNeighbors
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._autoencoder import AutoencoderBase, fit_autoencoder, prepare_autoencoder
-from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin, validate_input
+from ._base import (
+    TRAINING_CONSTRAINTS,
+    TorchEstimatorMixin,
+    as_dense,
+    check_finite_range,
+    derive_seed,
+    make_source,
+    validate_input,
+)
 from ._vae import VariationalAutoencoder
+
+#: samples each autoencoder trains on when ``max_samples="auto"``
+AUTO_MAX_SAMPLES = 1024
+#: per-feature residual scales are shrunk toward their mean by this share
+SCALE_SHRINKAGE = 0.1
+#: rows per chunk when splitting the distance part over features
+CONTRIBUTION_CHUNK = 1024
 
 
 def default_autoencoder() -> VariationalAutoencoder:
@@ -20,53 +38,87 @@ def default_autoencoder() -> VariationalAutoencoder:
     )
 
 
-class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimator):
-    """Outlier detection with an autoencoder: samples it explains badly are outliers.
+def robust_spread(values) -> float:
+    """Interquartile range of ``values``, never zero (the unit of a score part)."""
+    q1, q3 = np.percentile(values, [25, 75])
+    spread = float(q3 - q1)
+    if spread > 0:
+        return spread
+    fallback = float(np.mean(np.abs(values - np.median(values))))
+    return fallback if fallback > 0 else 1.0
 
-    An autoencoder is trained on X and scores every sample: the negative
-    reconstruction error for a ``DeepAutoencoder``, the evidence lower bound
-    (which adds how unusual the sample's code is) for a
-    ``VariationalAutoencoder``, the default. Since the training data hold the
-    outliers too, the model is by default trained a second time on the
-    ``support_fraction`` of samples the first model found most normal, so
-    that it does not learn to explain the outliers (the idea of
-    ``support_fraction`` in ``MinCovDet``). The API and sign conventions are IsolationForest's:
-    ``score_samples`` is higher for more normal samples (the negative
-    reconstruction error, or the ELBO for a ``VariationalAutoencoder``),
-    ``decision_function = score_samples - offset_`` is negative for outliers,
-    and ``predict`` returns +1 for inliers and -1 for outliers.
+
+class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimator):
+    """Outlier detection with an autoencoder: samples it explains badly, far from normal ones.
+
+    A sample's outlyingness adds two parts, each in units of its
+    interquartile range over the training data:
+
+    - **reconstruction**: how badly the autoencoder reconstructs the sample,
+      summed over features as ``|x_j - x̂_j| / s_j``, where ``s_j`` is the
+      typical residual of feature ``j`` on the autoencoder's training samples
+      (its root median square, shrunk a little toward the mean over
+      features), so that a feature the model reconstructs tightly counts more
+      when it is off;
+    - **distance**: the mean Euclidean distance to its ``n_neighbors``
+      nearest reference samples, training samples judged normal (a sample
+      identical to a reference sample is not its own neighbour).
+
+    ``score_samples`` is minus that sum (higher is more normal), and
+    :meth:`feature_contributions` splits it over the features.
+
+    Fitting follows the ideas of ``MinCovDet`` and ``IsolationForest``: a
+    first autoencoder, trained on a subsample of ``max_samples`` rows, ranks
+    the training samples by its reconstruction part plus the squared
+    standardised distance to the data's mean. The ``support_fraction`` of
+    samples it ranks most normal are the support; the final autoencoder
+    trains on a subsample of the support, so that it does not learn to
+    explain the outliers, and the reference samples are another subsample
+    of the support.
+
+    The API and sign conventions are IsolationForest's: ``score_samples``
+    is higher for more normal samples, ``decision_function = score_samples
+    - offset_`` is negative for outliers, and ``predict`` returns +1 for
+    inliers and -1 for outliers. Scale features first (for example in a
+    ``Pipeline`` with ``StandardScaler``): residuals and distances add up
+    over features.
 
     Parameters
     ----------
     autoencoder : DeepAutoencoder, VariationalAutoencoder or None, default=None
-        ``None`` trains a ``VariationalAutoencoder(n_components=4,
-        hidden_layer_sizes=(64, 32), loss="mse", max_iter=100)``: its ELBO
-        adds up squared reconstruction errors and how unusual the sample's
-        code is. It was the best of the models tried on the benchmark in the
-        README (real data, noisy). On data that lie close to a
-        low-dimensional manifold with little noise it blurs (its unit
-        variance lets the KL term win); there a ``DeepAutoencoder`` or
-        ``VariationalAutoencoder(loss="gaussian")`` separates off-manifold
-        points better. An unfitted one is
-        cloned and trained on X; a fitted one is copied and used as is (no
-        training; the threshold is set from X). This estimator's ``device`` and
-        ``verbose`` override the autoencoder's, and its ``random_state``
-        seeds an autoencoder that has none. Scale X first (for example in a
-        ``Pipeline`` with ``StandardScaler``): reconstruction errors add up
-        over features.
+        ``None`` trains ``VariationalAutoencoder(n_components=4,
+        hidden_layer_sizes=(64, 32), loss="mse", max_iter=100)`` (its
+        reconstruction is the decoded posterior mean). An unfitted one is
+        cloned and trained; a fitted one is copied and used as is (no
+        training; the support, the reference samples and the threshold come
+        from X). This estimator's ``device`` and ``verbose`` override the
+        autoencoder's, and ``random_state`` seeds an autoencoder that has
+        none.
+    max_samples : "auto", int or float, default="auto"
+        Samples each autoencoder trains on, and number of reference samples,
+        drawn without replacement: ``"auto"`` is ``min(1024, n_samples)``,
+        an int that many (at most all), a float in (0, 1] that share of the
+        samples. It bounds the fit time on large data, as in
+        ``IsolationForest``.
+    n_neighbors : int >= 0, default=10
+        Reference samples the distance part averages over; 0 leaves the
+        distance part out (reconstruction only).
     contamination : "auto" or float in (0, 0.5], default="auto"
         Expected share of outliers in the training data. A float sets
         ``offset_`` so that this share of the training samples is flagged.
         ``"auto"`` flags training samples whose score lies beyond Tukey's
         lower fence, ``Q1 - 1.5 * IQR`` of the training scores.
-    support_fraction : float in (0, 1], default=0.7
-        Share of the training samples, those the first model scores most
-        normal, on which the final model is trained. 1.0 trains once, on all
-        samples.
+    support_fraction : float in (0, 1], default=0.9
+        Share of the training samples, those the first model ranks most
+        normal, on which the final autoencoder trains and from which the
+        reference samples are drawn (so that a tight cluster of outliers
+        are not each other's neighbours). 1.0 trains once, on a subsample
+        of all samples.
     random_state : int, RandomState instance or None, default=None
-        Seeds an autoencoder that has no ``random_state`` of its own.
+        Seeds the subsamples, and the autoencoders when they have no
+        ``random_state`` of their own.
     device : str or torch.device, default="auto"
-        Where the autoencoder trains and runs.
+        Where the autoencoders train and run.
     verbose : bool or int, default=False
         Progress bar on stderr.
     n_threads : int or None, default=None
@@ -76,9 +128,18 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     Attributes
     ----------
     autoencoder_ : DeepAutoencoder or VariationalAutoencoder
-        The fitted autoencoder (the second fit, with ``support_fraction < 1``).
+        The fitted autoencoder that scores (the second fit, with
+        ``support_fraction < 1``).
     support_ : ndarray of bool of shape (n_samples,)
-        Training samples the final model was trained on.
+        Training samples the first model ranked most normal; the final
+        autoencoder trained on (a subsample of) them.
+    reference_ : ndarray of shape (n_reference, n_features_in_)
+        The reference samples of the distance part.
+    residual_scale_ : ndarray of shape (n_features_in_,)
+        ``s_j``, the typical residual of each feature.
+    part_scale_ : ndarray of shape (2,)
+        Interquartile ranges of the reconstruction and distance parts over
+        the training data: their units in the score.
     offset_ : float
         Threshold on ``score_samples``: ``decision_function`` is
         ``score_samples(X) - offset_``.
@@ -90,6 +151,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     See Also
     --------
     sklearn.ensemble.IsolationForest : Tree-based outlier detection.
+    sklearn.neighbors.LocalOutlierFactor : Density-based outlier detection.
 
     Examples
     --------
@@ -112,6 +174,12 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
 
     _parameter_constraints: dict = {
         "autoencoder": [None, AutoencoderBase],
+        "max_samples": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Real, 0, 1, closed="right"),
+        ],
+        "n_neighbors": [Interval(Integral, 0, None, closed="left")],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "support_fraction": [Interval(Real, 0, 1, closed="right")],
         "random_state": TRAINING_CONSTRAINTS["random_state"],
@@ -126,14 +194,18 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         self,
         autoencoder=None,
         *,
+        max_samples="auto",
+        n_neighbors=10,
         contamination="auto",
-        support_fraction=0.7,
+        support_fraction=0.9,
         random_state=None,
         device="auto",
         verbose=False,
         n_threads=None,
     ):
         self.autoencoder = autoencoder
+        self.max_samples = max_samples
+        self.n_neighbors = n_neighbors
         self.contamination = contamination
         self.support_fraction = support_fraction
         self.random_state = random_state
@@ -141,14 +213,18 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         self.verbose = verbose
         self.n_threads = n_threads
 
+    # -- fitting ---------------------------------------------------------------------
+
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y=None):
-        """Train the autoencoder on X and set the outlier threshold.
+        """Train the autoencoder on X, pick the reference samples, set the threshold.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data, possibly with some outliers (see ``contamination``).
+            The detector computes its score parts in memory, so sparse and
+            streamed X are densified (here and when scoring).
         y : None
             Ignored; present for API consistency.
 
@@ -157,40 +233,135 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         self : object
             The fitted detector.
         """
-        X = validate_input(self, X, reset=True, training=True)
+        X = self._dense(validate_input(self, X, reset=True, training=True))
+        n = X.shape[0]
         seed = self._training_seed(first_call=True)
-        autoencoder, needs_fit = prepare_autoencoder(self, X, default_autoencoder, seed)
-        support = np.ones(X.shape[0], dtype=bool)
+        rng = np.random.RandomState(derive_seed(seed, 0))  # the subsamples
+        n_sub = self._n_subsample(n)
+        n_support = int(np.ceil(self.support_fraction * n))
+        if n_support < 2:
+            raise ValueError(
+                f"support_fraction={self.support_fraction} keeps {n_support} "
+                f"of {n} samples; at least 2 are needed. Raise "
+                "support_fraction or pass more samples."
+            )
+        model, needs_fit = prepare_autoencoder(self, X, default_autoencoder, seed)
+        quiet = self.autoencoder is None
+        first_rows = np.arange(n)
         if needs_fit:
-            quiet = self.autoencoder is None
-            fit_autoencoder(autoencoder, X, quiet)
-            n_support = int(np.ceil(self.support_fraction * X.shape[0]))
-            if n_support < X.shape[0]:
-                if n_support < 2:
-                    raise ValueError(
-                        f"support_fraction={self.support_fraction} keeps {n_support} "
-                        f"of {X.shape[0]} samples; at least 2 are needed. Raise "
-                        "support_fraction or pass more samples."
-                    )
-                # the most normal samples: the n_support highest scores
-                support = np.zeros(X.shape[0], dtype=bool)
-                support[np.argsort(-autoencoder.score_samples(X), kind="stable")[:n_support]] = True
-                fit_autoencoder(autoencoder, X[support], quiet)
-        self.autoencoder_ = autoencoder
+            first_rows = np.sort(rng.choice(n, n_sub, replace=False))
+            fit_autoencoder(model, X[first_rows], quiet)
+        # most normal first: the first model's reconstruction part plus the
+        # squared standardised distance to the data's mean, each in IQR units
+        residuals = np.abs(X - self._reconstruct(model, X))
+        centre, spread = np.mean(X, axis=0), np.std(X, axis=0)
+        spread[spread == 0] = 1.0
+        parts = [
+            (residuals / self._residual_scale(residuals[first_rows])).sum(axis=1),
+            np.sum(((X - centre) / spread) ** 2, axis=1),
+        ]
+        order = np.argsort(sum(p / robust_spread(p) for p in parts), kind="stable")
+        support = np.zeros(n, dtype=bool)
+        support[order[:n_support]] = True
+        take = np.sort(rng.choice(order[:n_support], min(n_sub, n_support), replace=False))
+        if needs_fit and n_support < n:
+            model = prepare_autoencoder(self, X, default_autoencoder, derive_seed(seed, 1))[0]
+            fit_autoencoder(model, X[take], quiet)
+        elif needs_fit:
+            take = first_rows
+        reference = np.sort(rng.choice(order[:n_support], min(n_sub, n_support), replace=False))
+        self.autoencoder_ = model
         self.support_ = support
-        self.offset_ = self._offset(autoencoder.score_samples(X))
+        self.reference_ = X[reference]
+        self.residual_scale_ = self._residual_scale(np.abs(X[take] - self._reconstruct(model, X[take])))
+        recon, distance = self._parts(X)
+        self.part_scale_ = np.array([robust_spread(recon), robust_spread(distance)])
+        self.offset_ = self._offset(-(recon / self.part_scale_[0] + distance / self.part_scale_[1]))
         return self
+
+    @staticmethod
+    def _dense(X):
+        """The score parts are computed in memory: sparse or streamed X is densified."""
+        dense = as_dense(X)
+        if dense is not X and not sp.issparse(X):  # streamed: values not yet checked
+            check_finite_range(make_source(dense, torch.device("cpu"), training=False))
+        return dense
+
+    def _validated(self, X):
+        return self._dense(super()._validated(X))
+
+    def _n_subsample(self, n: int) -> int:
+        if self.max_samples == "auto":
+            return min(AUTO_MAX_SAMPLES, n)
+        if isinstance(self.max_samples, Integral):
+            return min(int(self.max_samples), n)
+        return max(2, int(np.ceil(self.max_samples * n)))
+
+    @staticmethod
+    def _reconstruct(model, X):
+        return model.inverse_transform(model.transform(X))
+
+    @staticmethod
+    def _residual_scale(residuals):
+        """Per-feature root median square residual, shrunk toward its mean; never zero."""
+        typical = np.median(residuals**2, axis=0)
+        scale = np.sqrt(typical + SCALE_SHRINKAGE * typical.mean())
+        floor = np.finfo(np.float32).eps * max(1.0, float(np.max(scale)))
+        return np.maximum(scale, floor)
 
     def _offset(self, scores) -> float:
         if self.contamination == "auto":
             q1, q3 = np.percentile(scores, [25, 75])
-            # scores are negated errors: the error fence Q3 + 1.5 IQR becomes
-            # the score fence Q1 - 1.5 IQR
+            # scores are negated outlyingness: the fence Q3 + 1.5 IQR on
+            # outlyingness becomes the score fence Q1 - 1.5 IQR
             return float(q1 - 1.5 * (q3 - q1))
         return float(np.percentile(scores, 100.0 * self.contamination))
 
+    # -- scoring ---------------------------------------------------------------------
+
+    def _has_distance_part(self) -> bool:
+        return self.n_neighbors > 0 and self.reference_.shape[0] > 1
+
+    def _neighbours(self, X):
+        """Distances to each sample's neighbours among the reference samples, and their rows."""
+        k = min(self.n_neighbors, self.reference_.shape[0] - 1)
+        search = NearestNeighbors(n_neighbors=k + 1).fit(self.reference_)
+        dist, index = search.kneighbors(X)
+        # a sample identical to a reference sample is not its own neighbour
+        own = dist[:, 0] == 0
+        dist = np.where(own[:, None], dist[:, 1:], dist[:, :-1])
+        index = np.where(own[:, None], index[:, 1:], index[:, :-1])
+        return dist, index
+
+    def _recon_residuals(self, X):
+        return np.abs(X - self._reconstruct(self.autoencoder_, X)) / self.residual_scale_
+
+    def _parts(self, X):
+        """The reconstruction and distance parts of each sample, before the part scales."""
+        recon = self._recon_residuals(X).sum(axis=1)
+        distance = np.zeros(X.shape[0])
+        if self._has_distance_part():
+            distance = self._neighbours(X)[0].mean(axis=1)
+        return recon, distance
+
+    def _contributions(self, X):
+        """Per-feature (reconstruction, distance) parts, before the part scales."""
+        recon = self._recon_residuals(X)
+        distance = np.zeros(X.shape, dtype=np.float64)
+        if self._has_distance_part():
+            dist, index = self._neighbours(X)
+            # a distance d = sum_j o_j**2 / d splits over features as o_j**2 / d;
+            # in chunks of rows, to bound the (rows, n_neighbors, features) offsets
+            for start in range(0, X.shape[0], CONTRIBUTION_CHUNK):
+                rows = slice(start, start + CONTRIBUTION_CHUNK)
+                offsets = X[rows, None, :] - self.reference_[index[rows]]
+                d = dist[rows, :, None]
+                share = np.divide(offsets**2, d, out=np.zeros_like(offsets), where=d > 0)
+                distance[rows] = share.mean(axis=1)
+        return recon, distance
+
     def score_samples(self, X):
-        """Normality of each sample: the autoencoder's score (higher is more normal).
+        """Normality of each sample (higher is more normal): minus its outlyingness.
 
         Parameters
         ----------
@@ -200,11 +371,67 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         Returns
         -------
         scores : ndarray of shape (n_samples,)
-            The negative reconstruction error (``DeepAutoencoder``) or the
-            ELBO (``VariationalAutoencoder``).
+            ``-(reconstruction / part_scale_[0] + distance / part_scale_[1])``,
+            the row sums of ``-feature_contributions(X)``; X's float dtype.
         """
-        X = self._validated(X)  # before touching autoencoder_: NotFittedError first
-        return self.autoencoder_.score_samples(X)
+        X = self._validated(X)  # before touching fitted attributes: NotFittedError first
+        recon, distance = self._parts(X)
+        return -(recon / self.part_scale_[0] + distance / self.part_scale_[1]).astype(X.dtype)
+
+    def feature_contributions(self, X):
+        """Each feature's share of each sample's outlyingness.
+
+        ``feature_contributions(X).sum(axis=1) == -score_samples(X)``: a
+        large value says that feature is off for that sample, badly
+        reconstructed or far from the sample's normal neighbours. The columns
+        follow ``feature_names_in_`` (a DataFrame with those columns and X's
+        index when ``set_output(transform="pandas")`` is set).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to explain.
+
+        Returns
+        -------
+        contributions : ndarray or DataFrame of shape (n_samples, n_features_in_)
+            Non-negative; X's float dtype.
+        """
+        X_valid = self._validated(X)
+        recon, distance = self._contributions(X_valid)
+        out = (recon / self.part_scale_[0] + distance / self.part_scale_[1]).astype(X_valid.dtype)
+        if getattr(self, "_sklearn_output_config", {}).get("transform") == "pandas":
+            import pandas as pd
+
+            index = X.index if hasattr(X, "index") else None
+            return pd.DataFrame(out, columns=self._feature_names(), index=index)
+        return out
+
+    def _feature_names(self):
+        if hasattr(self, "feature_names_in_"):
+            return list(self.feature_names_in_)
+        return [f"x{i}" for i in range(self.n_features_in_)]
+
+    def set_output(self, *, transform=None):
+        """Output container of :meth:`feature_contributions`: "default", "pandas" or None.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas"} or None, default=None
+            ``"pandas"`` returns DataFrames, ``"default"`` numpy arrays, None
+            leaves the setting as it is.
+
+        Returns
+        -------
+        self : object
+        """
+        if transform is not None:
+            if transform not in ("default", "pandas"):
+                raise ValueError(
+                    f"set_output(transform={transform!r}): choose 'default' or 'pandas'."
+                )
+            self._sklearn_output_config = {"transform": transform}
+        return self
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers.
@@ -233,4 +460,3 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         is_inlier : ndarray of shape (n_samples,)
         """
         return np.where(self.decision_function(X) < 0, -1, 1)
-

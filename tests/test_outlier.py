@@ -35,6 +35,17 @@ def plane_data():
     return X, y
 
 
+@pytest.fixture(scope="module")
+def foreign_digits():
+    """The 1s of digits and 9 other digits, standardised."""
+    digits = load_digits()
+    ones = digits.data[digits.target == 1]
+    others = digits.data[digits.target != 1][:9]
+    X = StandardScaler().fit_transform(np.vstack([ones, others]))
+    y = np.r_[np.zeros(len(ones)), np.ones(9)]
+    return X, y
+
+
 def test_finds_off_manifold_outliers(plane_data):
     X, y = plane_data
     det = AutoencoderOutlierDetector(fast_ae(max_iter=150), random_state=0).fit(X)
@@ -49,6 +60,26 @@ def test_default_model_finds_foreign_digits():
     y = np.r_[np.zeros(len(ones)), np.ones(9)]
     det = make_pipeline(StandardScaler(), AutoencoderOutlierDetector(random_state=0)).fit(X)
     assert roc_auc_score(y, -det.score_samples(X)) > 0.9
+
+
+def test_both_parts_add_to_the_ranking(foreign_digits):
+    # the distance part alone (a model that reconstructs nothing useful has
+    # the same reconstruction part scale everywhere) and the reconstruction
+    # part alone each rank the foreign digits; together they rank them at
+    # least as well as the weaker of the two
+    X, y = foreign_digits
+    both = AutoencoderOutlierDetector(random_state=0).fit(X)
+    recon_only = AutoencoderOutlierDetector(n_neighbors=0, random_state=0).fit(X)
+    auc_both = roc_auc_score(y, -both.score_samples(X))
+    auc_recon = roc_auc_score(y, -recon_only.score_samples(X))
+    recon, distance = both._parts(X)
+    auc_distance = roc_auc_score(y, distance)
+    assert auc_recon > 0.8 and auc_distance > 0.8
+    assert auc_both >= min(auc_recon, auc_distance)
+    # n_neighbors=0: the score is the reconstruction part alone
+    np.testing.assert_allclose(
+        -recon_only.score_samples(X), recon_only._parts(X)[0] / recon_only.part_scale_[0]
+    )
 
 
 @pytest.mark.parametrize("contamination", [0.05, 0.1, 0.25])
@@ -80,9 +111,10 @@ def test_sign_conventions(plane_data):
 
 
 def test_support_fraction_retrains_on_most_normal_samples(plane_data):
-    X, _ = plane_data
+    X, y = plane_data
     det = AutoencoderOutlierDetector(fast_ae(), support_fraction=0.8, random_state=0).fit(X)
     assert det.support_.sum() == int(np.ceil(0.8 * len(X)))
+    assert not det.support_[y == 1].any()  # the planted outliers are left out
     once = AutoencoderOutlierDetector(fast_ae(), support_fraction=1.0, random_state=0).fit(X)
     assert once.support_.all()
 
@@ -93,14 +125,68 @@ def test_support_fraction_too_small():
         det.fit(np.random.RandomState(0).normal(size=(5, 3)))
 
 
-def test_fitted_autoencoder_is_used_as_is_and_never_changed(plane_data):
+def is_row_of(rows, X):
+    return np.array([np.any(np.all(X == r, axis=1)) for r in rows])
+
+
+def test_max_samples_bounds_the_subsamples(plane_data):
     X, _ = plane_data
+    det = AutoencoderOutlierDetector(fast_ae(), max_samples=50, random_state=0).fit(X)
+    assert det.reference_.shape == (50, 8)
+    assert is_row_of(det.reference_, X[det.support_]).all()  # drawn from the support
+    det = AutoencoderOutlierDetector(fast_ae(), max_samples=0.5, random_state=0).fit(X)
+    assert det.reference_.shape[0] == int(np.ceil(0.5 * len(X)))
+
+
+def test_a_reference_sample_is_not_its_own_neighbour(plane_data):
+    X, _ = plane_data
+    det = AutoencoderOutlierDetector(fast_ae(), random_state=0).fit(X)
+    without = copy.deepcopy(det)
+    without.reference_ = det.reference_[1:]
+    sample = det.reference_[:1]
+    # scored as if it were not a reference sample: its distance part is not 0
+    distance = det._parts(sample)[1]
+    assert distance[0] > 0
+    np.testing.assert_allclose(distance, without._parts(sample)[1])
+
+
+def test_feature_contributions_explain_the_score(plane_data):
+    X, _ = plane_data
+    det = AutoencoderOutlierDetector(fast_ae(max_iter=100), random_state=0).fit(X)
+    contributions = det.feature_contributions(X)
+    assert contributions.shape == X.shape and contributions.dtype == np.float64
+    assert (contributions >= 0).all()
+    np.testing.assert_allclose(contributions.sum(axis=1), -det.score_samples(X), rtol=1e-6)
+    # an inlier pushed far off in feature 3 only: feature 3 is blamed
+    bent = X[:20].copy()
+    bent[:, 3] += 6.0
+    blamed = det.feature_contributions(bent).argmax(axis=1)
+    assert np.mean(blamed == 3) >= 0.9
+
+
+def test_feature_contributions_pandas_output(plane_data):
+    X, _ = plane_data
+    columns = [f"sensor_{i}" for i in range(8)]
+    df = pd.DataFrame(X, columns=columns, index=np.arange(100, 100 + len(X)))
+    det = AutoencoderOutlierDetector(fast_ae(), random_state=0).fit(df)
+    plain = det.feature_contributions(df)
+    assert isinstance(plain, np.ndarray)
+    out = det.set_output(transform="pandas").feature_contributions(df)
+    assert list(out.columns) == columns and list(out.index) == list(df.index)
+    np.testing.assert_allclose(out.to_numpy(), plain)
+    with pytest.raises(ValueError, match="choose 'default' or 'pandas'"):
+        det.set_output(transform="polars")
+
+
+def test_fitted_autoencoder_is_used_as_is_and_never_changed(plane_data):
+    X, y = plane_data
     ae = fast_ae(random_state=0).fit(X)
     before = copy.deepcopy(ae.module_.state_dict())
     det = AutoencoderOutlierDetector(ae, contamination=0.1).fit(X)
     for k, v in ae.module_.state_dict().items():
         assert np.array_equal(v.numpy(), before[k].numpy())
-    np.testing.assert_allclose(det.score_samples(X), ae.score_samples(X))
+    np.testing.assert_allclose(det.autoencoder_.transform(X), ae.transform(X))
+    assert roc_auc_score(y, -det.score_samples(X)) > 0.9
     with pytest.raises(ValueError, match="fitted autoencoder expects 8"):
         AutoencoderOutlierDetector(ae).fit(X[:, :5])
 
@@ -118,6 +204,10 @@ def test_invalid_parameters(plane_data):
         AutoencoderOutlierDetector(contamination=0.6).fit(X)
     with pytest.raises(InvalidParameterError, match="'autoencoder' parameter"):
         AutoencoderOutlierDetector(autoencoder="pca").fit(X)
+    with pytest.raises(InvalidParameterError, match="'max_samples' parameter"):
+        AutoencoderOutlierDetector(max_samples=0).fit(X)
+    with pytest.raises(InvalidParameterError, match="'n_neighbors' parameter"):
+        AutoencoderOutlierDetector(n_neighbors=-1).fit(X)
 
 
 def test_bad_input_at_predict(plane_data):
@@ -127,6 +217,8 @@ def test_bad_input_at_predict(plane_data):
         det.predict(X[:, :3])
     with pytest.raises(ValueError, match="Input X contains NaN"):
         det.predict(np.full((2, 8), np.nan))
+    with pytest.raises(ValueError, match="X has 3 features"):
+        det.feature_contributions(X[:, :3])
 
 
 def test_deterministic_pandas_and_pickle(plane_data):
@@ -138,3 +230,4 @@ def test_deterministic_pandas_and_pickle(plane_data):
     assert list(a.feature_names_in_) == list(df.columns)
     again = pickle.loads(pickle.dumps(a))
     np.testing.assert_array_equal(again.decision_function(df), a.decision_function(df))
+    np.testing.assert_array_equal(again.feature_contributions(df), a.feature_contributions(df))
