@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 try:  # optional: the "onnx" extra (the doctest collector imports this module too)
     from onnx import onnx_pb as onnx_proto
@@ -44,7 +43,6 @@ else:
 from ._autoencoder import DeepAutoencoder
 from ._clustering import DeepEmbeddingClusterer
 from ._nn import MLP
-from ._nn.losses import posterior_draws
 from ._outlier import AutoencoderOutlierDetector
 from ._vae import VariationalAutoencoder
 
@@ -188,66 +186,6 @@ def _encode(g: _Graph, autoencoder, x: str) -> str:
     return _emit_mlp(g, encoder, x)
 
 
-def _mean_over_features(g: _Graph, values: str, n_features: int, axis: int = 1) -> str:
-    return g.node("Mul", [g.reduce_sum(values, axis), g.scalar(1.0 / n_features)])
-
-
-def _bernoulli_log_lik(g: _Graph, x: str, logits: str) -> str:
-    """Elementwise ``x * l - softplus(l)``, the negative BCE with logits."""
-    return g.node("Sub", [g.node("Mul", [x, logits]), g.softplus(logits)])
-
-
-def _score_samples(g: _Graph, autoencoder, x: str) -> str:
-    """The autoencoder's ``score_samples`` (negative error or ELBO), shape (N,)."""
-    n_features = autoencoder.n_features_in_
-    if isinstance(autoencoder, VariationalAutoencoder):
-        return _elbo(g, autoencoder, x)
-    module = autoencoder.module_
-    out = _emit_mlp(g, module.decoder, _emit_mlp(g, module.encoder, x))
-    if autoencoder.loss == "bce":
-        return _mean_over_features(g, _bernoulli_log_lik(g, x, out), n_features)
-    diff = g.node("Sub", [out, x])
-    sq = g.node("Mul", [diff, diff])
-    return g.node("Neg", [_mean_over_features(g, sq, n_features)])
-
-
-def _elbo(g: _Graph, vae, x: str) -> str:
-    """The VAE's ELBO with the same fixed antithetic draws as the estimator."""
-    module = vae.module_
-    k, n_features = vae.n_components, vae.n_features_in_
-    mu, logvar = _emit_mlp(g, module.encoder, x, split=k)
-    logvar = g.node("Clip", [logvar, g.scalar(-30.0), g.scalar(20.0)])
-    std = g.node("Exp", [g.node("Mul", [logvar, g.scalar(0.5)])])
-    eps = posterior_draws(torch.zeros(1, k, dtype=torch.float64),
-                          torch.zeros(1, k, dtype=torch.float64))  # (D, 1, k)
-    n_draws = eps.shape[0]
-    eps_name = g.const(eps.numpy(), "eps")
-    z = g.node("Add", [mu, g.node("Mul", [std, eps_name])])  # (D, N, k)
-    out = _emit_mlp(g, module.decoder, g.reshape(z, [-1, k]))
-    out = g.reshape(out, [n_draws, -1, n_features])  # (D, N, F)
-    if module.likelihood == "bernoulli":
-        per_feature = _bernoulli_log_lik(g, x, out)
-    else:
-        if module.likelihood == "gaussian":
-            log_scale = module.log_scale.detach().cpu().double().clamp_min(module.min_log_scale)
-        else:
-            log_scale = torch.zeros(n_features, dtype=torch.float64)
-        log_scale = log_scale.numpy()
-        scaled = g.node("Mul", [g.node("Sub", [x, out]), g.const(np.exp(-log_scale), "inv")])
-        sq = g.node("Mul", [scaled, scaled])
-        offset = g.const(-log_scale - 0.5 * math.log(2 * math.pi), "offset")
-        per_feature = g.node("Add", [g.node("Mul", [sq, g.scalar(-0.5)]), offset])
-    log_lik = g.reduce_sum(per_feature, 2)  # (D, N)
-    mean_log_lik = g.node("Mul", [g.reduce_sum(log_lik, 0), g.scalar(1.0 / n_draws)])
-    kl_terms = g.node(
-        "Sub",
-        [g.node("Add", [g.node("Mul", [mu, mu]), g.node("Exp", [logvar])]),
-         g.node("Add", [logvar, g.scalar(1.0)])],
-    )
-    kl = g.node("Mul", [g.reduce_sum(kl_terms, 1), g.scalar(0.5)])
-    return g.node("Sub", [mean_log_lik, kl])
-
-
 # -- converters ------------------------------------------------------------------------
 
 
@@ -273,11 +211,55 @@ def _convert_clusterer(scope, operator, container):
     g.node("ArgMax", [probabilities], output=operator.outputs[0].full_name, axis=1, keepdims=0)
 
 
+def _reconstruct(g: _Graph, autoencoder, x: str) -> str:
+    """``inverse_transform(transform(x))``: the decoder's output in data space."""
+    out = _emit_mlp(g, autoencoder.module_.decoder, _encode(g, autoencoder, x))
+    if autoencoder.loss == "bce":
+        return g.node("Sigmoid", [out])
+    if autoencoder.loss == "multinomial":
+        return g.node("Softmax", [out], axis=1)
+    return out
+
+
+def _slice_columns(g: _Graph, x: str, start: int, stop: int) -> str:
+    ints = lambda v, seed: g.const(np.array([v], dtype=np.int64), seed, np.int64)  # noqa: E731
+    return g.node("Slice", [x, ints(start, "start"), ints(stop, "stop"), ints(1, "axis")])
+
+
+def _neighbour_distance(g: _Graph, model, x: str) -> str:
+    """Mean distance to the nearest reference samples, not counting an identical one."""
+    reference = model.reference_
+    k = min(model.n_neighbors, reference.shape[0] - 1)
+    diff = g.node("Sub", [g.reshape(x, [-1, 1, reference.shape[1]]),
+                          g.const(reference, "reference")])
+    dist = g.node("Sqrt", [g.reduce_sum(g.node("Mul", [diff, diff]), 2)])  # (N, n_ref)
+    nearest, rows = g.name("topk_values"), g.name("topk_indices")
+    g.container.add_node(
+        "TopK",
+        [dist, g.const(np.array([k + 1], dtype=np.int64), "k", np.int64)],
+        [nearest, rows],
+        name=g.scope.get_unique_operator_name(f"{g.prefix}_TopK"),
+        largest=0,
+        sorted=1,
+    )
+    own = g.node("Equal", [_slice_columns(g, nearest, 0, 1), g.scalar(0.0)])  # (N, 1)
+    chosen = g.node("Where", [own, _slice_columns(g, nearest, 1, k + 1),
+                              _slice_columns(g, nearest, 0, k)])
+    return g.node("Mul", [g.reduce_sum(chosen, 1), g.scalar(1.0 / k)])
+
+
 def _convert_detector(scope, operator, container):
     g = _Graph(scope, operator, container)
     model = operator.raw_operator
-    score = _score_samples(g, model.autoencoder_, operator.inputs[0].full_name)
-    decision = g.node("Sub", [score, g.scalar(model.offset_)],
+    x = operator.inputs[0].full_name
+    residual = g.node("Abs", [g.node("Sub", [x, _reconstruct(g, model.autoencoder_, x)])])
+    scaled = g.node("Mul", [residual, g.const(1.0 / model.residual_scale_, "inv_scale")])
+    outlyingness = g.node("Mul", [g.reduce_sum(scaled, 1), g.scalar(1.0 / model.part_scale_[0])])
+    if model._has_distance_part():
+        distance = g.node("Mul", [_neighbour_distance(g, model, x),
+                                  g.scalar(1.0 / model.part_scale_[1])])
+        outlyingness = g.node("Add", [outlyingness, distance])
+    decision = g.node("Sub", [g.node("Neg", [outlyingness]), g.scalar(model.offset_)],
                       output=operator.outputs[1].full_name)
     is_outlier = g.node("Less", [decision, g.scalar(0.0)])
     g.node(
