@@ -22,6 +22,11 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_memory, validate_data
 
 from ._autoencoder import DeepAutoencoder, fit_autoencoder, prepare_autoencoder
+from ._neighbor_embedding import (
+    NeighborEmbedding,
+    fit_neighbor_embedding,
+    pretrain_neighbor_embedding,
+)
 from ._base import (
     FLOAT_DTYPES,
     TRAINING_CONSTRAINTS,
@@ -87,6 +92,21 @@ class DeepEmbeddingClusterer(
         changed). This estimator's ``device`` and ``verbose`` override the
         autoencoder's, and its ``random_state`` seeds an autoencoder that has
         none.
+    embedding : {"auto", "neighbors", "autoencoder"} or NeighborEmbedding, \
+default="auto"
+        The representation pretrained before clustering. ``"neighbors"``: a
+        :class:`NeighborEmbedding` of X (10 dimensions, UMAP's loss with
+        ``min_dist=0``), in which distances mirror X's neighbourhoods; the
+        clusters are initialised in it and refined by DEC's KL loss (the
+        N2D idea, with a network: new samples need no refit). On the
+        benchmarks in the README it beats the autoencoder route by 0.06 ACC
+        on digits. ``"autoencoder"``: the autoencoder route (DEC/IDEC) with
+        ``autoencoder``. A ``NeighborEmbedding`` instance is used like
+        ``autoencoder`` (unfitted: cloned and fitted on X; fitted: copied).
+        ``"auto"``: ``"autoencoder"`` when ``autoencoder`` is given, else
+        ``"neighbors"``. A neighbour embedding has no decoder unless its
+        ``reconstruction_weight > 0``, so ``reconstruction_weight`` below
+        only applies when it has one.
     alpha : float > 0, default=1.0
         Degrees of freedom of the Student's t kernel of the soft assignments.
     reconstruction_weight : float >= 0, default=1.0
@@ -132,8 +152,8 @@ class DeepEmbeddingClusterer(
         Cluster of each training sample; equal to ``predict(X)``.
     cluster_centers_ : ndarray of shape (n_clusters, n_components)
         Centres in the embedding.
-    autoencoder_ : DeepAutoencoder
-        The autoencoder after clustering (its encoder, and with IDEC its
+    autoencoder_ : DeepAutoencoder or NeighborEmbedding
+        The pretrained model after clustering (its encoder, and with IDEC its
         decoder, fine-tuned).
     n_iter_ : int
         Epochs of the clustering phase.
@@ -181,6 +201,7 @@ class DeepEmbeddingClusterer(
         **TRAINING_CONSTRAINTS,
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "autoencoder": [None, DeepAutoencoder],
+        "embedding": [StrOptions({"auto", "neighbors", "autoencoder"}), NeighborEmbedding],
         "alpha": [Interval(Real, 0, None, closed="neither")],
         "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
         "init": [StrOptions({"k-means"}), HasMethods(["fit_predict"])],
@@ -196,6 +217,7 @@ class DeepEmbeddingClusterer(
         n_clusters=8,
         *,
         autoencoder=None,
+        embedding="auto",
         alpha=1.0,
         reconstruction_weight=1.0,
         init="k-means",
@@ -212,6 +234,7 @@ class DeepEmbeddingClusterer(
     ):
         self.n_clusters = n_clusters
         self.autoencoder = autoencoder
+        self.embedding = embedding
         self.alpha = alpha
         self.reconstruction_weight = reconstruction_weight
         self.init = init
@@ -253,10 +276,18 @@ class DeepEmbeddingClusterer(
             )
         device = resolve_device(self.device)
         seed = self._training_seed(first_call=True)
-        autoencoder, needs_fit = prepare_autoencoder(self, X, default_autoencoder, seed)
-        if needs_fit:
-            pretrain = check_memory(self.memory).cache(fit_autoencoder)
-            autoencoder = pretrain(autoencoder, X, quiet=self.autoencoder is None)
+        reconstruction_weight, reconstruction = self.reconstruction_weight, "mse"
+        if self._uses_neighbor_embedding():
+            cached_fit = check_memory(self.memory).cache(fit_neighbor_embedding)
+            autoencoder = pretrain_neighbor_embedding(self, X, seed, cached_fit)
+            if autoencoder.module_.decoder is None:  # no decoder: DEC, not IDEC
+                reconstruction_weight = 0.0
+        else:
+            autoencoder, needs_fit = prepare_autoencoder(self, X, default_autoencoder, seed)
+            if needs_fit:
+                pretrain = check_memory(self.memory).cache(fit_autoencoder)
+                autoencoder = pretrain(autoencoder, X, quiet=self.autoencoder is None)
+            reconstruction = autoencoder.loss
         autoencoder.module_.to(device)
         autoencoder.device_ = str(device)  # unpickling maps tensors to device_
         embedding = infer(autoencoder.module_, X, autoencoder._encode)
@@ -270,14 +301,12 @@ class DeepEmbeddingClusterer(
         data = to_tensor(X, device)
         updater = TargetUpdater(data, self.alpha, self.update_interval, self.tol)
         params = [*module.encoder.parameters(), module.centers]
-        if self.reconstruction_weight:
+        if reconstruction_weight:
             params += list(module.decoder.parameters())
         generator = make_generator(seed, device)
         trainer = Trainer(
             module,
-            clustering_objective(
-                updater, self.alpha, self.reconstruction_weight, autoencoder.loss
-            ),
+            clustering_objective(updater, self.alpha, reconstruction_weight, reconstruction),
             params=params,
             learning_rate=self.learning_rate_init,
             batch_size=self._resolve_batch_size(n_samples),
@@ -304,6 +333,13 @@ class DeepEmbeddingClusterer(
         warn_not_converged(self, history)
         self._warn_empty_clusters()
         return self
+
+    def _uses_neighbor_embedding(self) -> bool:
+        if isinstance(self.embedding, NeighborEmbedding):
+            return True
+        if self.embedding == "auto":
+            return self.autoencoder is None
+        return self.embedding == "neighbors"
 
     def _initial_centers(self, embedding, seed) -> np.ndarray:
         k = self.n_clusters

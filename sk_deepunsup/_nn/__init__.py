@@ -25,6 +25,13 @@ from .modules import (
     build_autoencoder,
     set_generator,
 )
+from .neighbors import (
+    NEIGHBOR_LOSSES,
+    Embedder,
+    infonce_edge_loss,
+    neighbor_embedding_objective,
+    umap_edge_loss,
+)
 from .optim import FlatAdam
 from .training import (
     Callback,
@@ -39,6 +46,8 @@ from .training import (
 __all__ = [
     "ACTIVATIONS",
     "MLP",
+    "NEIGHBOR_LOSSES",
+    "Embedder",
     "Autoencoder",
     "Callback",
     "ClusteringAutoencoder",
@@ -55,6 +64,8 @@ __all__ = [
     "elbo",
     "elbo_objective",
     "gaussian_kl",
+    "infonce_edge_loss",
+    "neighbor_embedding_objective",
     "kl_clustering_loss",
     "reconstruction_loss",
     "reconstruction_objective",
@@ -62,4 +73,5 @@ __all__ = [
     "snapshot",
     "student_t_assignment",
     "target_distribution",
+    "umap_edge_loss",
 ]
