@@ -328,7 +328,7 @@ def main():
     for name, X, y in datasets:
         N_CLUSTERS = len(np.unique(y))
         print(
-            f"\n## {name} {X.shape[0]} x {X.shape[1]}, min-max scaled, {N_CLUSTERS} clusters, "
+            f"\n## {name} {X.shape[0]} x {X.shape[1]}, scaled to [0, 1], {N_CLUSTERS} clusters, "
             f"seeds {seeds}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
             f"{platform.processor() or platform.machine()}; load average {load_average()}",
             flush=True,

@@ -249,7 +249,7 @@ class NeighborEmbedding(
     >>> from sklearn.preprocessing import MinMaxScaler
     >>> from sk_deepunsup import NeighborEmbedding
     >>> X = MinMaxScaler().fit_transform(load_digits().data)
-    >>> ne = NeighborEmbedding(n_components=2, max_iter=5, random_state=0)
+    >>> ne = NeighborEmbedding(n_components=2, max_iter=2, random_state=0)
     >>> ne.fit_transform(X).shape
     (1797, 2)
     """
