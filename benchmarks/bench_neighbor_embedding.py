@@ -95,7 +95,8 @@ def main():
                 r["held"] = trustworthiness(X[held], Zh, n_neighbors=10)
                 r["ratio"] = r["held"] / trust
             rows.setdefault(label, []).append(r)
-            print(f"  seed {seed} {label}: " + ", ".join(f"{k} {v:.4f}" for k, v in r.items()), flush=True)
+            cells = ", ".join(f"{k} {v:.4f}" for k, v in r.items())
+            print(f"  seed {seed} {label}: {cells}", flush=True)
     print("\n| method | trust | 5-NN acc | held trust | ratio | fit s |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, runs in rows.items():

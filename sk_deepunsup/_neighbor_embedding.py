@@ -15,7 +15,7 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.neighbors import NearestNeighbors
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 from torch import nn
 
@@ -29,7 +29,14 @@ from ._base import (
     to_tensor,
     warn_not_converged,
 )
-from ._nn import ACTIVATIONS, MLP, NEIGHBOR_LOSSES, Embedder, Trainer, neighbor_embedding_objective
+from ._nn import (
+    ACTIVATIONS,
+    MLP,
+    NEIGHBOR_LOSSES,
+    Embedder,
+    Trainer,
+    neighbor_embedding_objective,
+)
 
 #: Above this many samples, ``neighbors_algorithm="auto"`` uses pynndescent
 #: (when installed) instead of scikit-learn's exact search.
@@ -332,7 +339,9 @@ class NeighborEmbedding(
                 f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}."
             )
         hidden = [int(h) for h in hidden]
-        encoder = MLP([n_features, *hidden, self.n_components], self.activation, generator=generator)
+        encoder = MLP(
+            [n_features, *hidden, self.n_components], self.activation, generator=generator
+        )
         decoder = None
         if self.reconstruction_weight:
             decoder = MLP(
