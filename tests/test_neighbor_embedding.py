@@ -147,7 +147,7 @@ def test_fuzzy_graph_is_symmetric_with_calibrated_rows(digits):
 def test_nndescent_missing_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynndescent", None)
     X, _ = make_blobs(50, random_state=0)
-    with pytest.raises(ImportError, match=r"sk_deepunsup\[nndescent\]"):
+    with pytest.raises(ImportError, match=r"sk-deepunsup\[nndescent\]"):
         small(neighbors_algorithm="nndescent").fit(X)
     small(neighbors_algorithm="auto").fit(X)  # falls back to the exact search
 
