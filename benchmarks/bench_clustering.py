@@ -18,14 +18,17 @@ default) and scored against the true digit classes with
 The table gives means over seeds; per-seed figures follow it. Contenders, all
 with their default parameters apart from ``n_clusters`` and ``random_state``:
 
-- ``deepunsup``: sk_deepunsup's ``DeepEmbeddingClusterer`` (on the CPU);
+- ``deepunsup``: sk_deepunsup's ``DeepEmbeddingClusterer`` (on the CPU; its
+  default route, a neighbour embedding of X);
+- ``deepunsup_ae``: the same with ``embedding="autoencoder"`` (DEC/IDEC on a
+  pretrained autoencoder);
 - ``kmeans``: scikit-learn's ``KMeans``;
 - ``spectral``: scikit-learn's ``SpectralClustering`` on a 10-NN graph;
 - ``umap``: ``umap.UMAP(n_components=10)`` then ``KMeans`` (if umap-learn is
   installed);
 - ``clustpy``: ClustPy's ``DEC`` and ``IDEC`` (if ClustPy is installed).
 
-Other data (``--data``), each min-max scaled, ``n_clusters`` = number of classes:
+Other data (``--data``), scaled to [0, 1], ``n_clusters`` = number of classes:
 
 - ``fashion``: Fashion-MNIST, the fixed random 10 000 images
   ``np.random.RandomState(0).choice(70000, 10000)``, pixels / 255, flattened
