@@ -18,18 +18,33 @@ default) and scored against the true digit classes with
 The table gives means over seeds; per-seed figures follow it. Contenders, all
 with their default parameters apart from ``n_clusters`` and ``random_state``:
 
-- ``deepunsup``: sk_deepunsup's ``DeepEmbeddingClusterer`` (on the CPU);
+- ``deepunsup``: sk_deepunsup's ``DeepEmbeddingClusterer`` (on the CPU; its
+  default route, a neighbour embedding of X);
+- ``deepunsup_ae``: the same with ``embedding="autoencoder"`` (DEC/IDEC on a
+  pretrained autoencoder);
 - ``kmeans``: scikit-learn's ``KMeans``;
 - ``spectral``: scikit-learn's ``SpectralClustering`` on a 10-NN graph;
 - ``umap``: ``umap.UMAP(n_components=10)`` then ``KMeans`` (if umap-learn is
   installed);
 - ``clustpy``: ClustPy's ``DEC`` and ``IDEC`` (if ClustPy is installed).
 
+Other data (``--data``), scaled to [0, 1], ``n_clusters`` = number of classes:
+
+- ``fashion``: Fashion-MNIST, the fixed random 10 000 images
+  ``np.random.RandomState(0).choice(70000, 10000)``, pixels / 255, flattened
+  (from ``../shared/datasets/real.py``; its install script is
+  ``../shared/datasets/install.sh``);
+- ``small``: iris, wine, breast cancer and ``make_blobs(500, centers=4,
+  n_features=8, random_state=0)``, each against k-means (``--skip`` still
+  applies; ClustPy and spectral clustering are left out there).
+
 Run from the project root:
 
     python benchmarks/bench_clustering.py                  # seeds 0 1 2
     python benchmarks/bench_clustering.py --quick          # seed 0 only
     python benchmarks/bench_clustering.py --skip clustpy spectral
+    python benchmarks/bench_clustering.py --data fashion --seeds 0 --skip clustpy spectral
+    python benchmarks/bench_clustering.py --data small --skip clustpy spectral umap
 
 umap-learn and ClustPy come from ``../shared/peers/install.sh VENV`` (run this
 script with that environment's python, e.g.
@@ -42,13 +57,14 @@ import argparse
 import contextlib
 import os
 import platform
+import sys
 import time
 import warnings
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans, SpectralClustering
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine, make_blobs
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.preprocessing import MinMaxScaler
 
@@ -65,6 +81,33 @@ class Skipped(Exception):
 def load_data():
     digits = load_digits()
     return MinMaxScaler().fit_transform(digits.data), digits.target
+
+
+def load_fashion():
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.join(here, "..", "..", "shared", "datasets"))
+    try:
+        from real import fashion_mnist
+
+        X, y = fashion_mnist()
+    except (ImportError, OSError) as exc:
+        sys.exit(
+            f"Fashion-MNIST is not available ({exc}); install it with "
+            "../shared/datasets/install.sh VENV and run this script with that python."
+        )
+    keep = np.random.RandomState(0).choice(70000, 10000)
+    return X[keep].astype(np.float64) / 255.0, y[keep]
+
+
+def load_small():
+    """(name, X min-max scaled, y) for iris, wine, breast cancer and blobs."""
+    sets = []
+    for name, loader in (("iris", load_iris), ("wine", load_wine), ("breast_cancer", load_breast_cancer)):
+        data = loader()
+        sets.append((name, MinMaxScaler().fit_transform(data.data), data.target))
+    Xb, yb = make_blobs(n_samples=500, centers=4, n_features=8, random_state=0)
+    sets.append(("blobs", MinMaxScaler().fit_transform(Xb), yb))
+    return sets
 
 
 def timed_fit(est, X, quiet=False):
@@ -84,6 +127,14 @@ def timed_fit(est, X, quiet=False):
         start, start_cpu = time.perf_counter(), time.process_time()
         est.fit(X)
         return {"fit_s": time.perf_counter() - start, "cpu_s": time.process_time() - start_cpu}
+
+
+def run_deepunsup_autoencoder(X, seed):
+    est = DeepEmbeddingClusterer(
+        n_clusters=N_CLUSTERS, embedding="autoencoder", random_state=seed, device="cpu"
+    )
+    times = timed_fit(est, X)
+    return est.labels_, times
 
 
 def run_deepunsup(X, seed):
@@ -164,6 +215,10 @@ def run_clustpy_idec(X, seed):
 # label -> (short name for --skip, runner)
 CONTENDERS = {
     "sk_deepunsup DeepEmbeddingClusterer": ("deepunsup", run_deepunsup),
+    "sk_deepunsup DeepEmbeddingClusterer(embedding='autoencoder')": (
+        "deepunsup_ae",
+        run_deepunsup_autoencoder,
+    ),
     "sklearn KMeans": ("kmeans", run_kmeans),
     "sklearn SpectralClustering (10-NN graph)": ("spectral", run_spectral),
     "UMAP(10) + KMeans": ("umap", run_umap_kmeans),
@@ -262,17 +317,27 @@ def main():
         help="contenders to leave out, by short name",
     )
     parser.add_argument("--quick", action="store_true", help="seed 0 only")
+    parser.add_argument("--data", choices=["digits", "fashion", "small"], default="digits")
     args = parser.parse_args()
     seeds = [0] if args.quick else args.seeds
-    X, y = load_data()
-    print(
-        f"digits {X.shape[0]} x {X.shape[1]}, min-max scaled, {N_CLUSTERS} clusters, seeds {seeds}; "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}; load average {load_average()}",
-        flush=True,
-    )
-    results, extras = bench(X, y, seeds, set(args.skip))
-    report(results, extras, seeds)
+    global N_CLUSTERS
+    if args.data == "digits":
+        datasets = [("digits", *load_data())]
+    elif args.data == "fashion":
+        datasets = [("fashion-mnist 10k", *load_fashion())]
+    else:
+        datasets = load_small()
+    skip = set(args.skip) | ({"clustpy", "spectral"} if args.data == "small" else set())
+    for name, X, y in datasets:
+        N_CLUSTERS = len(np.unique(y))
+        print(
+            f"\n## {name} {X.shape[0]} x {X.shape[1]}, scaled to [0, 1], {N_CLUSTERS} clusters, "
+            f"seeds {seeds}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"{platform.processor() or platform.machine()}; load average {load_average()}",
+            flush=True,
+        )
+        results, extras = bench(X, y, seeds, skip)
+        report(results, extras, seeds)
     print(f"\nload average at the end: {load_average()}")
 
 

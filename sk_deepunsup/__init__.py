@@ -2,6 +2,7 @@
 
 from ._autoencoder import DeepAutoencoder
 from ._clustering import DeepEmbeddingClusterer
+from ._neighbor_embedding import NeighborEmbedding
 from ._outlier import AutoencoderOutlierDetector
 from ._persistence import load, save
 from ._vae import VariationalAutoencoder
@@ -12,6 +13,7 @@ __all__ = [
     "AutoencoderOutlierDetector",
     "DeepAutoencoder",
     "DeepEmbeddingClusterer",
+    "NeighborEmbedding",
     "VariationalAutoencoder",
     "__version__",
     "load",

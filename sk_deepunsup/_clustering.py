@@ -29,6 +29,11 @@ from ._autoencoder import (
     fit_autoencoder,
     prepare_autoencoder,
 )
+from ._neighbor_embedding import (
+    NeighborEmbedding,
+    fit_neighbor_embedding,
+    pretrain_neighbor_embedding,
+)
 from ._base import (
     TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
@@ -112,6 +117,21 @@ class DeepEmbeddingClusterer(
         to pretrain once per fold). This estimator's ``device``, ``verbose``
         and ``n_threads`` override the autoencoder's, and its
         ``random_state`` seeds an autoencoder that has none.
+    embedding : {"auto", "neighbors", "autoencoder"} or NeighborEmbedding, \
+default="auto"
+        The representation pretrained before clustering. ``"neighbors"``: a
+        :class:`NeighborEmbedding` of X (10 dimensions, UMAP's loss with
+        ``min_dist=0``), in which distances mirror X's neighbourhoods; the
+        clusters are initialised in it and refined by DEC's KL loss (the
+        N2D idea, with a network: new samples need no refit). On the
+        benchmarks in the README it beats the autoencoder route on digits,
+        Fashion-MNIST, iris, wine and breast cancer. ``"autoencoder"``: the autoencoder route (DEC/IDEC) with
+        ``autoencoder``. A ``NeighborEmbedding`` instance is used like
+        ``autoencoder`` (unfitted: cloned and fitted on X; fitted: copied).
+        ``"auto"``: ``"autoencoder"`` when ``autoencoder`` is given, else
+        ``"neighbors"``. A neighbour embedding has no decoder unless its
+        ``reconstruction_weight > 0``, so ``reconstruction_weight`` below
+        only applies when it has one.
     alpha : float > 0, default=1.0
         Degrees of freedom of the Student's t kernel of the soft assignments.
     reconstruction_weight : float >= 0, default=1.0
@@ -166,8 +186,8 @@ class DeepEmbeddingClusterer(
         Cluster of each training sample; equal to ``predict(X)``.
     cluster_centers_ : ndarray of shape (n_clusters, n_components)
         Centres in the embedding.
-    autoencoder_ : DeepAutoencoder
-        The autoencoder after clustering (its encoder, and with IDEC its
+    autoencoder_ : DeepAutoencoder or NeighborEmbedding
+        The pretrained model after clustering (its encoder, and with IDEC its
         decoder, fine-tuned).
     n_iter_ : int
         Epochs of the clustering phase.
@@ -218,6 +238,7 @@ class DeepEmbeddingClusterer(
         **TRAINING_CONSTRAINTS,
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "autoencoder": [None, DeepAutoencoder],
+        "embedding": [StrOptions({"auto", "neighbors", "autoencoder"}), NeighborEmbedding],
         "alpha": [Interval(Real, 0, None, closed="neither")],
         "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
         "init": [StrOptions({"k-means"}), HasMethods(["fit_predict"])],
@@ -233,6 +254,7 @@ class DeepEmbeddingClusterer(
         n_clusters=8,
         *,
         autoencoder=None,
+        embedding="auto",
         alpha=1.0,
         reconstruction_weight=1.0,
         init="k-means",
@@ -250,6 +272,7 @@ class DeepEmbeddingClusterer(
     ):
         self.n_clusters = n_clusters
         self.autoencoder = autoencoder
+        self.embedding = embedding
         self.alpha = alpha
         self.reconstruction_weight = reconstruction_weight
         self.init = init
@@ -294,7 +317,7 @@ class DeepEmbeddingClusterer(
         seed = self._training_seed(first_call=True)
         self.interrupted_ = False
 
-        autoencoder = self._pretrain(X, seed)
+        autoencoder, reconstruction_weight, reconstruction = self._pretrain(X, seed)
         autoencoder.module_.to(device)
         autoencoder.device_ = str(device)  # unpickling maps tensors to device_
 
@@ -307,7 +330,9 @@ class DeepEmbeddingClusterer(
             autoencoder.module_.decoder,
             torch.as_tensor(centers, dtype=torch.float32),
         ).to(device)
-        history, updater = self._refine(module, X, autoencoder.loss, seed, device)
+        history, updater = self._refine(
+            module, X, reconstruction_weight, reconstruction, seed, device
+        )
 
         self.autoencoder_ = autoencoder  # its module_ holds the fine-tuned networks
         self.cluster_centers_ = module.centers.detach().cpu().numpy().astype(np.float64)
@@ -329,12 +354,22 @@ class DeepEmbeddingClusterer(
             print(f"{type(self).__name__}: {message}", file=sys.stderr, flush=True)
 
     def _pretrain(self, X, seed: int):
-        """Phase 1: the autoencoder, pretrained on X (or the fitted one given)."""
+        """Phase 1: the representation, pretrained on X (or the fitted one given).
+
+        Returns it with the reconstruction weight and loss the refinement
+        uses (none for a neighbour embedding without a decoder: DEC).
+        """
+        if self._uses_neighbor_embedding():
+            self._say(f"pretraining the neighbour embedding on {X.shape[0]} samples")
+            cached_fit = check_memory(self.memory).cache(fit_neighbor_embedding)
+            embedding = pretrain_neighbor_embedding(self, X, seed, cached_fit)
+            weight = self.reconstruction_weight if embedding.module_.decoder is not None else 0.0
+            return embedding, weight, "mse"
         autoencoder, needs_fit = prepare_autoencoder(
             self, X, lambda: default_autoencoder(X.shape[0]), seed
         )
         if not needs_fit:
-            return autoencoder
+            return autoencoder, self.reconstruction_weight, autoencoder.loss
         if self.memory is not None and self.random_state is None:
             warnings.warn(
                 "memory caches the pretrained autoencoder keyed on its seed, and "
@@ -348,12 +383,13 @@ class DeepEmbeddingClusterer(
         )
         pretrain = check_memory(self.memory).cache(fit_autoencoder)
         try:
-            return pretrain(autoencoder, X, quiet=self.autoencoder is None)
+            autoencoder = pretrain(autoencoder, X, quiet=self.autoencoder is None)
         except PretrainingInterrupted as stop:
             self.interrupted_ = True  # later phases run as briefly as they can
-            return stop.autoencoder
+            autoencoder = stop.autoencoder
+        return autoencoder, self.reconstruction_weight, autoencoder.loss
 
-    def _refine(self, module, X, loss, seed, device):
+    def _refine(self, module, X, reconstruction_weight, loss, seed, device):
         """Phase 3: DEC/IDEC self-training of the encoder and the centres."""
         data = make_source(X, device, training=True)
         batch_size = self._resolve_batch_size(data.n_samples)
@@ -361,11 +397,11 @@ class DeepEmbeddingClusterer(
         interval = max(1, round(self.update_interval * steps_per_epoch))
         updater = TargetUpdater(data, self.alpha, interval, self.tol)
         params = [*module.encoder.parameters(), module.centers]
-        if self.reconstruction_weight:
+        if reconstruction_weight:
             params += list(module.decoder.parameters())
         trainer = Trainer(
             module,
-            clustering_objective(updater, self.alpha, self.reconstruction_weight, loss),
+            clustering_objective(updater, self.alpha, reconstruction_weight, loss),
             params=params,
             learning_rate=self.learning_rate_init,
             batch_size=batch_size,
@@ -381,7 +417,7 @@ class DeepEmbeddingClusterer(
         )
         if not self.interrupted_:
             self._say(
-                f"refining clusters ({'IDEC' if self.reconstruction_weight else 'DEC'}) "
+                f"refining clusters ({'IDEC' if reconstruction_weight else 'DEC'}) "
                 f"for up to {self.max_iter} epochs, targets updated every "
                 f"{interval} batches"
             )
@@ -389,6 +425,13 @@ class DeepEmbeddingClusterer(
         if updater.p is None:  # no epoch ran: still record the initial labels
             updater.refresh(trainer)
         return history, updater
+
+    def _uses_neighbor_embedding(self) -> bool:
+        if isinstance(self.embedding, NeighborEmbedding):
+            return True
+        if self.embedding == "auto":
+            return self.autoencoder is None
+        return self.embedding == "neighbors"
 
     def _initial_centers(self, embedding, seed) -> np.ndarray:
         k = self.n_clusters

@@ -142,7 +142,9 @@ def test_default_autoencoder_is_pretrained_when_none(blobs, monkeypatch):
     monkeypatch.setattr(
         clustering, "default_autoencoder", lambda n_samples: small_ae(n_components=3)
     )
-    dec = DeepEmbeddingClusterer(3, n_init=2, max_iter=5, random_state=0).fit(X)
+    dec = DeepEmbeddingClusterer(
+        3, embedding="autoencoder", n_init=2, max_iter=5, random_state=0
+    ).fit(X)
     # None -> the default network, seeded from this estimator's random_state
     assert dec.autoencoder_.n_components == 3 and dec.autoencoder_.random_state is not None
 

@@ -17,6 +17,7 @@ from sk_deepunsup import (
     AutoencoderOutlierDetector,
     DeepAutoencoder,
     DeepEmbeddingClusterer,
+    NeighborEmbedding,
     VariationalAutoencoder,
 )
 
@@ -27,6 +28,12 @@ ESTIMATORS = [
         n_init=2,
         max_iter=20,
     ),
+    DeepEmbeddingClusterer(
+        embedding=NeighborEmbedding(hidden_layer_sizes=(16,), max_iter=10),
+        n_init=2,
+        max_iter=20,
+    ),
+    NeighborEmbedding(hidden_layer_sizes=(16,), max_iter=10),
     VariationalAutoencoder(hidden_layer_sizes=(16,), max_iter=30),
     AutoencoderOutlierDetector(DeepAutoencoder(hidden_layer_sizes=(16,), max_iter=30)),
 ]

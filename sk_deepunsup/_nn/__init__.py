@@ -26,6 +26,13 @@ from .modules import (
     build_autoencoder,
     set_generator,
 )
+from .neighbors import (
+    NEIGHBOR_LOSSES,
+    Embedder,
+    infonce_edge_loss,
+    neighbor_embedding_objective,
+    umap_edge_loss,
+)
 from .optim import FlatAdam
 from .threads import ThreadPolicy, torch_threads
 from .training import (
@@ -47,6 +54,8 @@ __all__ = [
     "ThreadPolicy",
     "torch_threads",
     "MLP",
+    "NEIGHBOR_LOSSES",
+    "Embedder",
     "Autoencoder",
     "Callback",
     "ClusteringAutoencoder",
@@ -63,6 +72,8 @@ __all__ = [
     "elbo",
     "elbo_objective",
     "gaussian_kl",
+    "infonce_edge_loss",
+    "neighbor_embedding_objective",
     "kl_clustering_loss",
     "reconstruction_loss",
     "reconstruction_objective",
@@ -70,4 +81,5 @@ __all__ = [
     "snapshot",
     "student_t_assignment",
     "target_distribution",
+    "umap_edge_loss",
 ]

@@ -1,0 +1,222 @@
+"""NeighborEmbedding, its graph, its losses, and the clusterer's neighbour route."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits, make_blobs
+from sklearn.decomposition import PCA
+from sklearn.manifold import trustworthiness
+from sklearn.metrics import adjusted_rand_score
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.preprocessing import MinMaxScaler
+from sklearn.utils._param_validation import InvalidParameterError
+
+from sk_deepunsup import DeepAutoencoder, DeepEmbeddingClusterer, NeighborEmbedding
+from sk_deepunsup._neighbor_embedding import (
+    fit_ab,
+    fuzzy_neighbor_graph,
+    nearest_neighbors,
+)
+from sk_deepunsup._nn.neighbors import (
+    Embedder,
+    infonce_edge_loss,
+    neighbor_embedding_objective,
+    umap_edge_loss,
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = load_digits()
+    return MinMaxScaler().fit_transform(d.data), d.target
+
+
+@pytest.fixture(scope="module")
+def digits_map(digits):
+    X, y = digits
+    train = np.arange(len(X)) % 5 != 0
+    ne = NeighborEmbedding(n_components=2, max_iter=15, random_state=0, device="cpu")
+    ne.fit(X[train])
+    return ne, X, y, train
+
+
+def small(**params):
+    defaults = dict(
+        n_components=2, hidden_layer_sizes=(16,), max_iter=5, random_state=0, device="cpu"
+    )
+    defaults.update(params)
+    return NeighborEmbedding(**defaults)
+
+
+# -- the estimator learns ---------------------------------------------------------------
+
+
+def test_map_beats_pca_on_trustworthiness_and_knn(digits_map):
+    ne, X, y, train = digits_map
+    Z = ne.embedding_
+    Z_pca = PCA(2, random_state=0).fit_transform(X[train])
+    knn = KNeighborsClassifier(5)
+    acc = cross_val_score(knn, Z, y[train], cv=3).mean()
+    acc_pca = cross_val_score(knn, Z_pca, y[train], cv=3).mean()
+    assert acc > acc_pca + 0.2
+    tw = trustworthiness(X[train], Z, n_neighbors=10)
+    assert tw > trustworthiness(X[train], Z_pca, n_neighbors=10) + 0.05
+
+
+def test_transform_embeds_held_out_samples(digits_map):
+    ne, X, y, train = digits_map
+    Z_held = ne.transform(X[~train])
+    assert Z_held.shape == ((~train).sum(), 2)
+    # held-out digits land among training digits of their own class
+    knn = KNeighborsClassifier(5).fit(ne.embedding_, y[train])
+    assert knn.score(Z_held, y[~train]) > 0.85
+    np.testing.assert_allclose(ne.transform(X[train]), ne.embedding_)
+
+
+def test_dtypes_names_and_attributes(digits_map):
+    ne, X, _, train = digits_map
+    assert ne.transform(X[:5].astype(np.float32)).dtype == np.float32
+    assert ne.transform(X[:5]).dtype == np.float64
+    assert ne.get_feature_names_out().tolist() == ["neighborembedding0", "neighborembedding1"]
+    assert ne.n_iter_ == 15 and len(ne.loss_curve_) == 15
+    assert ne.loss_curve_[-1] < ne.loss_curve_[0]
+    assert ne.n_edges_ > train.sum() * 10
+
+
+def test_deterministic_with_random_state():
+    X, _ = make_blobs(200, n_features=5, random_state=0)
+    a = small().fit_transform(X)
+    b = small().fit_transform(X)
+    np.testing.assert_array_equal(a, b)
+    c = small(random_state=1).fit_transform(X)
+    assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize("loss", ["umap", "infonce"])
+def test_both_losses_separate_blobs(loss):
+    X, y = make_blobs(300, centers=3, n_features=10, random_state=0)
+    Z = small(loss=loss, max_iter=20).fit_transform(X)
+    assert KNeighborsClassifier(5).fit(Z, y).score(Z, y) > 0.95
+
+
+def test_user_encoder_and_reconstruction():
+    X, y = make_blobs(200, centers=3, n_features=6, random_state=0)
+    encoder = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    ne = small(n_components=3, encoder=encoder, max_iter=10).fit(X)
+    assert ne.transform(X).shape == (200, 3)
+    for k, v in encoder.state_dict().items():  # the user's module is copied
+        torch.testing.assert_close(v, before[k])
+    with pytest.raises(ValueError, match="reconstruction_weight > 0 needs the default MLP"):
+        small(encoder=encoder, reconstruction_weight=1.0).fit(X)
+    ne = small(reconstruction_weight=1.0).fit(X)
+    assert ne.module_.decoder is not None
+    assert small().fit(X).module_.decoder is None
+
+
+def test_bad_parameters_are_refused():
+    X, _ = make_blobs(50, random_state=0)
+    with pytest.raises(InvalidParameterError, match="loss"):
+        small(loss="tsne").fit(X)
+    with pytest.raises(InvalidParameterError, match="max_iter"):
+        small(max_iter="forever").fit(X)
+    with pytest.raises(ValueError, match="hidden_layer_sizes must be positive integers"):
+        small(hidden_layer_sizes=(4.5,)).fit(X)
+
+
+# -- the graph ----------------------------------------------------------------------------
+
+
+def test_fuzzy_graph_is_symmetric_with_calibrated_rows(digits):
+    X, _ = digits
+    idx, dist = nearest_neighbors(X[:300], 10)
+    assert idx.shape == (300, 10) and not np.any(idx == np.arange(300)[:, None])
+    W = fuzzy_neighbor_graph(idx, dist).tocsr()
+    assert abs(W - W.T).max() < 1e-12
+    assert W.data.min() > 0 and W.data.max() <= 1.0 + 1e-12
+    # Before symmetrisation each row's weights sum to log2(k): check one row.
+    rho = dist[0][dist[0] > 0].min()
+    row = W[0, idx[0]].toarray().ravel()
+    assert row.max() == pytest.approx(1.0)  # the nearest neighbour (d == rho)
+    assert dist[0].min() == pytest.approx(rho)
+
+
+def test_nndescent_missing_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynndescent", None)
+    X, _ = make_blobs(50, random_state=0)
+    with pytest.raises(ImportError, match=r"sk-deepunsup\[nndescent\]"):
+        small(neighbors_algorithm="nndescent").fit(X)
+    small(neighbors_algorithm="auto").fit(X)  # falls back to the exact search
+
+
+def test_fit_ab_matches_min_dist_curve():
+    a, b = fit_ab(0.1)
+    assert 1.4 < a < 1.8 and 0.8 < b < 1.0
+    d = 2.0
+    assert 1 / (1 + a * d ** (2 * b)) == pytest.approx(np.exp(-(d - 0.1)), abs=0.03)
+
+
+# -- the losses ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loss", ["umap", "infonce"])
+def test_losses_prefer_close_neighbours_and_far_negatives(loss):
+    head = torch.zeros(4, 2)
+    near, far = torch.full((4, 2), 0.1), torch.full((4, 2), 3.0)
+    weight = torch.ones(4)
+
+    def value(tail, neg):
+        if loss == "umap":
+            return float(umap_edge_loss(head, tail, neg.expand(5, 4, 2), weight, 1.58, 0.9))
+        return float(infonce_edge_loss(head, tail, neg.expand(5, 4, 2), weight))
+
+    assert value(near, far) < value(far, far)
+    assert value(near, far) < value(near, near)
+
+
+def test_objective_trains_an_embedder():
+    gen = torch.Generator().manual_seed(0)
+    data = torch.randn(20, 3, generator=gen)
+    module = Embedder(torch.nn.Linear(3, 2), torch.nn.Linear(2, 3))
+    objective = neighbor_embedding_objective(
+        data, "umap", negative_sample_rate=3, reconstruction_weight=1.0, generator=gen
+    )
+    head, tail = torch.arange(10), torch.arange(10, 20)
+    loss = objective(module, head, tail, torch.ones(10))
+    loss.backward()
+    assert loss.ndim == 0 and module.decoder.weight.grad is not None
+    with pytest.raises(ValueError, match="unknown neighbour loss"):
+        neighbor_embedding_objective(data, "tsne")
+
+
+# -- the clusterer's neighbour route ------------------------------------------------------
+
+
+def test_clusterer_neighbor_route_recovers_blobs():
+    X, y = make_blobs(300, centers=4, n_features=8, random_state=0)
+    X = MinMaxScaler().fit_transform(X)
+    dec = DeepEmbeddingClusterer(
+        4, embedding=small(n_components=4, max_iter=20), n_init=3, random_state=0, device="cpu"
+    ).fit(X)
+    assert adjusted_rand_score(y, dec.labels_) > 0.9
+    assert isinstance(dec.autoencoder_, NeighborEmbedding)
+    assert dec.transform(X).shape == (300, 4)
+    np.testing.assert_array_equal(dec.predict(X), dec.labels_)
+
+
+def test_clusterer_route_choice():
+    X, _ = make_blobs(120, centers=3, n_features=4, random_state=0)
+    ae = DeepAutoencoder(n_components=2, hidden_layer_sizes=(8,), max_iter=5)
+    dec = DeepEmbeddingClusterer(3, autoencoder=ae, n_init=2, max_iter=3, random_state=0)
+    assert isinstance(dec.fit(X).autoencoder_, DeepAutoencoder)  # "auto" with an autoencoder
+    fitted = small(max_iter=3).fit(X)
+    before = fitted.transform(X)
+    dec = DeepEmbeddingClusterer(3, embedding=fitted, n_init=2, max_iter=3, random_state=0)
+    dec.fit(X)
+    assert dec.autoencoder_ is not fitted
+    np.testing.assert_array_equal(fitted.transform(X), before)  # never changed
+    with pytest.raises(ValueError, match="fitted NeighborEmbedding expects 4"):
+        dec.fit(X[:, :3])
