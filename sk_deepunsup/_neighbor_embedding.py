@@ -16,17 +16,19 @@ from sklearn.base import (
 )
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import validate_data
 from torch import nn
 
 from ._base import (
-    FLOAT_DTYPES,
     TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
+    as_dense,
+    check_finite_range,
     infer,
+    is_streamed,
     make_generator,
+    make_source,
     resolve_device,
-    to_tensor,
+    validate_input,
     warn_not_converged,
 )
 from ._nn import (
@@ -224,6 +226,9 @@ class NeighborEmbedding(
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     verbose : bool or int, default=False
         Progress bar on stderr.
+    n_threads : int or None, default=None
+        torch threads on the CPU; ``None`` chooses by measurement (see
+        ``DeepAutoencoder``). Fix it for bit-identical refits.
 
     Attributes
     ----------
@@ -308,6 +313,7 @@ class NeighborEmbedding(
         random_state=None,
         device="auto",
         verbose=False,
+        n_threads=None,
     ):
         self.n_components = n_components
         self.n_neighbors = n_neighbors
@@ -329,6 +335,7 @@ class NeighborEmbedding(
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
+        self.n_threads = n_threads
 
     def _build_module(self, n_features, generator) -> Embedder:
         if self.encoder is not None:
@@ -372,12 +379,14 @@ class NeighborEmbedding(
         self : object
             The fitted estimator.
         """
-        X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_min_samples=2)
+        X = validate_input(self, X, reset=True, training=True)
         n_samples = X.shape[0]
         device = resolve_device(self.device)
         seed = self._training_seed(first_call=True)
         k = min(self.n_neighbors, n_samples - 1)
-        idx, dist = nearest_neighbors(X, k, self.metric, self.neighbors_algorithm, seed)
+        # the graph search needs the rows in memory (sparse rows stay sparse)
+        graph_X = X if sp.issparse(X) else as_dense(X)
+        idx, dist = nearest_neighbors(graph_X, k, self.metric, self.neighbors_algorithm, seed)
         graph = fuzzy_neighbor_graph(idx, dist)
         if self.loss == "umap":
             a, b = fit_ab(self.min_dist)
@@ -385,7 +394,9 @@ class NeighborEmbedding(
             a, b = 1.0, 1.0
         module = self._build_module(X.shape[1], make_generator(seed)).to(device)
         generator = make_generator(seed, device)
-        data = to_tensor(X, device)
+        data = make_source(X, device, training=True)
+        if is_streamed(X):
+            check_finite_range(data)
         edges = (
             torch.as_tensor(graph.row, dtype=torch.long, device=device),
             torch.as_tensor(graph.col, dtype=torch.long, device=device),
@@ -412,6 +423,7 @@ class NeighborEmbedding(
             generator=generator,
             verbose=bool(self.verbose),
             description=type(self).__name__,
+            n_threads=self.n_threads,
         )
         history = trainer.fit(edges)
 
@@ -421,7 +433,7 @@ class NeighborEmbedding(
         self.n_edges_ = int(len(graph.data))
         self.loss_curve_ = history.loss
         self.n_iter_ = history.n_iter
-        self.embedding_ = infer(module, X, _encode)
+        self.embedding_ = infer(module, X, _encode, self.n_threads)
         if self.n_iter_no_change is not None:
             warn_not_converged(self, history)
         return self
@@ -462,7 +474,7 @@ class NeighborEmbedding(
             float64 unless X is float32.
         """
         X = self._validated(X)
-        return infer(self.module_, X, _encode)
+        return infer(self.module_, X, _encode, self.n_threads)
 
     @property
     def _n_features_out(self):
@@ -523,7 +535,7 @@ def pretrain_neighbor_embedding(owner, X, seed: int, fit=None):
             )
         return copy.deepcopy(given)
     est = clone(default_clustering_embedding() if isinstance(given, str) else given)
-    overrides = {"device": owner.device, "verbose": owner.verbose}
+    overrides = {"device": owner.device, "verbose": owner.verbose, "n_threads": owner.n_threads}
     if est.random_state is None:
         overrides["random_state"] = seed
     est.set_params(**overrides)

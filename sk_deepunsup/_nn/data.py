@@ -53,6 +53,13 @@ def chunk_rows(n_features: int, limit: int = 8192) -> int:
     return max(1, min(limit, CHUNK_ELEMENTS // max(1, n_features)))
 
 
+def _host_index(index) -> np.ndarray:
+    """Row indices as an int64 numpy array (from a tensor on any device, too)."""
+    if isinstance(index, torch.Tensor):
+        index = index.cpu().numpy()
+    return np.asarray(index, dtype=np.int64)
+
+
 class BatchSource:
     """The rows of a data set, served as dense tensors on ``device``.
 
@@ -80,8 +87,8 @@ class BatchSource:
     def shape(self) -> tuple[int, int]:
         return (self.n_samples, self.n_features)
 
-    def rows(self, index: np.ndarray) -> torch.Tensor:
-        """The rows ``index`` (int array, any order) as one dense tensor."""
+    def rows(self, index) -> torch.Tensor:
+        """The rows ``index`` (int array or tensor, any order) as one dense tensor."""
         raise NotImplementedError
 
     def subset(self, index: np.ndarray) -> BatchSource:
@@ -223,7 +230,7 @@ class SparseRowSource(BatchSource):
         return lengths, shift + np.arange(total, dtype=shift.dtype)
 
     def rows(self, index):
-        index = np.asarray(index, dtype=np.int64)
+        index = _host_index(index)
         lengths, positions = self._gather(index)
         row = np.repeat(np.arange(len(index)), lengths)
         return self._densify(len(index), row, self.indices[positions], self.data[positions])
@@ -307,7 +314,7 @@ class StreamedRowSource(BatchSource):
         return np.asarray(block).reshape(len(rows), -1)
 
     def rows(self, index):
-        index = np.asarray(index, dtype=np.int64)
+        index = _host_index(index)
         wanted = index if self.index is None else self.index[index]
         order = np.argsort(wanted, kind="stable")
         block = self._read(wanted[order])

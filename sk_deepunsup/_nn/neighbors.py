@@ -123,16 +123,19 @@ def neighbor_embedding_objective(
 ):
     """Training loss of a neighbour embedding, for :class:`~.training.Trainer`.
 
-    Batches are edges ``(head, tail, weight)``: row indices into ``data`` and
-    the edge's membership strength. ``module`` is an :class:`Embedder`; with
+    Batches are edges ``(head, tail, weight)``: row indices into ``data`` (a
+    tensor, or a batch source from :mod:`.data`, e.g. sparse rows densified
+    per batch) and the edge's membership strength. ``module`` is an :class:`Embedder`; with
     ``reconstruction_weight > 0`` its decoder's reconstruction error of the
     batch's points (as in parametric UMAP) is added.
     """
     if loss not in NEIGHBOR_LOSSES:
         raise ValueError(f"unknown neighbour loss {loss!r}; use one of {NEIGHBOR_LOSSES}")
 
+    rows = data.rows if hasattr(data, "rows") else data.__getitem__
+
     def objective(module, head, tail, weight):
-        x = data[torch.cat([head, tail])]
+        x = rows(torch.cat([head, tail]))
         z = module.encoder(x)
         z_head, z_tail = z.split(head.shape[0])
         if loss == "umap":
