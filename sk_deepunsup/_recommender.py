@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import _fit_context
+from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_is_fitted
 
@@ -318,9 +319,9 @@ n_features_in_, feature_names_in_
         self.item_popularity_ = np.asarray((X != 0).sum(axis=0)).ravel().astype(np.int64)
         return self
 
+    @available_if(lambda self: False)
     def partial_fit(self, X, y=None):
-        """Not available: KL annealing and input normalisation need whole epochs; use fit."""
-        raise AttributeError("AutoencoderRecommender has no partial_fit; use fit.")
+        """Not available: the KL annealing schedule is set from whole passes; use fit."""
 
     # -- recommendation ------------------------------------------------------------
 
