@@ -113,8 +113,10 @@ class AutoencoderRecommender(AutoencoderBase):
         Users per mini-batch; ``"auto"`` is ``min(256, n_users)``.
     learning_rate_init : float > 0, default=1e-3
         Adam's step size.
-    max_iter : int, default=200
-        Maximum number of epochs.
+    max_iter : int, default=100
+        Maximum number of epochs. The networks overfit small catalogues when
+        trained much longer (on MovieLens-100K, 200 epochs ranked worse than
+        100 on a validation split); with ``early_stopping`` set it higher.
     tol : float >= 0, default=1e-4
         Minimum improvement of the loss over ``n_iter_no_change`` epochs.
     n_iter_no_change : int, default=20
@@ -200,7 +202,7 @@ n_features_in_, feature_names_in_
         alpha=0.0,
         batch_size="auto",
         learning_rate_init=1e-3,
-        max_iter=200,
+        max_iter=100,
         tol=1e-4,
         n_iter_no_change=20,
         early_stopping=False,
