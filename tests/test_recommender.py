@@ -292,3 +292,12 @@ def test_interaction_matrix_and_recommendations_frame():
     }
     with pytest.raises(ValueError, match="item_col='film' is not a column"):
         interaction_matrix(table, "user", "film")
+
+
+def test_early_stopping_and_progress_bar_through_the_engine(split, capsys):
+    X_train, _ = split
+    rec = AutoencoderRecommender(max_iter=4, early_stopping=True, verbose=True,
+                                 random_state=0, **SMALL).fit(X_train)
+    assert len(rec.validation_loss_curve_) == len(rec.loss_curve_) == rec.n_iter_ == 4
+    assert "AutoencoderRecommender" in capsys.readouterr().err
+    assert rec.transform(X_train[:5]).shape == (5, 8)
