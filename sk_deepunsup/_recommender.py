@@ -113,10 +113,12 @@ class AutoencoderRecommender(AutoencoderBase):
         Users per mini-batch; ``"auto"`` is ``min(256, n_users)``.
     learning_rate_init : float > 0, default=1e-3
         Adam's step size.
-    max_iter : int, default=100
-        Maximum number of epochs. The networks overfit small catalogues when
-        trained much longer (on MovieLens-100K, 200 epochs ranked worse than
-        100 on a validation split); with ``early_stopping`` set it higher.
+    max_iter : int, default=60
+        Maximum number of epochs. The networks overfit small data sets when
+        trained much longer: on a validation split of MovieLens-100K (943
+        users), 60 epochs ranked better than 40, 100 or 200. On data with many
+        more users (more steps per epoch) fewer epochs may do; with
+        ``early_stopping`` set it higher.
     tol : float >= 0, default=1e-4
         Minimum improvement of the loss over ``n_iter_no_change`` epochs.
     n_iter_no_change : int, default=20
@@ -202,7 +204,7 @@ n_features_in_, feature_names_in_
         alpha=0.0,
         batch_size="auto",
         learning_rate_init=1e-3,
-        max_iter=100,
+        max_iter=60,
         tol=1e-4,
         n_iter_no_change=20,
         early_stopping=False,
