@@ -9,7 +9,7 @@ is chosen on a validation split carved from the training part (20% of each
 user's training positives). Seeds 0-1 (the split and the models).
 
     PYTHONPATH=. OMP_NUM_THREADS=1 /work/peers-venv/bin/python benchmarks/bench_recommender.py
-    ... --threshold 3.5      (a second protocol: ratings >= 3.5 ... i.e. >= 4 vs >= 1)
+    ... --threshold 1        (a second protocol: every rating is an interaction)
 
 Needs ../shared/datasets/real.py and the recbole data (../shared/datasets/install.sh);
 `implicit` is optional (its ALS row is skipped without it).

@@ -122,9 +122,9 @@ class AutoencoderRecommender(AutoencoderBase):
     tol : float >= 0, default=1e-4
         Minimum improvement of the loss over ``n_iter_no_change`` epochs.
     n_iter_no_change : int, default=20
-        See ``tol``. Counted after the annealing only in the sense that the
-        loss may rise while ``beta`` does: keep it above ``n_anneal_epochs``
-        only if that matters.
+        See ``tol``. While the KL weight rises the training loss may rise
+        too, so keep it at least ``n_anneal_epochs`` (or use ``early_stopping``,
+        whose validation loss always uses the final ``beta``).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the users, monitor their loss
         (with the final ``beta``) and keep the best epoch's weights.
