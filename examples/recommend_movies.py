@@ -16,10 +16,12 @@ imported). Run:
 import importlib.util
 import os
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
 
 from sk_deepunsup import AutoencoderRecommender, interaction_matrix
 
@@ -56,14 +58,18 @@ def main():
     X, users, items = interaction_matrix(ratings, "user_id", "item_id", "rating")
     rec = AutoencoderRecommender(threshold=4, random_state=0)
     print(f"fitting on {X.shape[0]} users x {X.shape[1]} films ...")
-    rec.fit(X)
+    with warnings.catch_warnings():
+        # The default trains for a fixed budget of 60 epochs (longer overfits
+        # data this small), so "max_iter reached" is expected here.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        rec.fit(X)
     print(f"fitted in {rec.n_iter_} epochs\n")
 
     chosen = [0, 41, 449]
     top = rec.recommend(X[chosen], n_items=5)
     for row, recommended in zip(chosen, top):
-        liked = X[row].indices[X[row].data >= 4][:3]
-        print(f"user {users[row]} liked e.g.: " + "; ".join(title(items[i]) for i in liked))
+        liked = X[row].indices[np.argsort(-X[row].data, kind="stable")][:3]
+        print(f"user {users[row]} rated highest e.g.: " + "; ".join(title(items[i]) for i in liked))
         for rank, i in enumerate(recommended, 1):
             print(f"  {rank}. {title(items[i])}")
         print()
