@@ -5,7 +5,9 @@ the check, not the estimator: scikit-learn's sparse-input checks read
 ``tags.classifier_tags.multi_class`` to size ``predict_proba``'s output, and
 that is None for anything but a classifier (the clusterer's ``predict_proba``
 gives cluster memberships). tests/test_sparse.py checks what they would:
-sparse fit, predict and predict_proba work and match dense input. The
+sparse fit, predict and predict_proba work and match dense input. Three are expected to fail for the
+recommender only, because they pass ``score`` a 1-D ``y`` (see
+``_SCORE_Y_REASON`` below). The
 instances use small networks and few epochs so the suite stays fast; the
 checks' data sets are tiny.
 """
