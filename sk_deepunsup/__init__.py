@@ -5,17 +5,21 @@ from ._clustering import DeepEmbeddingClusterer
 from ._neighbor_embedding import NeighborEmbedding
 from ._outlier import AutoencoderOutlierDetector
 from ._persistence import load, save
+from ._recommender import AutoencoderRecommender, interaction_matrix, recommendations_frame
 from ._vae import VariationalAutoencoder
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AutoencoderOutlierDetector",
+    "AutoencoderRecommender",
     "DeepAutoencoder",
     "DeepEmbeddingClusterer",
     "NeighborEmbedding",
     "VariationalAutoencoder",
     "__version__",
+    "interaction_matrix",
     "load",
+    "recommendations_frame",
     "save",
 ]

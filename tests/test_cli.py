@@ -11,11 +11,12 @@ import torch
 from sklearn.datasets import make_blobs
 
 import sk_deepunsup
-from sk_deepunsup import DeepAutoencoder, DeepEmbeddingClusterer
+from sk_deepunsup import AutoencoderRecommender, DeepAutoencoder, DeepEmbeddingClusterer
 from sk_deepunsup import _cli
 from sk_deepunsup._cli import main
 
 PRODUCT_CLUSTERER = _cli.make_clusterer  # before the fixture swaps it for a small one
+PRODUCT_RECOMMENDER = _cli.make_recommender
 
 
 @pytest.fixture(autouse=True)
@@ -25,8 +26,11 @@ def small_clusterer(monkeypatch):
     torch.set_num_threads(1)  # tiny matrices: threads only add overhead on a busy CPU
     built = []
 
-    def make(n_clusters, seed, verbose):
+    def make(n_clusters, seed, verbose, **options):
         built.append(dict(n_clusters=n_clusters, seed=seed, verbose=verbose))
+        options.pop("n_samples")
+        if any(v is not None for v in options.values()):
+            built.append(options)
         return DeepEmbeddingClusterer(
             n_clusters=n_clusters,
             autoencoder=DeepAutoencoder(hidden_layer_sizes=(16,), max_iter=20),
@@ -36,7 +40,14 @@ def small_clusterer(monkeypatch):
             verbose=verbose,
         )
 
+    def make_recommender(seed, verbose, **options):
+        built.append(dict(seed=seed, verbose=verbose, **options))
+        return AutoencoderRecommender(n_components=8, hidden_layer_sizes=(32,), max_iter=30,
+                                      random_state=seed, verbose=verbose,
+                                      threshold=options["threshold"])
+
     monkeypatch.setattr(_cli, "make_clusterer", make)
+    monkeypatch.setattr(_cli, "make_recommender", make_recommender)
     yield built
     torch.set_num_threads(threads)
 
@@ -54,9 +65,11 @@ def csv(tmp_path, blobs):
     return path
 
 
-def labels_of(text, n_rows, k):
+def labels_of(text, n_rows, k, id_column="row"):
     out = pd.read_csv(io.StringIO(text))
-    assert list(out.columns) == ["cluster"]
+    assert list(out.columns) == [id_column, "cluster"]
+    if id_column == "row":
+        assert out["row"].tolist() == list(range(n_rows))
     assert len(out) == n_rows
     assert out["cluster"].dtype.kind == "i"
     assert out["cluster"].between(0, k - 1).all()
@@ -157,7 +170,13 @@ def test_version_and_help(capsys):
     assert capsys.readouterr().out.strip() == f"sk-deepunsup {sk_deepunsup.__version__}"
     assert main(["cluster", "--help"]) == 0
     help_text = capsys.readouterr().out
-    for option in ["DATA", "--n-clusters", "--output", "--seed", "--verbose", "--drop"]:
+    for option in ["DATA", "--n-clusters", "--output", "--seed", "--verbose", "--drop",
+                   "--max-iter", "--hidden-layer-sizes", "--n-components", "--quiet"]:
+        assert option in help_text
+    assert main(["recommend", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    for option in ["RATINGS", "--user-col", "--item-col", "--rating-col", "--n",
+                   "--threshold", "most popular"]:
         assert option in help_text
 
 
@@ -240,15 +259,136 @@ def test_usage_errors_exit_2(capsys):
 
 
 def test_fit_errors_exit_1_and_interrupts_exit_130(capsys, csv, monkeypatch):
-    def broken(*args):
+    def broken(*args, **options):
         raise ValueError("bad\nthing")
 
     monkeypatch.setattr(_cli, "make_clusterer", broken)
     assert fails(capsys, ["cluster", str(csv)], code=1) == "sk-deepunsup: error: bad thing"
 
-    def interrupted(*args):
+    def interrupted(*args, **options):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(_cli, "make_clusterer", interrupted)
     assert main(["cluster", str(csv)]) == 130
     assert capsys.readouterr().err == "sk-deepunsup: interrupted\n"
+
+
+# -- issue 14: ids, delimiters, network options, time estimates -----------------------
+
+
+def test_pandas_index_column_is_an_id_not_a_feature(capsys, tmp_path, blobs):
+    path = tmp_path / "indexed.csv"
+    blobs.set_axis([f"s{i}" for i in range(60)]).to_csv(path)  # header starts with ""
+    assert main(["cluster", str(path), "-k", "3", "--verbose"]) == 0
+    captured = capsys.readouterr()
+    assert "read 60 rows x 3 columns" in captured.err
+    out = pd.read_csv(io.StringIO(captured.out))
+    assert out["index"].tolist() == [f"s{i}" for i in range(60)]
+    labels_of(captured.out, 60, 3, id_column="index")
+    blobs.to_csv(path)  # the default RangeIndex: "Unnamed: 0" when read back
+    assert main(["cluster", str(path), "-k", "3"]) == 0
+    out = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert out.columns.tolist() == ["index", "cluster"] and out["index"].tolist() == list(range(60))
+
+
+def test_id_like_first_column_is_written_beside_the_labels(capsys, tmp_path, blobs):
+    path = tmp_path / "ids.csv"
+    blobs.insert(0, "sample_id", np.arange(100, 160))
+    blobs.to_csv(path, index=False)
+    assert main(["cluster", str(path), "-k", "3"]) == 0
+    out = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert out["sample_id"].tolist() == list(range(100, 160))
+    labels_of(out.to_csv(index=False), 60, 3, id_column="sample_id")
+
+
+def test_semicolon_and_tab_separated_files_are_sniffed(capsys, tmp_path, csv, blobs):
+    assert main(["cluster", str(csv), "-k", "3"]) == 0
+    expected = labels_of(capsys.readouterr().out, 60, 3)
+    semicolon = tmp_path / "semi.csv"
+    blobs.to_csv(semicolon, sep=";", decimal=",", index=False)  # European style
+    assert main(["cluster", str(semicolon), "-k", "3"]) == 0
+    np.testing.assert_array_equal(labels_of(capsys.readouterr().out, 60, 3), expected)
+    tab = tmp_path / "tab.csv"
+    blobs.to_csv(tab, sep="\t", index=False)
+    assert main(["cluster", str(tab), "-k", "3"]) == 0
+    np.testing.assert_array_equal(labels_of(capsys.readouterr().out, 60, 3), expected)
+
+
+def test_network_options_reach_the_clusterer(capsys, csv, small_clusterer):
+    argv = ["cluster", str(csv), "-k", "3", "--max-iter", "7", "--hidden-layer-sizes",
+            "32,16", "--n-components", "4"]
+    assert main(argv) == 0
+    labels_of(capsys.readouterr().out, 60, 3)
+    assert small_clusterer[1] == dict(max_iter=7, hidden_layer_sizes=(32, 16), n_components=4)
+    product = PRODUCT_CLUSTERER(3, 0, False, max_iter=7, hidden_layer_sizes=(32, 16),
+                                n_components=4, n_samples=60)
+    assert product.max_iter == 7
+    ae = product.autoencoder
+    assert (ae.max_iter, ae.hidden_layer_sizes, ae.n_components) == (7, (32, 16), 4)
+    assert main(["cluster", str(csv), "--hidden-layer-sizes", "32,x"]) == 2
+    assert "positive integers separated by commas" in capsys.readouterr().err
+
+
+def test_long_fits_are_announced_on_stderr(capsys, csv, monkeypatch):
+    monkeypatch.setattr(_cli, "estimate_fit_seconds", lambda *a, **k: 600.0)
+    assert main(["cluster", str(csv), "-k", "3", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "may take about 10 min" in err and "--max-iter" in err
+
+
+def test_fit_time_estimate_grows_with_the_work():
+    small = _cli.estimate_fit_seconds([[20, 8]], 1000, 1)
+    assert 0 < small < _cli.estimate_fit_seconds([[2000, 500, 2000]], 100_000, 10)
+
+
+@pytest.fixture
+def ratings(tmp_path):
+    """Two taste groups over 20 films; user 'z' rated only two films, badly."""
+    rng = np.random.RandomState(0)
+    rows = []
+    for u in range(60):
+        block = np.arange(10) if u % 2 else np.arange(10, 20)
+        for film in rng.choice(block, 5, replace=False):
+            rows.append((f"u{u}", f"film{film}", rng.choice([4, 5])))
+    rows += [("z", "film0", 1), ("z", "film11", 2)]
+    path = tmp_path / "ratings.csv"
+    pd.DataFrame(rows, columns=["who", "what", "stars"]).to_csv(path, index=False)
+    return path
+
+
+def test_recommend_writes_user_rank_item(capsys, ratings, small_clusterer):
+    argv = ["recommend", str(ratings), "--user-col", "who", "--item-col", "what",
+            "--rating-col", "stars", "--threshold", "4", "--n", "3"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    out = pd.read_csv(io.StringIO(captured.out))
+    assert out.columns.tolist() == ["user", "rank", "item"]
+    assert len(out) == 61 * 3 and out["rank"].tolist()[:3] == [1, 2, 3]
+    table = pd.read_csv(ratings)
+    for user, group in out.groupby("user"):
+        seen = set(table.loc[(table.who == user) & (table.stars >= 4), "what"])
+        assert not seen & set(group["item"])
+    liked = table[table.stars >= 4]["what"].value_counts()
+    z = out[out.user == "z"]["item"].tolist()  # no positive: the most popular films
+    assert z == sorted(liked.index, key=lambda f: (-liked[f], sorted(liked.index).index(f)))[:3]
+    assert small_clusterer == [dict(seed=0, verbose=False, threshold=4.0, max_iter=None,
+                                    hidden_layer_sizes=None, n_components=None)]
+
+
+def test_recommend_refuses_unknown_columns_and_too_many_items(capsys, ratings):
+    message = fails(capsys, ["recommend", str(ratings), "--user-col", "user",
+                             "--item-col", "what"])
+    assert "--user-col 'user'" in message and "'who'" in message
+    message = fails(capsys, ["recommend", str(ratings), "--user-col", "who",
+                             "--item-col", "what", "--n", "21"])
+    assert "--n 21" in message and "20 items" in message
+
+
+def test_the_product_recommender_has_the_defaults():
+    rec = PRODUCT_RECOMMENDER(3, False, threshold=None, max_iter=None,
+                              hidden_layer_sizes=None, n_components=None)
+    assert rec.get_params() == AutoencoderRecommender(random_state=3).get_params()
+    rec = PRODUCT_RECOMMENDER(3, False, threshold=4.0, max_iter=5,
+                              hidden_layer_sizes=(64,), n_components=None)
+    assert (rec.threshold, rec.max_iter, rec.hidden_layer_sizes) == (4.0, 5, (64,))

@@ -166,22 +166,39 @@ def clustering_objective(
     return objective
 
 
-def elbo_objective(beta: float = 1.0, generator=None):
+def elbo_objective(beta: float = 1.0, generator=None, anneal_rows: int = 0):
     """Negative beta-ELBO per sample, for :class:`Trainer`; ``module`` is a VAEModule.
 
     In training mode ``z`` is drawn with the reparameterisation trick from
     ``generator``; in evaluation mode (validation) the posterior mean is used.
+
+    ``anneal_rows > 0`` anneals the KL weight (Bowman et al. 2016; Mult-VAE,
+    Liang et al. 2018): in training it rises linearly from 0 to ``beta`` over
+    the first ``anneal_rows`` rows trained on (e.g. ``n_epochs * n_samples``),
+    then stays at ``beta``. The objective keeps that count as its state
+    (``objective.rows_seen``, ``objective.current_beta()``); validation
+    always uses ``beta``, so validation losses stay comparable across epochs.
     """
+
+    def current_beta():
+        if anneal_rows <= 0:
+            return beta
+        return beta * min(1.0, objective.rows_seen / anneal_rows)
 
     def objective(module, x):
         mu, logvar = module.posterior(x)
         z = mu
+        weight = beta
         if module.training:
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
             z = mu + torch.exp(0.5 * logvar) * eps
+            weight = current_beta()
+            objective.rows_seen += x.shape[0]
         log_lik = module.log_likelihood(x, module.decoder(z))
-        return (beta * gaussian_kl(mu, logvar) - log_lik).mean()
+        return (weight * gaussian_kl(mu, logvar) - log_lik).mean()
 
+    objective.rows_seen = 0
+    objective.current_beta = current_beta
     return objective
 
 

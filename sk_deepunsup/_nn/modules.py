@@ -29,6 +29,7 @@ __all__ = [
     "ClusteringAutoencoder",
     "VAEModule",
     "GeneratorDropout",
+    "NormalizedInput",
     "build_autoencoder",
     "set_generator",
 ]
@@ -73,6 +74,26 @@ class GeneratorDropout(nn.Module):
 
     def extra_repr(self):
         return f"p={self.p}"
+
+
+class NormalizedInput(nn.Module):
+    """Rows scaled to unit L2 norm, then input dropout (Mult-VAE's and Mult-DAE's input).
+
+    All-zero rows stay zero. Dropout (probability ``p``, the kept values
+    scaled by ``1 / (1 - p)``) is applied in training mode only, with the
+    masks drawn from the generator the engine sets (:func:`set_generator`).
+    """
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.dropout = GeneratorDropout(p)
+
+    def forward(self, x):
+        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        return self.dropout(x / norm.clamp_min(torch.finfo(x.dtype).tiny))
+
+    def extra_repr(self):
+        return f"p={self.dropout.p}"
 
 
 #: Derivative of each activation written in terms of its *output* ``y``; the

@@ -1,0 +1,140 @@
+"""Top-N recommendation on MovieLens-100K: AutoencoderRecommender against popularity, EASE and ALS.
+
+Protocol (Liang et al. 2018, "weak generalisation"): ratings >= THRESHOLD are
+positives; 20% of the positives of each user with >= 5 of them are held out;
+models are fitted on the rest, recommend from each user's remaining history
+(seen items excluded) and are scored against the held-out items with NDCG@100,
+NDCG@10 and Recall@20 (Recall normalised by min(k, #held-out)). EASE's lambda
+is chosen on a validation split carved from the training part (20% of each
+user's training positives). Seeds 0-1 (the split and the models).
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 /work/peers-venv/bin/python benchmarks/bench_recommender.py
+    ... --threshold 1        (a second protocol: every rating is an interaction)
+
+Needs ../shared/datasets/real.py and the recbole data (../shared/datasets/install.sh);
+`implicit` is optional (its ALS row is skipped without it).
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from sk_deepunsup import AutoencoderRecommender
+from sk_deepunsup.metrics import ndcg_at_k, recall_at_k
+from sk_deepunsup.model_selection import train_test_split_interactions
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "shared", "datasets"))
+
+
+def load_movielens():
+    try:
+        from real import movielens_100k
+
+        R, _ = movielens_100k()
+    except (ImportError, FileNotFoundError, OSError) as exc:
+        sys.exit(
+            f"MovieLens-100K is not available ({exc}); install it with "
+            "../shared/datasets/install.sh"
+        )
+    return R
+
+
+def evaluate(scores, X_train, X_test):
+    scores = np.asarray(scores, dtype=np.float64).copy()
+    scores[X_train.toarray() != 0] = -np.inf
+    return (
+        ndcg_at_k(X_test, scores, k=100),
+        ndcg_at_k(X_test, scores, k=10),
+        recall_at_k(X_test, scores, k=20),
+    )
+
+
+def ease_scores(X_fit, X_hist, lam):
+    """EASE (Steck 2019): B = I - P diag(1/diag(P)), P = (X'X + lam I)^-1."""
+    G = (X_fit.T @ X_fit).toarray().astype(np.float64)
+    G[np.diag_indices_from(G)] += lam
+    P = np.linalg.inv(G)
+    B = -P / np.diag(P)
+    B[np.diag_indices_from(B)] = 0.0
+    return X_hist @ B
+
+
+def ease(X_train, seed):
+    X_fit, X_val = train_test_split_interactions(X_train, 0.2, random_state=seed + 100)
+    best = max(
+        (ndcg_at_k(X_val, np.where(X_fit.toarray() != 0, -np.inf, ease_scores(X_fit, X_fit, lam)), k=100), lam)
+        for lam in (50, 100, 200, 500, 1000, 2000)
+    )
+    start = time.perf_counter()
+    scores = ease_scores(X_train, X_train, best[1])
+    return scores, time.perf_counter() - start, f"lambda={best[1]}"
+
+
+def als(X_train, seed):
+    try:
+        from implicit.als import AlternatingLeastSquares
+    except ImportError:
+        return None
+    model = AlternatingLeastSquares(factors=64, regularization=0.05, iterations=15,
+                                    random_state=seed)
+    start = time.perf_counter()
+    model.fit(sp.csr_matrix(X_train * 10.0), show_progress=False)  # confidence 1 + 10
+    seconds = time.perf_counter() - start
+    uf = np.asarray(model.user_factors)
+    itf = np.asarray(model.item_factors)
+    return uf @ itf.T, seconds, "factors=64"
+
+
+def ours(X_train, seed, **params):
+    rec = AutoencoderRecommender(random_state=seed, n_threads=1, device="cpu", **params)
+    start = time.perf_counter()
+    rec.fit(X_train)
+    seconds = time.perf_counter() - start
+    return rec.decision_function(X_train), seconds, f"{rec.n_iter_} epochs"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threshold", type=float, default=4.0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    R = load_movielens()
+    X = sp.csr_matrix((R >= args.threshold).astype(np.float32))
+    X.eliminate_zeros()
+    print(f"MovieLens-100K: {X.shape[0]} users x {X.shape[1]} items, "
+          f"{X.nnz} positives (rating >= {args.threshold:g}); seeds {args.seeds}")
+    methods = {
+        "popularity": lambda Xt, s: (np.tile(np.asarray(Xt.sum(axis=0)), (Xt.shape[0], 1)), 0.0, ""),
+        "EASE": ease,
+        "implicit ALS": als,
+        "Mult-VAE (ours, defaults)": lambda Xt, s: ours(Xt, s),
+        "Mult-DAE (ours, model='dae')": lambda Xt, s: ours(Xt, s, model="dae"),
+    }
+    results = {name: [] for name in methods}
+    for seed in args.seeds:
+        X_train, X_test = train_test_split_interactions(X, 0.2, min_interactions=5, random_state=seed)
+        for name, method in methods.items():
+            out = method(X_train, seed)
+            if out is None:
+                continue
+            scores, seconds, note = out
+            results[name].append((*evaluate(scores, X_train, X_test), seconds, note))
+    print(f"{'method':<30}{'NDCG@100':>9}{'NDCG@10':>9}{'Recall@20':>10}{'fit s':>8}  note")
+    for name, rows in results.items():
+        if not rows:
+            print(f"{name:<30} skipped (not installed)")
+            continue
+        m = np.mean([r[:4] for r in rows], axis=0)
+        notes = "; ".join(r[4] for r in rows if r[4])
+        print(f"{name:<30}{m[0]:>9.4f}{m[1]:>9.4f}{m[2]:>10.4f}{m[3]:>8.1f}  {notes}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,531 @@
+"""AutoencoderRecommender: Mult-VAE and Mult-DAE for implicit feedback."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import _fit_context
+from sklearn.utils._available_if import available_if
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils.validation import check_is_fitted
+
+from ._autoencoder import AutoencoderBase
+from ._base import INFERENCE_CHUNK, TRAINING_CONSTRAINTS, infer, validate_input
+from ._nn import (
+    ACTIVATIONS,
+    Autoencoder,
+    VAEModule,
+    build_autoencoder,
+    elbo_objective,
+    reconstruction_objective,
+)
+from ._nn.losses import multinomial_log_likelihood
+from ._nn.modules import NormalizedInput
+from .metrics import ndcg_at_k
+
+__all__ = ["AutoencoderRecommender", "interaction_matrix", "recommendations_frame"]
+
+
+def _binarize(X, threshold):
+    """Validated X -> the same kind of matrix with 1 for each positive, else 0.
+
+    Raises ValueError for negative values (NaN and infinity are refused by
+    validation already).
+    """
+    data = X.data if sp.issparse(X) else X
+    if data.size and data.min() < 0:
+        raise ValueError(
+            f"Negative values in data passed to X (minimum {data.min():.4g}); the "
+            "recommender reads "
+            "non-negative interactions (counts, ratings or 0/1). Map dislikes to 0 or "
+            "use threshold= to keep only ratings above a level."
+        )
+    cut = (data >= threshold) if threshold is not None else (data > 0)
+    if sp.issparse(X):
+        out = X.copy()
+        out.data = cut.astype(X.dtype)
+        out.eliminate_zeros()
+        return out
+    return cut.astype(X.dtype)
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` largest scores of each row, best first (ties: lower index)."""
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1, kind="introselect")[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    # lexsort: by score descending, then by column index ascending
+    order = np.lexsort((part, -part_scores), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+class AutoencoderRecommender(AutoencoderBase):
+    """Item recommendation from implicit feedback with Mult-VAE or Mult-DAE.
+
+    Fitted on a users x items matrix (rows are users, columns items; a
+    non-zero entry is an interaction, or with ``threshold`` an entry of at
+    least ``threshold`` is). Each user's history is scaled to unit L2 norm,
+    its items are dropped at random during training (input dropout), and the
+    network is trained to put a multinomial over all items that gives the
+    user's items high probability (Liang et al., 2018, "Variational
+    autoencoders for collaborative filtering"). ``model="vae"`` (Mult-VAE)
+    has a Gaussian latent user vector whose KL term is annealed from 0 to
+    ``beta`` during the first ``n_anneal_epochs`` epochs; ``model="dae"``
+    (Mult-DAE) is deterministic.
+
+    Users need not have been seen in ``fit``: :meth:`recommend` and
+    :meth:`decision_function` take any histories over the same items and
+    score them with one forward pass (fold-in, no refit). :meth:`score`
+    is the NDCG@100 of the recommendations against held-out interactions,
+    so ``GridSearchCV(...).fit(X, Y)`` with ``Y`` the held-out matrix tunes
+    the model; :meth:`transform` gives each user's latent vector.
+
+    Parameters
+    ----------
+    model : {"vae", "dae"}, default="vae"
+        Mult-VAE or Mult-DAE.
+    n_components : int, default=200
+        Size of the latent user vector.
+    hidden_layer_sizes : array-like of int, default=(600,)
+        Widths of the encoder's hidden layers (items side first); the decoder
+        mirrors them.
+    activation : {"tanh", "relu", ...}, default="tanh"
+        Activation after each hidden layer.
+    input_dropout : float in [0, 1), default=0.5
+        Share of each history dropped at random in training.
+    beta : float >= 0, default=0.2
+        Final weight of the KL term (``model="vae"`` only).
+    n_anneal_epochs : int >= 0, default=20
+        Epochs over which the KL weight rises linearly from 0 to ``beta``
+        (0: no annealing).
+    threshold : float or None, default=None
+        Entries ``>= threshold`` are positives; ``None``: every positive entry
+        (e.g. ``threshold=4`` turns 1-5 star ratings into "liked").
+    alpha : float >= 0, default=0.0
+        L2 penalty on the weight matrices.
+    batch_size : int or "auto", default="auto"
+        Users per mini-batch; ``"auto"`` is ``min(256, n_users)``.
+    learning_rate_init : float > 0, default=1e-3
+        Adam's step size.
+    max_iter : int, default=60
+        Maximum number of epochs. The networks overfit small data sets when
+        trained much longer: on a validation split of MovieLens-100K (943
+        users), 60 epochs ranked better than 40, 100 or 200. On data with many
+        more users (more steps per epoch) fewer epochs may do; with
+        ``early_stopping`` set it higher.
+    tol : float >= 0, default=1e-4
+        Minimum improvement of the loss over ``n_iter_no_change`` epochs.
+    n_iter_no_change : int, default=20
+        See ``tol``. While the KL weight rises the training loss may rise
+        too, so keep it at least ``n_anneal_epochs`` (or use ``early_stopping``,
+        whose validation loss always uses the final ``beta``).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the users, monitor their loss
+        (with the final ``beta``) and keep the best epoch's weights.
+    validation_fraction : float in (0, 1), default=0.1
+        Share of users held out with ``early_stopping``.
+    shuffle : bool, default=True
+        Shuffle the users every epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, shuffling, dropout and the latent noise.
+    verbose : bool or int, default=False
+        Progress bar on stderr.
+    warm_start : bool, default=False
+        Continue from the previous fit's weights.
+    device : str or torch.device, default="auto"
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    n_threads : int or None, default=None
+        torch threads on the CPU (see :class:`DeepAutoencoder`).
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The fitted network.
+    item_popularity_ : ndarray of shape (n_features_in_,)
+        Number of training users with each item (positives).
+    device_, loss_curve_, validation_loss_curve_, best_loss_, n_iter_, \
+n_features_in_, feature_names_in_
+        As in :class:`DeepAutoencoder`.
+
+    See Also
+    --------
+    VariationalAutoencoder : The general VAE (``loss="multinomial"``).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from sk_deepunsup import AutoencoderRecommender
+    >>> rng = np.random.RandomState(0)
+    >>> X = sp.random(200, 50, density=0.1, format="csr", random_state=rng)
+    >>> rec = AutoencoderRecommender(n_components=8, hidden_layer_sizes=(32,),
+    ...                              max_iter=5, random_state=0).fit(X)
+    >>> rec.recommend(X[:3], n_items=4).shape
+    (3, 4)
+    """
+
+    _parameter_constraints: dict = {
+        **TRAINING_CONSTRAINTS,
+        "model": [StrOptions({"vae", "dae"})],
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "input_dropout": [Interval(Real, 0, 1, closed="left")],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "n_anneal_epochs": [Interval(Integral, 0, None, closed="left")],
+        "threshold": [None, Interval(Real, None, None, closed="neither")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "shuffle": ["boolean"],
+        "warm_start": ["boolean"],
+    }
+
+    #: Reconstruction loss for the shared machinery (range check, decoding).
+    loss = "multinomial"
+
+    def __init__(
+        self,
+        model="vae",
+        *,
+        n_components=200,
+        hidden_layer_sizes=(600,),
+        activation="tanh",
+        input_dropout=0.5,
+        beta=0.2,
+        n_anneal_epochs=20,
+        threshold=None,
+        alpha=0.0,
+        batch_size="auto",
+        learning_rate_init=1e-3,
+        max_iter=60,
+        tol=1e-4,
+        n_iter_no_change=20,
+        early_stopping=False,
+        validation_fraction=0.1,
+        shuffle=True,
+        random_state=None,
+        verbose=False,
+        warm_start=False,
+        device="auto",
+        n_threads=None,
+    ):
+        self.model = model
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.input_dropout = input_dropout
+        self.beta = beta
+        self.n_anneal_epochs = n_anneal_epochs
+        self.threshold = threshold
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.device = device
+        self.n_threads = n_threads
+
+    # -- the network and its objective ---------------------------------------------
+
+    def _build_module(self, n_features, hidden, generator):
+        vae = self.model == "vae"
+        autoencoder = build_autoencoder(
+            n_features,
+            self.n_components,
+            hidden,
+            activation=self.activation,
+            encoder_outputs=2 if vae else 1,
+            generator=generator,
+        )
+        encoder = torch.nn.Sequential(NormalizedInput(self.input_dropout), autoencoder.encoder)
+        if vae:
+            return VAEModule(encoder, autoencoder.decoder, n_features, "multinomial")
+        return Autoencoder(encoder, autoencoder.decoder)
+
+    def _network_signature(self, n_features, hidden):
+        return (
+            ("n_features_in_", n_features),
+            ("model", self.model),
+            ("n_components", self.n_components),
+            ("hidden_layer_sizes", tuple(hidden)),
+            ("activation", self.activation),
+            ("input_dropout", self.input_dropout),
+        )
+
+    def _objective(self, generator):
+        if self.model == "dae":
+            return reconstruction_objective("multinomial")
+        return elbo_objective(self.beta, generator, anneal_rows=self._anneal_rows)
+
+    def _encode(self, module, x):
+        if self.model == "vae":
+            return module.posterior(x)[0]
+        return module.encoder(x)
+
+    def _scores(self, module, x):
+        """Item logits at the posterior mean; the ranking of the items."""
+        return module.decoder(self._encode(module, x))
+
+    def _score_samples_tensor(self, module, x):
+        return multinomial_log_likelihood(x, self._scores(module, x))
+
+    # -- fitting -------------------------------------------------------------------
+
+    def _validated(self, X):
+        check_is_fitted(self)
+        n_cols = X.shape[1] if getattr(X, "ndim", 2) == 2 and hasattr(X, "shape") else None
+        if n_cols is not None and n_cols != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_cols} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input: histories must cover the "
+                f"{self.n_features_in_} items seen in fit, in the same column order "
+                "(drop items unknown at fit time)."
+            )
+        return _binarize(validate_input(self, X, reset=False), self.threshold)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train on the interaction histories X (rows: users, columns: items).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items)
+            Non-negative interactions; sparse matrices are densified one batch
+            at a time.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X = _binarize(validate_input(self, X, reset=True, training=True), self.threshold)
+        n_train = X.shape[0]
+        if self.early_stopping:
+            n_train -= math.ceil(self.validation_fraction * n_train)
+        self._anneal_rows = self.n_anneal_epochs * n_train
+        self._fit(X, incremental=False)
+        self.item_popularity_ = np.asarray((X != 0).sum(axis=0)).ravel().astype(np.int64)
+        return self
+
+    @available_if(lambda self: False)
+    def partial_fit(self, X, y=None):
+        """Not available: the KL annealing schedule is set from whole passes; use fit."""
+
+    # -- recommendation ------------------------------------------------------------
+
+    def decision_function(self, X):
+        """Score of every item for each history in X; higher is recommended first.
+
+        The scores are the decoder's logits (the log of the multinomial
+        probability, up to a per-user constant). Computed in chunks of rows.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items)
+            Histories, of users seen in ``fit`` or new ones.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_users, n_items)
+        """
+        X = self._validated(X)
+        return infer(self.module_, X, self._scores, self.n_threads)
+
+    @validate_params(
+        {
+            "X": ["array-like", "sparse matrix"],
+            "n_items": [Interval(Integral, 1, None, closed="left")],
+            "exclude_seen": ["boolean"],
+        },
+        prefer_skip_nested_validation=True,
+    )
+    def recommend(self, X, n_items=10, exclude_seen=True):
+        """The ``n_items`` best items for each history in X, best first.
+
+        Works for users never seen in ``fit`` (their history is folded in).
+        A user without any history gets the most popular items of the
+        training data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items_fit)
+            Histories over the items seen in ``fit``.
+        n_items : int, default=10
+            Number of items per user.
+        exclude_seen : bool, default=True
+            Leave out the items already in the user's history.
+
+        Returns
+        -------
+        items : ndarray of shape (n_users, n_items), dtype int64
+            Column indices of the recommended items.
+        """
+        check_is_fitted(self)
+        limit = self.n_features_in_
+        if n_items > limit:
+            raise ValueError(
+                f"n_items={n_items} is larger than the catalogue of {limit} items "
+                "seen in fit; ask for at most that many."
+            )
+        X = self._validated(X)
+        out = np.empty((X.shape[0], n_items), dtype=np.int64)
+        popular = -self.item_popularity_.astype(np.float64)  # ascending argsort key
+        chunk = max(1, INFERENCE_CHUNK * 64 // max(limit, 1))
+        for start in range(0, X.shape[0], chunk):
+            rows = X[start : start + chunk]
+            scores = infer(self.module_, rows, self._scores, self.n_threads)
+            scores = scores.astype(np.float64, copy=False)
+            seen = rows.toarray() != 0 if sp.issparse(rows) else np.asarray(rows) != 0
+            empty = ~seen.any(axis=1)
+            if empty.any():  # no history: rank by popularity
+                scores[empty] = -popular
+            if exclude_seen:
+                scores[seen] = -np.inf
+                n_unseen = limit - seen.sum(axis=1)
+                if (n_unseen < n_items).any():
+                    raise ValueError(
+                        f"n_items={n_items} is more than the {int(n_unseen.min())} "
+                        "items some user has not seen; ask for fewer or pass "
+                        "exclude_seen=False."
+                    )
+            out[start : start + chunk] = _top_k(scores, n_items)
+        return out
+
+    def score(self, X, y=None):
+        """NDCG@100 of the recommendations from histories X against held-out y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items)
+            The histories the recommendations are computed from (their items
+            are excluded).
+        y : {array-like, sparse matrix} of shape (n_users, n_items) or None
+            Each user's held-out interactions. ``None`` scores how well the
+            model ranks each user's own items (seen items not excluded): a
+            fit score without held-out data.
+
+        Returns
+        -------
+        ndcg : float
+            Mean NDCG@100 over the users with held-out interactions.
+        """
+        check_is_fitted(self)
+        k = min(100, self.n_features_in_)
+        Xv = self._validated(X)
+        if y is None:
+            y_true, exclude = Xv, False
+        else:
+            if not sp.issparse(y) and np.ndim(y) != 2:
+                raise ValueError(
+                    "y must be the held-out interactions, a matrix of the same shape "
+                    f"as X {Xv.shape}; got an array of shape {np.shape(y)}. See "
+                    "sk_deepunsup.model_selection.train_test_split_interactions."
+                )
+            y_true, exclude = y, True
+            if tuple(y.shape) != tuple(Xv.shape):
+                raise ValueError(
+                    f"y has shape {tuple(y.shape)} but X has shape {Xv.shape}; y must "
+                    "hold the held-out interactions of the same users and items."
+                )
+        scores = self.decision_function(X)
+        if exclude:
+            seen = (Xv != 0).toarray() if sp.issparse(Xv) else Xv != 0
+            scores[seen] = -np.inf
+        y_true = _binarize(sp.csr_matrix(y_true), self.threshold)
+        return ndcg_at_k(y_true, scores, k=k)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
+
+def interaction_matrix(frame, user_col, item_col, rating_col=None):
+    """A users x items CSR matrix from a table of (user, item[, rating]) rows.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per interaction.
+    user_col, item_col : str
+        Columns holding the user and item labels (any hashable values).
+    rating_col : str or None, default=None
+        Column of values (ratings, counts); ``None`` counts each row as 1.
+        Repeated (user, item) pairs are summed.
+
+    Returns
+    -------
+    X : scipy.sparse.csr_matrix of shape (n_users, n_items)
+    users : ndarray of shape (n_users,)
+        Label of each row (sorted).
+    items : ndarray of shape (n_items,)
+        Label of each column (sorted); ``items[rec.recommend(X)]`` turns
+        recommended column indices into item labels.
+    """
+    for name, col in (("user_col", user_col), ("item_col", item_col), ("rating_col", rating_col)):
+        if col is not None and col not in frame.columns:
+            raise ValueError(
+                f"{name}={col!r} is not a column of the table; its columns are "
+                f"{[str(c) for c in frame.columns]}."
+            )
+    users, rows = np.unique(frame[user_col].to_numpy(), return_inverse=True)
+    items, cols = np.unique(frame[item_col].to_numpy(), return_inverse=True)
+    if rating_col is None:
+        values = np.ones(len(frame))
+    else:
+        values = frame[rating_col].to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError(
+                f"rating column {rating_col!r} has missing (NaN) or infinite values; "
+                "drop those rows or fill them in."
+            )
+    X = sp.csr_matrix((values, (rows.ravel(), cols.ravel())), shape=(len(users), len(items)))
+    X.sum_duplicates()
+    return X, users, items
+
+
+def recommendations_frame(recommended, items, users=None):
+    """Recommended column indices as a long table of (user, rank, item) rows.
+
+    Parameters
+    ----------
+    recommended : ndarray of shape (n_users, n)
+        The output of :meth:`AutoencoderRecommender.recommend`.
+    items : ndarray of shape (n_items,)
+        Item label of each column (from :func:`interaction_matrix`).
+    users : array-like of shape (n_users,) or None
+        User label of each row; ``None`` numbers the rows from 0.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        Columns ``user``, ``rank`` (1 is best) and ``item``.
+    """
+    import pandas as pd
+
+    recommended = np.asarray(recommended)
+    n_users, n = recommended.shape
+    users = np.arange(n_users) if users is None else np.asarray(users)
+    return pd.DataFrame(
+        {
+            "user": np.repeat(users, n),
+            "rank": np.tile(np.arange(1, n + 1), n_users),
+            "item": np.asarray(items)[recommended.ravel()],
+        }
+    )

@@ -1,0 +1,303 @@
+"""AutoencoderRecommender, the ranking metrics and the interaction helpers."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.model_selection import GridSearchCV
+
+import sk_deepunsup
+from sk_deepunsup import AutoencoderRecommender, interaction_matrix, recommendations_frame
+from sk_deepunsup._nn import VAEModule, elbo_objective
+from sk_deepunsup._nn.modules import MLP, NormalizedInput
+from sk_deepunsup.metrics import ndcg_at_k, recall_at_k
+from sk_deepunsup.model_selection import train_test_split_interactions
+
+SMALL = dict(n_components=8, hidden_layer_sizes=(32,), n_threads=1, device="cpu")
+
+
+def taste_groups(n_users=240, n_items=60, n_groups=4, seed=0):
+    """Users in groups; each group likes its own block of items, by a popularity skew.
+
+    Each user picks 8-14 items: 90% from the group's block, 10% anywhere.
+    """
+    rng = np.random.RandomState(seed)
+    block = n_items // n_groups
+    rows, cols = [], []
+    for u in range(n_users):
+        g = u % n_groups
+        own = np.arange(g * block, (g + 1) * block)
+        weights = 1.0 / np.arange(1, block + 1)
+        n = rng.randint(8, 15)
+        n_own = int(round(0.9 * n))
+        picked = set(rng.choice(own, n_own, replace=False, p=weights / weights.sum()))
+        picked |= set(rng.choice(n_items, n - n_own, replace=False))
+        rows += [u] * len(picked)
+        cols += sorted(picked)
+    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_users, n_items))
+
+
+@pytest.fixture(scope="module")
+def split():
+    X = taste_groups()
+    return train_test_split_interactions(X, test_size=0.2, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(split):
+    X_train, _ = split
+    return AutoencoderRecommender(max_iter=60, random_state=0, **SMALL).fit(X_train)
+
+
+def popularity_scores(X_train):
+    return np.tile(np.asarray(X_train.sum(axis=0), dtype=np.float64), (X_train.shape[0], 1))
+
+
+def masked(scores, X_train):
+    scores = np.array(scores, dtype=np.float64)
+    scores[X_train.toarray() != 0] = -np.inf
+    return scores
+
+
+# -- learning ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["vae", "dae"])
+def test_beats_popularity_on_held_out_items(split, model, fitted):
+    X_train, X_test = split
+    rec = fitted if model == "vae" else AutoencoderRecommender(
+        "dae", max_iter=60, random_state=0, **SMALL
+    ).fit(X_train)
+    baseline = ndcg_at_k(X_test, masked(popularity_scores(X_train), X_train), k=10)
+    ours = ndcg_at_k(X_test, masked(rec.decision_function(X_train), X_train), k=10)
+    assert ours > baseline + 0.1
+    assert rec.score(X_train, X_test) == pytest.approx(
+        ndcg_at_k(X_test, masked(rec.decision_function(X_train), X_train), k=60)
+    )
+
+
+def test_new_users_are_folded_in_without_refit():
+    X = taste_groups(n_users=300, seed=1)
+    seen, new = X[:240], X[240:]
+    rec = AutoencoderRecommender(max_iter=60, random_state=0, **SMALL).fit(seen)
+    new_train, new_test = train_test_split_interactions(new, random_state=0)
+    state = {k: v.clone() for k, v in rec.module_.state_dict().items()}
+    ours = rec.score(new_train, new_test)
+    baseline = ndcg_at_k(new_test, masked(popularity_scores(seen)[:60], new_train), k=60)
+    assert ours > baseline + 0.1
+    assert all(torch.equal(state[k], v) for k, v in rec.module_.state_dict().items())
+
+
+# -- recommend -------------------------------------------------------------------
+
+
+def test_recommend_shape_order_and_excludes_seen(fitted, split):
+    X_train, _ = split
+    top = fitted.recommend(X_train[:20], n_items=5)
+    assert top.shape == (20, 5) and top.dtype == np.int64
+    scores = fitted.decision_function(X_train[:20])
+    dense = X_train[:20].toarray()
+    for u in range(20):
+        assert not dense[u, top[u]].any()
+        got = scores[u, top[u]]
+        assert np.all(np.diff(got) <= 0)
+        unseen = np.where(dense[u] == 0, scores[u], -np.inf)
+        assert np.array_equal(np.sort(top[u]), np.sort(np.argsort(-unseen, kind="stable")[:5]))
+    with_seen = fitted.recommend(X_train[:20], n_items=5, exclude_seen=False)
+    assert np.array_equal(with_seen, np.argsort(-scores, axis=1, kind="stable")[:, :5])
+
+
+def test_empty_history_gets_most_popular(fitted, split):
+    X_train, _ = split
+    empty = sp.csr_matrix((2, X_train.shape[1]))
+    expected = np.argsort(-fitted.item_popularity_, kind="stable")[:4]
+    assert np.array_equal(fitted.recommend(empty, n_items=4), np.vstack([expected] * 2))
+    assert np.array_equal(fitted.item_popularity_, np.asarray(X_train.sum(axis=0)).ravel())
+
+
+def test_dense_and_sparse_histories_agree(fitted, split):
+    X_train, _ = split
+    assert np.array_equal(
+        fitted.recommend(X_train[:30]), fitted.recommend(X_train[:30].toarray())
+    )
+
+
+def test_threshold_turns_ratings_into_positives(split):
+    X_train, _ = split
+    rng = np.random.RandomState(0)
+    ratings = X_train.copy()
+    ratings.data = rng.choice([4.0, 5.0], size=ratings.nnz)
+    low = sp.random(*X_train.shape, density=0.05, random_state=1, format="csr")
+    low.data = rng.choice([1.0, 2.0, 3.0], size=low.nnz)
+    low = low - low.multiply(X_train != 0)  # only where X_train has no positive
+    a = AutoencoderRecommender(max_iter=5, random_state=0, **SMALL).fit(X_train)
+    b = AutoencoderRecommender(max_iter=5, random_state=0, threshold=4, **SMALL)
+    b.fit(ratings + low)
+    np.testing.assert_array_equal(a.decision_function(X_train), b.decision_function(ratings + low))
+
+
+def test_same_random_state_same_fit(split):
+    X_train, _ = split
+    a = AutoencoderRecommender(max_iter=5, random_state=3, **SMALL).fit(X_train)
+    b = AutoencoderRecommender(max_iter=5, random_state=3, **SMALL).fit(X_train)
+    np.testing.assert_array_equal(a.decision_function(X_train), b.decision_function(X_train))
+
+
+# -- bad input -------------------------------------------------------------------
+
+
+def test_bad_input_is_refused_clearly(fitted, split):
+    X_train, X_test = split
+    negative = X_train.copy()
+    negative.data[0] = -1.0
+    with pytest.raises(ValueError, match="Negative values in data"):
+        AutoencoderRecommender(**SMALL).fit(negative)
+    nan = X_train.toarray()
+    nan[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        AutoencoderRecommender(**SMALL).fit(nan)
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.recommend(nan)
+    wide = sp.hstack([X_train, sp.csr_matrix((X_train.shape[0], 3))]).tocsr()
+    with pytest.raises(ValueError, match="X has 63 features.*60 items seen in fit"):
+        fitted.recommend(wide)
+    with pytest.raises(ValueError, match="n_items=61 is larger than the catalogue of 60"):
+        fitted.recommend(X_train, n_items=61)
+    with pytest.raises(ValueError, match="items some user has not seen"):
+        fitted.recommend(X_train, n_items=55)
+    with pytest.raises(ValueError, match="y has shape"):
+        fitted.score(X_train, X_test[:10])
+    with pytest.raises(ValueError, match="y must be the held-out interactions"):
+        fitted.score(X_train, np.zeros(X_train.shape[0]))
+    assert not hasattr(fitted, "partial_fit")
+
+
+# -- model selection, persistence ------------------------------------------------
+
+
+def test_grid_search_with_held_out_matrix_as_y(split):
+    X_train, X_test = split
+    search = GridSearchCV(
+        AutoencoderRecommender(max_iter=10, random_state=0, **SMALL),
+        {"model": ["vae", "dae"]},
+        cv=2,
+    ).fit(X_train, X_test)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.all((scores > 0) & (scores <= 1))
+    assert search.best_params_["model"] in ("vae", "dae")
+
+
+@pytest.mark.parametrize("model", ["vae", "dae"])
+def test_pickle_and_save_load_round_trip(model, split, tmp_path):
+    X_train, _ = split
+    rec = AutoencoderRecommender(model, max_iter=3, random_state=0, **SMALL).fit(X_train)
+    expected = rec.recommend(X_train)
+    again = pickle.loads(pickle.dumps(rec))
+    np.testing.assert_array_equal(again.recommend(X_train), expected)
+    sk_deepunsup.save(rec, tmp_path / "rec")
+    loaded = sk_deepunsup.load(tmp_path / "rec")
+    np.testing.assert_array_equal(loaded.recommend(X_train), expected)
+    np.testing.assert_array_equal(loaded.item_popularity_, rec.item_popularity_)
+
+
+# -- the core pieces -------------------------------------------------------------
+
+
+def test_kl_annealing_rises_linearly_then_stays():
+    torch.manual_seed(0)
+    module = VAEModule(MLP([6, 4]), MLP([2, 6]), 6, "multinomial")
+    objective = elbo_objective(beta=0.2, anneal_rows=100)
+    x = torch.rand(25, 6)
+    assert objective.current_beta() == 0.0
+    objective(module.train(), x)
+    assert objective.current_beta() == pytest.approx(0.05)
+    objective(module.eval(), x)  # validation does not advance it
+    assert objective.current_beta() == pytest.approx(0.05)
+    for _ in range(10):
+        objective(module.train(), x)
+    assert objective.current_beta() == pytest.approx(0.2)
+
+
+def test_normalized_input_unit_rows_and_dropout_only_in_training():
+    layer = NormalizedInput(0.5)
+    x = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0]])
+    out = layer.eval()(x)
+    torch.testing.assert_close(out, torch.tensor([[0.6, 0.8, 0.0], [0.0, 0.0, 0.0]]))
+    layer.dropout.generator = torch.Generator().manual_seed(0)
+    dropped = layer.train()(torch.ones(200, 50))
+    share = float((dropped == 0).float().mean())
+    assert 0.4 < share < 0.6
+
+
+# -- metrics and helpers ---------------------------------------------------------
+
+
+def test_ndcg_and_recall_by_hand():
+    y_true = sp.csr_matrix([[0, 1, 0, 1, 0], [0, 0, 0, 0, 0], [1, 0, 0, 0, 0]])
+    y_score = np.array([[5, 4, 3, 2, 1], [1, 2, 3, 4, 5], [0, 1, 2, 3, 4]], dtype=float)
+    # user 0: ranking 0,1,2 -> hit at rank 2; ideal 2 hits at ranks 1, 2
+    u0 = (1 / np.log2(3)) / (1 + 1 / np.log2(3))
+    # user 2: its item is ranked last (5th) -> 0 in the top 3; user 1 has none: left out
+    assert ndcg_at_k(y_true, y_score, k=3) == pytest.approx((u0 + 0.0) / 2)
+    assert recall_at_k(y_true, y_score, k=3) == pytest.approx((1 / 2 + 0) / 2)
+    assert recall_at_k(y_true, y_score, k=1) == pytest.approx(0.0)
+    assert ndcg_at_k(y_true, y_score, k=5) == pytest.approx(
+        ((1 / np.log2(3) + 1 / np.log2(5)) / (1 + 1 / np.log2(3)) + 1 / np.log2(6)) / 2
+    )
+    perfect = np.where(y_true.toarray() != 0, 1.0, 0.0)
+    assert ndcg_at_k(y_true, perfect, k=3) == pytest.approx(1.0)
+    assert recall_at_k(y_true, perfect, k=3) == pytest.approx(1.0)
+
+
+def test_metrics_refuse_bad_input():
+    with pytest.raises(ValueError, match="same 2-D shape"):
+        ndcg_at_k(np.eye(3), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="no held-out interaction"):
+        recall_at_k(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        ndcg_at_k(np.eye(3), np.zeros((3, 3)), k=0)
+
+
+def test_train_test_split_interactions_holds_out_a_share_per_user():
+    X = taste_groups()
+    X.data = np.arange(1, X.nnz + 1, dtype=float)  # values are kept
+    X_train, X_test = train_test_split_interactions(X, test_size=0.25, min_interactions=10,
+                                                    random_state=0)
+    assert (X_train.multiply(X_test)).nnz == 0
+    assert abs(X_train + X_test - X).sum() == 0
+    n = np.diff(X.indptr)
+    n_test = np.diff(X_test.indptr)
+    assert np.all(n_test[n < 10] == 0)
+    assert np.array_equal(n_test[n >= 10], np.maximum(1, np.round(0.25 * n[n >= 10])))
+    again = train_test_split_interactions(X, test_size=0.25, min_interactions=10, random_state=0)
+    assert (again[1] != X_test).nnz == 0
+
+
+def test_interaction_matrix_and_recommendations_frame():
+    table = pd.DataFrame(
+        {"user": ["b", "a", "a", "c", "a"], "movie": [20, 10, 30, 10, 10],
+         "stars": [5, 3, 4, 1, 2]}
+    )
+    X, users, items = interaction_matrix(table, "user", "movie", "stars")
+    assert users.tolist() == ["a", "b", "c"] and items.tolist() == [10, 20, 30]
+    np.testing.assert_array_equal(X.toarray(), [[5, 0, 4], [0, 5, 0], [1, 0, 0]])
+    counts, _, _ = interaction_matrix(table, "user", "movie")
+    np.testing.assert_array_equal(counts.toarray(), [[2, 0, 1], [0, 1, 0], [1, 0, 0]])
+    frame = recommendations_frame(np.array([[2, 0], [1, 2]]), items, users[:2])
+    assert frame.to_dict("list") == {
+        "user": ["a", "a", "b", "b"], "rank": [1, 2, 1, 2], "item": [30, 10, 20, 30]
+    }
+    with pytest.raises(ValueError, match="item_col='film' is not a column"):
+        interaction_matrix(table, "user", "film")
+
+
+def test_early_stopping_and_progress_bar_through_the_engine(split, capsys):
+    X_train, _ = split
+    rec = AutoencoderRecommender(max_iter=4, early_stopping=True, verbose=True,
+                                 random_state=0, **SMALL).fit(X_train)
+    assert len(rec.validation_loss_curve_) == len(rec.loss_curve_) == rec.n_iter_ == 4
+    assert "AutoencoderRecommender" in capsys.readouterr().err
+    assert rec.transform(X_train[:5]).shape == (5, 8)
