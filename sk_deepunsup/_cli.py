@@ -18,8 +18,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
 from . import __version__
-from ._autoencoder import DeepAutoencoder
-from ._clustering import DeepEmbeddingClusterer, pretraining_epochs
+from ._clustering import DeepEmbeddingClusterer, default_autoencoder
+from ._neighbor_embedding import default_clustering_embedding
 from ._nn import TrainingInterrupted
 from ._recommender import AutoencoderRecommender, interaction_matrix, recommendations_frame
 from .metrics import clustering_accuracy
@@ -44,30 +44,51 @@ def make_clusterer(n_clusters, seed, verbose, **options):
     verbose : bool
         Show progress bars on stderr.
     **options
-        ``max_iter`` (epochs of pretraining and of clustering),
-        ``hidden_layer_sizes`` and ``n_components`` of the autoencoder, and
-        ``n_samples`` (to size the default pretraining); None keeps a default.
+        ``max_iter`` (epochs of the neighbour embedding and of clustering),
+        ``hidden_layer_sizes`` and ``n_components`` of the neighbour
+        embedding the clusters live in; None keeps a default.
 
     Returns
     -------
     clusterer : DeepEmbeddingClusterer
     """
-    max_iter = options.get("max_iter")
-    shape = {k: options.get(k) for k in ("hidden_layer_sizes", "n_components")}
-    autoencoder = None
-    if max_iter is not None or any(v is not None for v in shape.values()):
-        autoencoder = DeepAutoencoder(
-            n_components=shape["n_components"] or 10,
-            hidden_layer_sizes=shape["hidden_layer_sizes"] or (500, 500),
-            max_iter=max_iter or pretraining_epochs(options.get("n_samples") or 1),
-            tol=1e-5,
-        )
-    extra = {"autoencoder": autoencoder} if autoencoder is not None else {}
-    if max_iter is not None:
-        extra["max_iter"] = max_iter
+    settings = {
+        k: options.get(k)
+        for k in ("max_iter", "hidden_layer_sizes", "n_components")
+        if options.get(k) is not None
+    }
+    extra = {}
+    if settings:
+        extra["embedding"] = default_clustering_embedding().set_params(**settings)
+    if options.get("max_iter") is not None:
+        extra["max_iter"] = options["max_iter"]
     return DeepEmbeddingClusterer(
         n_clusters=n_clusters, random_state=seed, verbose=verbose, **extra
     )
+
+
+def estimate_cluster_seconds(clusterer, n_rows, n_cols):
+    """Rough seconds of ``clusterer.fit`` on an ``n_rows x n_cols`` table.
+
+    On the neighbour route: the embedding's training (about 3 million edges,
+    both ends embedded, at least 10 epochs of the graph) plus the
+    refinement's epochs through the same encoder. On the autoencoder route:
+    pretraining and refinement epochs through the autoencoder.
+    """
+    if not clusterer._uses_neighbor_embedding():
+        ae = clusterer.autoencoder or default_autoencoder(n_rows)
+        hidden, n_comp = list(ae.hidden_layer_sizes), ae.n_components
+        chains = [[n_cols, *hidden, n_comp], [n_comp, *hidden[::-1], n_cols]]
+        return estimate_fit_seconds(chains, n_rows, ae.max_iter + clusterer.max_iter)
+    embedding = clusterer.embedding
+    if isinstance(embedding, str):
+        embedding = default_clustering_embedding()
+    chain = [[n_cols, *embedding.hidden_layer_sizes, embedding.n_components]]
+    n_edges = 1.5 * n_rows * embedding.n_neighbors  # the fuzzy union's typical size
+    epochs = embedding._epochs(int(n_edges))
+    return estimate_fit_seconds(
+        chain, int(2 * n_edges), epochs, embedding.batch_size * 2
+    ) + estimate_fit_seconds(chain, n_rows, clusterer.max_iter)
 
 
 def make_recommender(seed, verbose, **options):
@@ -402,12 +423,7 @@ def _cluster(args):
             + (f" (ids from column {ids.name!r})" if ids.name != "row" else ""))
     clusterer = make_clusterer(k, args.seed, args.verbose, n_samples=n_rows,
                                **_network_kwargs(args))
-    ae = getattr(clusterer, "autoencoder", None)
-    hidden = list(getattr(ae, "hidden_layer_sizes", (500, 500)))
-    n_comp = getattr(ae, "n_components", 10)
-    epochs = getattr(ae, "max_iter", pretraining_epochs(n_rows)) + clusterer.max_iter
-    _say_if_long(estimate_fit_seconds([[n_cols, *hidden, n_comp], [n_comp, *hidden[::-1],
-                                       n_cols]], n_rows, epochs), "clustering")
+    _say_if_long(estimate_cluster_seconds(clusterer, n_rows, n_cols), "clustering")
     _status(args.verbose, f"fitting {type(clusterer).__name__}(n_clusters={k}) ...")
     labels, seconds = _fit_predict(clusterer, X, args.verbose)
     _status(args.verbose, f"fitted in {seconds:.1f} s")
