@@ -1,5 +1,6 @@
 """Deep unsupervised learning as scikit-learn estimators, over a PyTorch core."""
 
+from . import metrics, model_selection
 from ._autoencoder import DeepAutoencoder
 from ._clustering import DeepEmbeddingClusterer
 from ._neighbor_embedding import NeighborEmbedding
@@ -20,6 +21,8 @@ __all__ = [
     "__version__",
     "interaction_matrix",
     "load",
+    "metrics",
+    "model_selection",
     "recommendations_frame",
     "save",
 ]
