@@ -39,7 +39,7 @@ from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import MinMaxScaler  # noqa: E402
 
-from sk_deepunsup import DeepEmbeddingClusterer  # noqa: E402
+from sk_deepunsup import DeepAutoencoder, DeepEmbeddingClusterer  # noqa: E402
 from sk_deepunsup.inspection import (  # noqa: E402
     EmbeddingDisplay,
     LossCurveDisplay,
@@ -50,8 +50,12 @@ from sk_deepunsup.inspection import (  # noqa: E402
 def main(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     X, y = load_digits(return_X_y=True)
-    model = make_pipeline(MinMaxScaler(), DeepEmbeddingClusterer(n_clusters=10, random_state=0))
-    model.fit(X)
+    # the autoencoder route, so that there is a decoder to reconstruct with
+    clusterer = DeepEmbeddingClusterer(
+        n_clusters=10, autoencoder=DeepAutoencoder(n_components=10, hidden_layer_sizes=(500, 500)),
+        random_state=0,
+    )
+    model = make_pipeline(MinMaxScaler(), clusterer).fit(X)
 
     LossCurveDisplay.from_estimator(model).figure_.savefig(out_dir / "loss_curve.png", dpi=100)
 

@@ -174,3 +174,17 @@ def test_missing_matplotlib_names_the_extra(digits, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"pip install \"sk-deepunsup\[plot\]\""):
         LossCurveDisplay.from_estimator(ae)
+
+
+def test_reconstruction_display_needs_a_decoder():
+    pytest.importorskip("matplotlib")
+    from sk_deepunsup import DeepEmbeddingClusterer, NeighborEmbedding
+    from sk_deepunsup.inspection import ReconstructionDisplay
+
+    X = np.random.RandomState(0).uniform(size=(60, 4))
+    dec = DeepEmbeddingClusterer(
+        2, embedding=NeighborEmbedding(n_components=2, n_neighbors=5, max_iter=2),
+        max_iter=2, n_init=1, random_state=0,
+    ).fit(X)
+    with pytest.raises(TypeError, match="has no decoder to reconstruct with"):
+        ReconstructionDisplay.from_estimator(dec, X)

@@ -102,6 +102,12 @@ class ReconstructionDisplay:
         """
         pre, final = split_pipeline(estimator)
         autoencoder = autoencoder_of(final)
+        if not hasattr(autoencoder, "inverse_transform"):
+            raise TypeError(
+                f"{type(final).__name__} has no decoder to reconstruct with (it "
+                f"embeds with a {type(autoencoder).__name__}); pass a model built on "
+                "an autoencoder, e.g. DeepEmbeddingClusterer(autoencoder=DeepAutoencoder())."
+            )
         Xt = pre.transform(X) if pre is not None else X
         recon = autoencoder.inverse_transform(autoencoder.transform(Xt))
         originals = check_array(Xt, dtype=np.float64)
