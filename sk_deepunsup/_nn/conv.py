@@ -52,6 +52,10 @@ def conv_geometry(height: int, width: int, n_layers: int) -> list[tuple[int, int
     return sizes
 
 
+#: Activations whose layers get He initialisation (variance 2 / fan_in).
+_HE_ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu")
+
+
 def _glorot_(weight: torch.Tensor, fan_in: int, fan_out: int, generator) -> None:
     bound = math.sqrt(6.0 / (fan_in + fan_out))
     weight.uniform_(-bound, bound, generator=generator)
@@ -82,18 +86,34 @@ class _ConvStack(nn.Module):
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """He-uniform weights for ReLU-like activations (Glorot otherwise), zero biases.
+
+        The conv stack, its dense layers and the mirrored decoder make a deep
+        path; Glorot's variance halves the signal at every ReLU, and the
+        network then sat on the predict-the-mean plateau for tens of epochs.
+        """
+        he = self.activation in _HE_ACTIVATIONS
         with torch.no_grad():
+            weights = []
             for conv in self.convs:
                 w = conv.weight  # Conv: (out, in, kh, kw); ConvTranspose: (in, out, kh, kw)
                 receptive = w.shape[2] * w.shape[3]
-                _glorot_(w, w.shape[1] * receptive, w.shape[0] * receptive, generator)
+                fan_in = (w.shape[0] if isinstance(conv, nn.ConvTranspose2d) else w.shape[1])
+                weights.append((w, fan_in * receptive, (sum(w.shape[:2]) * receptive) - fan_in * receptive))
                 conv.bias.zero_()
+            for child in self.children():
+                if isinstance(child, MLP):
+                    child.reset_parameters(generator)
+                    weights += [(lin.weight, lin.in_features, lin.out_features) for lin in child.linears]
+            for w, fan_in, fan_out in weights:
+                if he:
+                    bound = math.sqrt(6.0 / fan_in)
+                    w.uniform_(-bound, bound, generator=generator)
+                else:
+                    _glorot_(w, fan_in, fan_out, generator)
             if self.norms is not None:
                 for norm in self.norms:
                     norm.reset_parameters()
-        for child in self.children():
-            if isinstance(child, MLP):
-                child.reset_parameters(generator)
 
     def __setstate__(self, state):
         super().__setstate__(state)
