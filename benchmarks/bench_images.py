@@ -153,6 +153,8 @@ def clustering(X, y, args):
     labels, s = timed(lambda: KMeans(10, n_init=10, random_state=0).fit_predict(Xs))
     score("k-means on pixels", labels, ys, s)
     try:
+        if "umap" in args.skip:
+            raise ImportError("--skip umap")
         import umap
     except ImportError:
         print("UMAP(10) + k-means: skipped (pip install umap-learn)")
@@ -205,7 +207,7 @@ def main():
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: the estimators' policy, torch's setting)")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["reconstruction", "speed", "clustering", "digits"])
+                        choices=["reconstruction", "speed", "clustering", "digits", "umap"])
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
