@@ -156,8 +156,8 @@ def clustering(X, y, args):
         if "umap" in args.skip:
             raise ImportError("--skip umap")
         import umap
-    except ImportError:
-        print("UMAP(10) + k-means: skipped (pip install umap-learn)")
+    except ImportError as exc:
+        print(f"UMAP(10) + k-means: skipped ({exc}; umap-learn: pip install umap-learn)")
     else:
         timed(lambda: umap.UMAP(n_components=10, random_state=0).fit(Xs[:500]))  # JIT, untimed
         emb, s = timed(lambda: umap.UMAP(n_components=10, random_state=0).fit_transform(Xs))
