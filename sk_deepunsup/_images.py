@@ -90,7 +90,7 @@ def resolve_image_shape(image_shape, n_features: int) -> tuple[int, int, int] | 
 
 def uses_custom_modules(est) -> bool:
     """Whether ``est`` trains the user's ``encoder`` / ``decoder``; checks they come together."""
-    given = (est.encoder is not None, est.decoder is not None)
+    given = (getattr(est, "encoder", None) is not None, getattr(est, "decoder", None) is not None)
     if given[0] != given[1]:
         raise ValueError(
             "encoder and decoder are given together: pass both torch modules (the "
@@ -110,11 +110,12 @@ def module_fingerprint(module: nn.Module | None):
 
 def network_signature(est, n_features: int) -> tuple:
     """The image and custom-module entries of ``warm_start``'s network signature."""
+    image_shape = getattr(est, "image_shape", None)  # subclasses may lack the parameters
     return (
-        ("image_shape", resolve_image_shape(est.image_shape, n_features)),
-        ("conv_channels", conv_channels(est) if est.image_shape is not None else None),
-        ("encoder", module_fingerprint(est.encoder)),
-        ("decoder", module_fingerprint(est.decoder)),
+        ("image_shape", resolve_image_shape(image_shape, n_features)),
+        ("conv_channels", conv_channels(est) if image_shape is not None else None),
+        ("encoder", module_fingerprint(getattr(est, "encoder", None))),
+        ("decoder", module_fingerprint(getattr(est, "decoder", None))),
     )
 
 
@@ -129,7 +130,7 @@ def conv_channels(est) -> tuple[int, ...]:
 
 def build_network(est, n_features: int, hidden: list[int], generator, mlp_builder):
     """The network a fit trains: the user's modules, a conv net, or ``mlp_builder()``."""
-    shape = resolve_image_shape(est.image_shape, n_features)
+    shape = resolve_image_shape(getattr(est, "image_shape", None), n_features)
     if uses_custom_modules(est):
         return _custom_network(est, n_features, shape)
     if shape is None:
@@ -194,7 +195,7 @@ def seeded_global_rng(est, seed: int, device: torch.device):
     ``torch.random.fork_rng`` keeps such fits deterministic given
     ``random_state`` and leaves the caller's global state unchanged.
     """
-    if est.encoder is None:
+    if getattr(est, "encoder", None) is None:  # subclasses may lack the parameter
         return contextlib.nullcontext()
     devices = [device.index or 0] if device.type == "cuda" else []
 
