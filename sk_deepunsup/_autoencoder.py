@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import math
-import warnings
 from numbers import Real
 
 import numpy as np
@@ -14,9 +12,7 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
     _fit_context,
-    clone,
 )
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
@@ -36,10 +32,16 @@ from ._base import (
 )
 from ._nn import (
     Trainer,
-    TrainingInterrupted,
     build_autoencoder,
     decode_output,
     reconstruction_loss,
+)
+from ._images import (
+    IMAGE_CONSTRAINTS,
+    accelerated,
+    build_network,
+    network_signature,
+    seeded_global_rng,
 )
 from ._nn.losses import RECONSTRUCTION_LOSSES, reconstruction_objective
 
@@ -57,6 +59,7 @@ class AutoencoderBase(
     _parameter_constraints: dict = {
         **NETWORK_CONSTRAINTS,
         **TRAINING_CONSTRAINTS,
+        **IMAGE_CONSTRAINTS,
         "loss": [StrOptions(set(RECONSTRUCTION_LOSSES))],
     }
 
@@ -65,15 +68,22 @@ class AutoencoderBase(
     _encoder_outputs = 1
 
     def _build_module(self, n_features: int, hidden: list[int], generator: torch.Generator):
-        return build_autoencoder(
+        """The user's modules, a conv net (``image_shape``) or the MLP."""
+        return build_network(
+            self,
             n_features,
-            self.n_components,
             hidden,
-            activation=self.activation,
-            dropout=self.dropout,
-            batch_norm=self.batch_norm,
-            encoder_outputs=self._encoder_outputs,
-            generator=generator,
+            generator,
+            lambda: build_autoencoder(
+                n_features,
+                self.n_components,
+                hidden,
+                activation=self.activation,
+                dropout=self.dropout,
+                batch_norm=self.batch_norm,
+                encoder_outputs=self._encoder_outputs,
+                generator=generator,
+            ),
         )
 
     def _objective(self, generator: torch.Generator):
@@ -159,6 +169,7 @@ class AutoencoderBase(
             ("dropout", self.dropout),
             ("batch_norm", self.batch_norm),
             ("loss", self.loss),
+            *network_signature(self, n_features),
         )
 
     def _starts_afresh(self, signature: tuple, incremental: bool) -> bool:
@@ -225,7 +236,8 @@ class AutoencoderBase(
             description=type(self).__name__,
             n_threads=self.n_threads,
         )
-        history = trainer.fit(data, validation)
+        with seeded_global_rng(self, seed, device), accelerated(module, device):
+            history = trainer.fit(data, validation)
         if not incremental:
             self._after_fit(module, data)
 
@@ -359,6 +371,33 @@ class DeepAutoencoder(AutoencoderBase):
         Widths of the encoder's hidden layers, input side first; the decoder
         mirrors them. ``()`` gives a linear-bottleneck network with no hidden
         layer.
+    image_shape : tuple of int or None, default=None
+        ``(height, width)`` or ``(channels, height, width)``: each row of X is
+        one image, flattened in C order, channels first
+        (``X = images.reshape(len(images), -1)``); one entry may be -1,
+        inferred from the width of X. The network is then convolutional:
+        strided 4x4 convolutions with ``conv_channels`` outputs halve the
+        height and width (rounding down), ``hidden_layer_sizes`` are dense
+        layers between the flattened feature maps and the embedding, and
+        the decoder mirrors it all with transposed convolutions.
+    conv_channels : array-like of int, default=(32, 64, 128)
+        Output channels of the encoder's convolutions, input side first
+        (one convolution each); used only with ``image_shape``.
+    encoder, decoder : torch.nn.Module or None, default=None
+        Any networks to train instead of the built-in ones (give both). The
+        encoder maps a float32 batch of shape ``(n, n_features)`` (or
+        ``(n, *image_shape)`` with ``image_shape``) to ``(n, n_components)``;
+        the decoder maps ``(n, n_components)`` back to
+        ``n_features`` values a row (any output shape; it is flattened in
+        C order). They are deep-copied at fit and never changed; the
+        copies start from the modules' weights as given (so pretrained
+        weights carry over, and ``random_state`` does not re-initialise
+        them), and torch's global generator, which layers such as
+        ``nn.Dropout`` draw from, is seeded from ``random_state`` for the
+        fit and restored afterwards, so fits are deterministic. Activation,
+        dropout, batch-norm and image parameters then do not apply. Such
+        models pickle (the modules' classes must be importable) but
+        :func:`sk_deepunsup.save` refuses them.
     activation : {"relu", "tanh", "logistic", "identity", "leaky_relu", "elu", \
 "gelu"}, default="relu"
         Activation after each hidden layer. The embedding and the output are
@@ -471,6 +510,10 @@ class DeepAutoencoder(AutoencoderBase):
         n_components=2,
         *,
         hidden_layer_sizes=(128, 64),
+        image_shape=None,
+        conv_channels=(32, 64, 128),
+        encoder=None,
+        decoder=None,
         activation="relu",
         dropout=0.0,
         batch_norm=False,
@@ -493,6 +536,10 @@ class DeepAutoencoder(AutoencoderBase):
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.image_shape = image_shape
+        self.conv_channels = conv_channels
+        self.encoder = encoder
+        self.decoder = decoder
         self.activation = activation
         self.dropout = dropout
         self.batch_norm = batch_norm
@@ -536,64 +583,5 @@ class DeepAutoencoder(AutoencoderBase):
         return super().score_samples(X)
 
 
-def prepare_autoencoder(owner, X, default, seed: int):
-    """The autoencoder that a clusterer or detector (``owner``) builds on.
-
-    ``owner.autoencoder`` is None (``default()`` is used), an unfitted
-    autoencoder (cloned), or a fitted one (deep-copied, never changed, and
-    checked against X's width). Unfitted ones get the owner's ``device``,
-    ``verbose`` and ``n_threads``, and ``seed`` when they have no
-    ``random_state``.
-
-    Returns
-    -------
-    autoencoder : AutoencoderBase
-    needs_fit : bool
-    """
-    given = owner.autoencoder
-    if given is not None and hasattr(given, "module_"):
-        if given.n_features_in_ != X.shape[1]:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but the fitted autoencoder "
-                f"expects {given.n_features_in_}."
-            )
-        return copy.deepcopy(given), False
-    autoencoder = clone(default() if given is None else given)
-    overrides = {
-        "device": owner.device,
-        "verbose": owner.verbose,
-        "n_threads": owner.n_threads,
-    }
-    if autoencoder.random_state is None:
-        overrides["random_state"] = seed
-    return autoencoder.set_params(**overrides), True
-
-
-class PretrainingInterrupted(Exception):
-    """Ctrl-C ended a pretraining; ``autoencoder`` is usable but was not cached."""
-
-    def __init__(self, autoencoder):
-        super().__init__("pretraining was interrupted")
-        self.autoencoder = autoencoder
-
-
-def fit_autoencoder(autoencoder, X, quiet: bool = False):
-    """Fit ``autoencoder`` on X and return it (the unit that ``memory`` caches).
-
-    ``quiet`` hides its ConvergenceWarning: a default network trains for a
-    fixed budget by design. If Ctrl-C interrupts the fit, the warning is
-    passed on and :class:`PretrainingInterrupted` raised with the usable,
-    partly trained autoencoder (an exception, so ``memory`` does not cache it).
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if quiet:
-            warnings.simplefilter("ignore", ConvergenceWarning)
-        autoencoder.fit(X)
-    interrupted = False
-    for w in caught:
-        interrupted |= issubclass(w.category, TrainingInterrupted)
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if interrupted:
-        raise PretrainingInterrupted(autoencoder)
-    return autoencoder
+# Shared with the clusterer and the detector; they import them from here.
+from ._pretraining import PretrainingInterrupted, fit_autoencoder, prepare_autoencoder  # noqa: E402,F401

@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from ._images import check_two_dimensional
 from ._nn import ACTIVATIONS, ThreadPolicy
 from ._nn.data import (
     BatchSource,
@@ -186,6 +187,7 @@ def validate_input(estimator, X, *, reset: bool, training: bool = False):
     is checked on its shape and first rows only; its values are checked as
     they are read.
     """
+    check_two_dimensional(X)  # images as 3-D/4-D arrays: the error shows the fix
     min_samples = 2 if training else 1
     if not is_streamed(X):
         return validate_data(

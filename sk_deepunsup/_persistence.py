@@ -124,6 +124,7 @@ class _Writer:
         state, modules = {}, {}
         for name, value in vars(est).items():
             if isinstance(value, nn.Module):
+                _check_module_rebuildable(value, f"{where}.{name}")
                 modules[name] = {
                     k: self.tensor(t) for k, t in value.state_dict().items()
                 }
@@ -135,6 +136,19 @@ class _Writer:
             "state": state,
             "modules": modules,
         }
+
+
+def _check_module_rebuildable(module: nn.Module, where: str) -> None:
+    """Refuse a user's torch module: load could only rebuild it by running code."""
+    cls = type(module)
+    if not cls.__module__.startswith("sk_deepunsup."):
+        raise TypeError(
+            f"cannot save {where}: it is a {cls.__module__}.{cls.__qualname__}, a torch "
+            "module from outside sk_deepunsup (e.g. a custom encoder/decoder), which "
+            "load could not rebuild without running code from the file. Pickle the "
+            "estimator instead (pickle or joblib.dump; load such files only from "
+            "trusted sources), or keep the module's weights with torch.save."
+        )
 
 
 def save(estimator, path) -> None:

@@ -48,6 +48,34 @@ class VariationalAutoencoder(AutoencoderBase):
         Number of latent variables.
     hidden_layer_sizes : array-like of int, default=(128, 64)
         Widths of the encoder's hidden layers; the decoder mirrors them.
+    image_shape : tuple of int or None, default=None
+        ``(height, width)`` or ``(channels, height, width)``: each row of X is
+        one image, flattened in C order, channels first
+        (``X = images.reshape(len(images), -1)``); one entry may be -1,
+        inferred from the width of X. The network is then convolutional:
+        strided 4x4 convolutions with ``conv_channels`` outputs halve the
+        height and width (rounding down), ``hidden_layer_sizes`` are dense
+        layers between the flattened feature maps and the embedding, and
+        the decoder mirrors it all with transposed convolutions.
+    conv_channels : array-like of int, default=(32, 64, 128)
+        Output channels of the encoder's convolutions, input side first
+        (one convolution each); used only with ``image_shape``.
+    encoder, decoder : torch.nn.Module or None, default=None
+        Any networks to train instead of the built-in ones (give both). The
+        encoder maps a float32 batch of shape ``(n, n_features)`` (or
+        ``(n, *image_shape)`` with ``image_shape``) to ``(n, n_components)``
+        times 2 (the posterior's means, then its log-variances); the
+        decoder maps ``(n, n_components)`` back to
+        ``n_features`` values a row (any output shape; it is flattened in
+        C order). They are deep-copied at fit and never changed; the
+        copies start from the modules' weights as given (so pretrained
+        weights carry over, and ``random_state`` does not re-initialise
+        them), and torch's global generator, which layers such as
+        ``nn.Dropout`` draw from, is seeded from ``random_state`` for the
+        fit and restored afterwards, so fits are deterministic. Activation,
+        dropout, batch-norm and image parameters then do not apply. Such
+        models pickle (the modules' classes must be importable) but
+        :func:`sk_deepunsup.save` refuses them.
     activation : {"relu", "tanh", "logistic", "identity", "leaky_relu", "elu", \
 "gelu"}, default="relu"
         Activation after each hidden layer.
@@ -158,6 +186,10 @@ class VariationalAutoencoder(AutoencoderBase):
         n_components=2,
         *,
         hidden_layer_sizes=(128, 64),
+        image_shape=None,
+        conv_channels=(32, 64, 128),
+        encoder=None,
+        decoder=None,
         activation="relu",
         dropout=0.0,
         batch_norm=False,
@@ -180,6 +212,10 @@ class VariationalAutoencoder(AutoencoderBase):
     ):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
+        self.image_shape = image_shape
+        self.conv_channels = conv_channels
+        self.encoder = encoder
+        self.decoder = decoder
         self.activation = activation
         self.dropout = dropout
         self.batch_norm = batch_norm

@@ -26,6 +26,8 @@ from sk_deepunsup import (
 
 ESTIMATORS = [
     DeepAutoencoder(hidden_layer_sizes=(16,), max_iter=30),
+    # conv network over 1-pixel-high "images" of any width: the checks' data vary in width
+    DeepAutoencoder(image_shape=(1, 1, -1), conv_channels=(4, 8), hidden_layer_sizes=(8,), max_iter=30),
     DeepEmbeddingClusterer(
         autoencoder=DeepAutoencoder(hidden_layer_sizes=(16,), max_iter=30),
         n_init=2,

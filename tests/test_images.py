@@ -1,0 +1,328 @@
+"""Convolutional autoencoders (image_shape) and users' torch modules (encoder/decoder)."""
+
+import copy
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from torch import nn
+
+from sk_deepunsup import (
+    DeepAutoencoder,
+    DeepEmbeddingClusterer,
+    VariationalAutoencoder,
+    load,
+    save,
+)
+from sk_deepunsup._nn.conv import ConvDecoder, ConvEncoder
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return (X / 16.0).astype(np.float32), y
+
+
+def small_conv(**params):
+    base = dict(
+        n_components=8,
+        image_shape=(8, 8),
+        conv_channels=(8, 16),
+        hidden_layer_sizes=(),
+        batch_size=64,
+        max_iter=15,
+        random_state=0,
+        n_threads=1,
+    )
+    return DeepAutoencoder(**{**base, **params})
+
+
+def held_out_mse(est, X):
+    return float(np.mean((est.inverse_transform(est.transform(X)) - X) ** 2))
+
+
+def test_conv_autoencoder_learns_and_is_convolutional(digits):
+    X, _ = digits
+    train, test = X[:1500], X[1500:]
+    ae = small_conv().fit(train)
+    assert isinstance(ae.module_.encoder, ConvEncoder)
+    assert isinstance(ae.module_.decoder, ConvDecoder)
+    assert any(isinstance(m, nn.Conv2d) for m in ae.module_.modules())
+    assert any(isinstance(m, nn.ConvTranspose2d) for m in ae.module_.modules())
+    assert ae.transform(test).shape == (len(test), 8)
+    assert ae.inverse_transform(ae.transform(test)).shape == test.shape
+    baseline = float(np.mean((test - train.mean(axis=0)) ** 2))
+    assert held_out_mse(ae, test) < 0.6 * baseline
+    assert ae.loss_curve_[-1] < ae.loss_curve_[0]
+
+
+@pytest.mark.parametrize(
+    "shape, expected",
+    [((8, 8), (1, 8, 8)), ((1, 8, 8), (1, 8, 8)), ((-1, 8), (1, 8, 8)), ((4, 1, -1), (4, 1, 16))],
+)
+def test_image_shape_forms(digits, shape, expected):
+    X, _ = digits
+    ae = small_conv(image_shape=shape, max_iter=1).fit(X[:64])
+    assert ae.module_.encoder.image_shape == expected
+
+
+def test_height_width_equals_one_channel(digits):
+    X, _ = digits
+    a = small_conv(image_shape=(8, 8), max_iter=2).fit(X[:200])
+    b = small_conv(image_shape=(1, 8, 8), max_iter=2).fit(X[:200])
+    np.testing.assert_array_equal(a.transform(X[:50]), b.transform(X[:50]))
+
+
+def test_odd_sizes_and_channels_round_trip():
+    X = np.random.RandomState(0).uniform(size=(40, 3 * 7 * 5))
+    ae = DeepAutoencoder(
+        n_components=3, image_shape=(3, 7, 5), conv_channels=(4, 8, 8), max_iter=2, n_threads=1
+    ).fit(X)
+    assert ae.inverse_transform(ae.transform(X)).shape == X.shape
+
+
+@pytest.mark.parametrize("ndim", [3, 4])
+def test_image_arrays_get_the_fix(digits, ndim):
+    X, _ = digits
+    images = X[:20].reshape((20, 8, 8) if ndim == 3 else (20, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"X\.reshape\(len\(X\), -1\)"):
+        small_conv().fit(images)
+    fitted = small_conv(max_iter=1).fit(X[:20])
+    with pytest.raises(ValueError, match=r"X\.reshape\(len\(X\), -1\)"):
+        fitted.transform(images)
+    clusterer = DeepEmbeddingClusterer(n_clusters=2, autoencoder=small_conv())
+    with pytest.raises(ValueError, match=r"X\.reshape\(len\(X\), -1\)"):
+        clusterer.fit(images)
+
+
+def test_width_mismatch_shows_the_fix(digits):
+    X, _ = digits
+    with pytest.raises(ValueError, match=r"image_shape=\(1, 28, 28\) needs 784.*reshape"):
+        small_conv(image_shape=(1, 28, 28)).fit(X[:20])
+    with pytest.raises(ValueError, match="not a multiple of 7"):
+        small_conv(image_shape=(-1, 7)).fit(X[:20])
+
+
+@pytest.mark.parametrize("shape", [(8,), (0, 8), (2, 2, 2, 8), (-1, -1), (8.0, 8), (True, 64)])
+def test_bad_image_shape(digits, shape):
+    X, _ = digits
+    with pytest.raises(ValueError, match="image_shape must be"):
+        small_conv(image_shape=shape).fit(X[:20])
+
+
+def test_bad_conv_channels(digits):
+    X, _ = digits
+    with pytest.raises(ValueError, match="conv_channels must be"):
+        small_conv(conv_channels=(8, 0)).fit(X[:20])
+
+
+def test_conv_fit_is_deterministic(digits):
+    X, _ = digits
+    a = small_conv(max_iter=3, dropout=0.2).fit(X[:300]).transform(X[:40])
+    b = small_conv(max_iter=3, dropout=0.2).fit(X[:300]).transform(X[:40])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_warm_start_rebuilds_when_image_parameters_change(digits):
+    X, _ = digits
+    ae = small_conv(max_iter=2, warm_start=True).fit(X[:100])
+    first = ae.module_
+    ae.fit(X[:100])
+    assert ae.module_ is first and ae.n_iter_ == 4
+    ae.set_params(conv_channels=(4, 8)).fit(X[:100])
+    assert ae.module_ is not first and ae.n_iter_ == 2
+    ae.set_params(conv_channels=(8, 16))
+    with pytest.raises(ValueError, match="conv_channels changed"):
+        ae.partial_fit(X[:100])
+
+
+def test_conv_vae_samples_images(digits):
+    X, _ = digits
+    vae = VariationalAutoencoder(
+        n_components=4, image_shape=(8, 8), conv_channels=(8, 16), loss="bce",
+        max_iter=15, random_state=0, n_threads=1,
+    ).fit(X)
+    samples = vae.sample(5)
+    assert samples.shape == (5, 64)
+    assert samples.min() >= 0 and samples.max() <= 1
+    noise = np.random.RandomState(0).uniform(size=(50, 64)).astype(np.float32)
+    assert vae.score(X[:200]) > vae.score(noise)
+
+
+def test_clusterer_with_conv_autoencoder(digits):
+    X, y = digits
+    dec = DeepEmbeddingClusterer(
+        n_clusters=10, autoencoder=small_conv(n_components=10, max_iter=10),
+        max_iter=2, random_state=0, n_threads=1,
+    ).fit(X[:600])
+    assert dec.labels_.shape == (600,)
+    assert isinstance(dec.autoencoder_.module_.encoder, ConvEncoder)
+    assert dec.predict(X[600:700]).shape == (100,)
+
+
+def test_conv_pickle_save_load(digits, tmp_path):
+    X, _ = digits
+    ae = small_conv(max_iter=2).fit(X[:100])
+    expected = ae.transform(X[:30])
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(ae)).transform(X[:30]), expected)
+    save(ae, tmp_path / "conv.skdu")
+    np.testing.assert_array_equal(load(tmp_path / "conv.skdu").transform(X[:30]), expected)
+
+
+def test_conv_onnx_says_not_implemented(digits):
+    pytest.importorskip("skl2onnx")
+    from sk_deepunsup.onnx import to_onnx
+
+    ae = small_conv(max_iter=1).fit(X := digits[0][:50])
+    with pytest.raises(NotImplementedError, match="MLP"):
+        to_onnx(ae, X)
+
+
+def test_pipeline_with_images_flattened(digits):
+    X, _ = digits
+    images = X[:100].reshape(100, 8, 8)
+    pipe = make_pipeline(
+        FunctionTransformer(lambda a: a.reshape(len(a), -1)), small_conv(max_iter=2)
+    )
+    assert pipe.fit_transform(images).shape == (100, 8)
+
+
+# -- users' modules -------------------------------------------------------------------
+
+
+class TinyEncoder(nn.Module):
+    def __init__(self, n_out=4):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+        self.drop = nn.Dropout(0.1)
+        self.head = nn.Linear(4 * 4 * 4, n_out)
+
+    def forward(self, x):
+        return self.head(self.drop(torch.relu(self.conv(x))).flatten(1))
+
+
+def tiny_decoder(n_in=4):
+    return nn.Sequential(nn.Linear(n_in, 64), nn.Unflatten(1, (1, 8, 8)))
+
+
+def custom(**params):
+    torch.manual_seed(0)  # the modules' own initial weights
+    base = dict(
+        n_components=4, image_shape=(8, 8), encoder=TinyEncoder(), decoder=tiny_decoder(),
+        max_iter=20, random_state=0, n_threads=1,
+    )
+    return DeepAutoencoder(**{**base, **params})
+
+
+def test_custom_modules_train_and_stay_unchanged(digits):
+    X, _ = digits
+    ae = custom()
+    before = copy.deepcopy(ae.encoder.state_dict())
+    ae.fit(X[:1000])
+    for k, v in ae.encoder.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    assert ae.module_.encoder.module is not ae.encoder
+    assert ae.loss_curve_[-1] < 0.7 * ae.loss_curve_[0]
+    assert ae.transform(X[1000:]).shape == (len(X) - 1000, 4)
+    # clone copies the modules too
+    cloned = clone(ae)
+    assert cloned.encoder is not ae.encoder
+    assert isinstance(cloned.encoder, TinyEncoder)
+
+
+def test_custom_modules_deterministic(digits):
+    X, _ = digits
+    a = custom(max_iter=3).fit(X[:300]).transform(X[:20])
+    b = custom(max_iter=3).fit(X[:300]).transform(X[:20])
+    np.testing.assert_array_equal(a, b)
+    c = custom(max_iter=3, random_state=1).fit(X[:300]).transform(X[:20])
+    assert not np.array_equal(a, c)
+
+
+def test_fit_leaves_global_rng_alone(digits):
+    X, _ = digits
+    ae = custom(max_iter=2)
+    torch.manual_seed(123)
+    ae.fit(X[:200])
+    after_fit = torch.rand(3)
+    torch.manual_seed(123)
+    np.testing.assert_array_equal(after_fit.numpy(), torch.rand(3).numpy())
+
+
+def test_custom_flat_modules_without_image_shape(digits):
+    X, _ = digits
+    ae = DeepAutoencoder(
+        n_components=3, encoder=nn.Linear(64, 3), decoder=nn.Linear(3, 64), max_iter=5,
+        random_state=0, n_threads=1,
+    ).fit(X[:200])
+    assert ae.transform(X[:5]).shape == (5, 3)
+
+
+def test_custom_vae(digits):
+    X, _ = digits
+    torch.manual_seed(0)
+    vae = VariationalAutoencoder(
+        n_components=4, image_shape=(8, 8), encoder=TinyEncoder(8), decoder=tiny_decoder(),
+        loss="bce", max_iter=5, random_state=0, n_threads=1,
+    ).fit(X[:300])
+    assert vae.sample(2).shape == (2, 64)
+    with pytest.raises(ValueError, match=r"needs \(2, 8\).*log-variance"):
+        VariationalAutoencoder(
+            n_components=4, image_shape=(8, 8), encoder=TinyEncoder(4), decoder=tiny_decoder(),
+        ).fit(X[:50])
+
+
+def test_custom_modules_errors(digits, tmp_path):
+    X, _ = digits
+    with pytest.raises(ValueError, match="given together"):
+        DeepAutoencoder(encoder=nn.Linear(64, 2)).fit(X[:20])
+    with pytest.raises(ValueError, match=r"encoder maps .* \(2, 3\).*needs \(2, 4\)"):
+        custom(encoder=TinyEncoder(3)).fit(X[:20])
+    with pytest.raises(ValueError, match=r"decoder maps 2 codes to \(2, 32\)"):
+        custom(decoder=nn.Linear(4, 32)).fit(X[:20])
+    with pytest.raises(ValueError, match="failed on a dummy batch"):
+        custom(encoder=nn.Linear(10, 4)).fit(X[:20])
+    with pytest.raises(TypeError, match="encoder must be"):
+        DeepAutoencoder(encoder="conv").fit(X[:20])
+
+
+def test_custom_modules_pickle_but_save_refuses(digits, tmp_path):
+    X, _ = digits
+    ae = custom(max_iter=2).fit(X[:100])
+    restored = pickle.loads(pickle.dumps(ae))
+    np.testing.assert_array_equal(restored.transform(X[:10]), ae.transform(X[:10]))
+    with pytest.raises(TypeError, match="outside sk_deepunsup.*[Pp]ickle"):
+        save(ae, tmp_path / "custom.skdu")
+    with pytest.raises(TypeError, match="outside sk_deepunsup"):
+        save(DeepEmbeddingClusterer(autoencoder=custom()), tmp_path / "c.skdu")
+
+
+def test_warm_start_keeps_custom_network_until_it_changes(digits):
+    X, _ = digits
+    ae = custom(max_iter=2, warm_start=True).fit(X[:100])
+    first = ae.module_
+    ae.set_params(encoder=copy.deepcopy(ae.encoder)).fit(X[:100])  # same architecture
+    assert ae.module_ is first
+    ae.set_params(encoder=TinyEncoder(), decoder=nn.Sequential(
+        nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 64)
+    )).fit(X[:100])
+    assert ae.module_ is not first
+
+
+def test_custom_modules_in_clusterer(digits):
+    X, _ = digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dec = DeepEmbeddingClusterer(
+            n_clusters=5, autoencoder=custom(max_iter=3), max_iter=1, random_state=0,
+        ).fit(X[:300])
+    assert dec.transform(X[:10]).shape == (10, 4)
