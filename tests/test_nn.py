@@ -231,7 +231,8 @@ def test_thread_policy_keeps_the_faster_count_and_restores_the_setting(monkeypat
     clock = {"t": 0.0}  # a fake clock: a step takes 1 unit on one thread, 8 on two
     monkeypatch.setattr(threads.time, "perf_counter", lambda: clock["t"])
     before = torch.get_num_threads()
-    policy = ThreadPolicy(None, max_threads=2, probe_steps=2, remeasure_seconds=60)
+    policy = ThreadPolicy(None, max_threads=2, probe_steps=2, remeasure_seconds=60,
+                          hold_steps=100)
     assert policy.candidates == [1, 2]
     seen = []
     with policy:
@@ -243,8 +244,11 @@ def test_thread_policy_keeps_the_faster_count_and_restores_the_setting(monkeypat
     assert seen[:4] == [1, 2, 1, 2]  # interleaved measurement
     assert policy.chosen == 1 and set(seen[4:]) == {1}
     assert torch.get_num_threads() == before
-    # the choice is measured again once it has held for remeasure_seconds
+    # the choice holds for max(remeasure_seconds, hold_steps steps of it) = 100
     clock["t"] += 60.0
+    with policy, policy.step():
+        assert policy._schedule == []  # still holding
+    clock["t"] += 40.0
     with policy, policy.step():
         assert torch.get_num_threads() == 1  # first probe step of the new round
     assert policy._schedule == [2, 1, 2]

@@ -6,7 +6,8 @@ that is descheduled stalls the others at every barrier, and small networks
 run 5-25 times slower than on one thread. No fixed setting is right
 everywhere, so :class:`ThreadPolicy` times the steps it runs with one thread
 and with all allowed threads, interleaved so both see the same load, keeps
-the faster, and measures again every few seconds in case the load changed.
+the faster, and measures again after a few seconds (at least 100 steps) in
+case the load changed.
 
 Nothing here imports scikit-learn.
 """
@@ -50,7 +51,11 @@ class ThreadPolicy:
     probe_steps : int
         Steps timed with each candidate when measuring.
     remeasure_seconds : float
-        How long a choice holds before it is measured again.
+        How long a choice holds before it is measured again, at least; for
+        long steps it holds for ``hold_steps`` steps of the chosen count, so
+        that measuring costs a few percent of the time whatever the step.
+    hold_steps : int
+        See ``remeasure_seconds``.
     """
 
     def __init__(
@@ -59,12 +64,14 @@ class ThreadPolicy:
         max_threads: int | None = None,
         probe_steps: int = 3,
         remeasure_seconds: float = 5.0,
+        hold_steps: int = 100,
     ):
         self.n_threads = n_threads
         top = torch.get_num_threads() if max_threads is None else max_threads
         self.candidates = [n_threads] if n_threads is not None else sorted({1, max(1, top)})
         self.probe_steps = probe_steps
         self.remeasure_seconds = remeasure_seconds
+        self.hold_steps = hold_steps
         self.chosen = self.candidates[0] if len(self.candidates) == 1 else None
         self._schedule: list[int] = []
         self._timings: dict[int, list[float]] = {}
@@ -112,4 +119,5 @@ class ThreadPolicy:
                 c: sorted(t)[len(t) // 2] for c, t in self._timings.items() if t
             }
             self.chosen = min(medians, key=medians.get)
-            self._hold_until = time.perf_counter() + self.remeasure_seconds
+            hold = max(self.remeasure_seconds, self.hold_steps * medians[self.chosen])
+            self._hold_until = time.perf_counter() + hold
