@@ -243,7 +243,13 @@ class SparseRowSource(BatchSource):
 
     def _densify(self, n_rows, row, col, val):
         dev = self.device
-        out = torch.zeros((n_rows, self.n_features), dtype=self.dtype, device=dev)
+        if dev.type == "cpu":
+            # numpy's zeros come from calloc: fresh pages the kernel zeroes
+            # lazily, where torch.zeros would write the whole (wide) batch
+            np_dtype = np.float64 if self.dtype == torch.float64 else np.float32
+            out = torch.from_numpy(np.zeros((n_rows, self.n_features), dtype=np_dtype))
+        else:
+            out = torch.zeros((n_rows, self.n_features), dtype=self.dtype, device=dev)
         if len(val):
             values = torch.from_numpy(np.ascontiguousarray(val)).to(dev, self.dtype)
             at = (
