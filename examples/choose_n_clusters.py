@@ -19,8 +19,9 @@ search pretrains once per fold, plus once for the final refit on all the
 data: 4 pretrainings instead of 16. The example runs the search twice, with
 and without ``memory``, and prints both times.
 
-Runtime: about 15-30 seconds on 2 CPU cores, most of it the search without
-``memory``. The exact times, and so the speed-up, vary from machine to
+Runtime: about 1-3 minutes on 2 CPU cores (178 s measured with other
+programs keeping the cores busy, load average 4), most of it the search
+without ``memory``. The exact times, and so the speed-up, vary from machine to
 machine. If other programs keep the CPU busy, PyTorch's worker threads can
 slow down a lot (and the timings become erratic); running with
 ``OMP_NUM_THREADS=1`` then helps.

@@ -19,11 +19,10 @@ The clustering accuracy (ACC) matches each cluster to one digit class so as
 to maximise the number of correctly grouped images; NMI (normalised mutual
 information) needs no matching. Both are 1.0 for a perfect clustering.
 
-Runtime: roughly 15-30 seconds on 2 CPU cores (about two thirds of it
-pretraining the autoencoder); less on a GPU, which is used when available.
-Scores can differ slightly between machines and thread counts. If other
-programs keep the CPU busy, PyTorch's worker threads can slow down a lot;
-running with ``OMP_NUM_THREADS=1`` then helps.
+Runtime: about 30-80 seconds on 2 CPU cores (76 s measured with other
+programs keeping the cores busy, load average 4); less on a GPU, which is
+used when available. Scores can differ slightly between machines and thread
+counts (pass ``n_threads=1`` for bit-identical reruns).
 
 Run it with::
 

@@ -16,7 +16,7 @@ Displays of ``sk_deepunsup.inspection``:
 Each Display is built with ``from_estimator`` and drawn with matplotlib,
 which the ``plot`` extra installs (``pip install "sk-deepunsup[plot]"``).
 
-Runtime: roughly 15-30 seconds on 2 CPU cores.
+Runtime: about 30-60 seconds on 2 CPU cores.
 
 Run it with::
 

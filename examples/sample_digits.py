@@ -29,9 +29,8 @@ whatever ``max_iter`` is. We use ``max_iter=400, n_iter_no_change=30``:
 training then runs for about 375 epochs and stops on its own, and the
 samples come out visibly cleaner.
 
-Runtime: about 5-15 seconds on 2 CPU cores. If other programs keep the CPU
-busy, PyTorch's worker threads can slow down a lot; running with
-``OMP_NUM_THREADS=1`` then helps.
+Runtime: about 15-40 seconds on 2 CPU cores (36 s measured with other
+programs keeping the cores busy, load average 4).
 
 Run it with::
 
