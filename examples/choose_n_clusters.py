@@ -22,9 +22,7 @@ and without ``memory``, and prints both times.
 Runtime: about 1-3 minutes on 2 CPU cores (178 s measured with other
 programs keeping the cores busy, load average 4), most of it the search
 without ``memory``. The exact times, and so the speed-up, vary from machine to
-machine. If other programs keep the CPU busy, PyTorch's worker threads can
-slow down a lot (and the timings become erratic); running with
-``OMP_NUM_THREADS=1`` then helps.
+machine, and become erratic when other programs keep the CPU busy.
 
 Run it with::
 
