@@ -369,7 +369,7 @@ class NeighborEmbedding(
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data, scaled (e.g. ``MinMaxScaler`` or ``StandardScaler``).
         y : None
             Ignored; present for API consistency.
