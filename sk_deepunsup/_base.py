@@ -239,14 +239,19 @@ def make_source(X, device: torch.device, dtype=torch.float32, *, training: bool)
     return StreamedRowSource(X, device, dtype)
 
 
+def non_finite_error() -> ValueError:
+    """The error for NaN or infinity found in data that is read as it streams."""
+    return ValueError(
+        "Input X contains NaN or infinity; remove or impute those values "
+        "(e.g. with sklearn.impute.SimpleImputer)."
+    )
+
+
 def check_finite_range(source: BatchSource) -> tuple[float, float]:
     """The smallest and largest value of streamed data; ValueError if not finite."""
     lo, hi = source.value_range()
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError(
-            "Input X contains NaN or infinity; remove or impute those values "
-            "(e.g. with sklearn.impute.SimpleImputer)."
-        )
+        raise non_finite_error()
     return lo, hi
 
 
@@ -287,7 +292,7 @@ def infer(module: nn.Module, X, forward, n_threads: int | None = None) -> np.nda
     with policy, torch.inference_mode():
         for xb in source.chunks(chunk_rows(source.n_features, INFERENCE_CHUNK)):
             if check_chunks and not bool(torch.isfinite(xb).all()):
-                check_finite_range(TensorSource(xb))
+                raise non_finite_error()
             with policy.step():
                 out = forward(module, xb)
             outs.append(out if isinstance(out, tuple) else (out,))
@@ -478,6 +483,7 @@ __all__ = [
     "data_dtype",
     "is_streamed",
     "make_source",
+    "non_finite_error",
     "validate_input",
     "derive_seed",
     "device_available",

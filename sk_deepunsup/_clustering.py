@@ -421,9 +421,7 @@ default="auto"
                 f"for up to {self.max_iter} epochs, targets updated every "
                 f"{interval} batches"
             )
-        history = trainer.fit(data)
-        if updater.p is None:  # no epoch ran: still record the initial labels
-            updater.refresh(trainer)
+        history = trainer.fit(data)  # on_train_begin refreshes P even with max_iter=0
         return history, updater
 
     def _uses_neighbor_embedding(self) -> bool:

@@ -6,7 +6,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -16,9 +15,8 @@ from ._base import (
     TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
     as_dense,
-    check_finite_range,
     derive_seed,
-    make_source,
+    non_finite_error,
     validate_input,
 )
 from ._vae import VariationalAutoencoder
@@ -283,8 +281,8 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     def _dense(X):
         """The score parts are computed in memory: sparse or streamed X is densified."""
         dense = as_dense(X)
-        if dense is not X and not sp.issparse(X):  # streamed: values not yet checked
-            check_finite_range(make_source(dense, torch.device("cpu"), training=False))
+        if dense is not X and not sp.issparse(X) and not np.isfinite(dense).all():
+            raise non_finite_error()  # streamed: values not checked before
         return dense
 
     def _validated(self, X):

@@ -301,3 +301,16 @@ def test_streamed_input_is_checked_for_shape_and_dtype():
     ae = small_ae().fit(np.random.RandomState(0).normal(size=(20, 3)))
     with pytest.raises(ValueError, match="X has 4 features"):
         ae.transform(RowStore(np.zeros((5, 4))))
+
+
+def test_non_finite_values_in_a_later_chunk_are_found(monkeypatch):
+    import sk_deepunsup._nn.data as data
+
+    monkeypatch.setattr(data, "CHUNK_ELEMENTS", 40)  # 10 rows of 4 features a chunk
+    X, _ = make_blobs(100, n_features=4, random_state=0)
+    X[57, 2] = np.nan  # in the sixth chunk, after finite ones
+    assert np.isnan(StreamedRowSource(X, "cpu").value_range()[0])
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        small_ae().fit(RowStore(X))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        AutoencoderOutlierDetector(small_ae()).fit(RowStore(X))

@@ -139,10 +139,11 @@ class BatchSource:
         """Smallest and largest value (NaN if any value is NaN), read in chunks."""
         lo, hi = np.inf, -np.inf
         for chunk in self.chunks():
-            lo = min(lo, float(chunk.min()))
-            hi = max(hi, float(chunk.max()))
-            if np.isnan(lo) or np.isnan(hi):
+            # torch's min/max propagate NaN; Python's min/max would drop it
+            chunk_lo, chunk_hi = float(chunk.min()), float(chunk.max())
+            if np.isnan(chunk_lo) or np.isnan(chunk_hi):
                 return np.nan, np.nan
+            lo, hi = min(lo, chunk_lo), max(hi, chunk_hi)
         return lo, hi
 
 
