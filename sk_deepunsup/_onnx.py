@@ -227,12 +227,12 @@ def _slice_columns(g: _Graph, x: str, start: int, stop: int) -> str:
 
 
 def _neighbour_distance(g: _Graph, model, x: str) -> str:
-    """Mean distance to the nearest reference samples, not counting an identical one."""
+    """Mean L1 distance to the nearest reference samples, not counting an identical one."""
     reference = model.reference_
     k = min(model.n_neighbors, reference.shape[0] - 1)
     diff = g.node("Sub", [g.reshape(x, [-1, 1, reference.shape[1]]),
                           g.const(reference, "reference")])
-    dist = g.node("Sqrt", [g.reduce_sum(g.node("Mul", [diff, diff]), 2)])  # (N, n_ref)
+    dist = g.reduce_sum(g.node("Abs", [diff]), 2)  # (N, n_ref)
     nearest, rows = g.name("topk_values"), g.name("topk_indices")
     g.container.add_node(
         "TopK",

@@ -58,9 +58,12 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
       (its root median square, shrunk a little toward the mean over
       features), so that a feature the model reconstructs tightly counts more
       when it is off;
-    - **distance**: the mean Euclidean distance to its ``n_neighbors``
+    - **distance**: the mean Manhattan (L1) distance to its ``n_neighbors``
       nearest reference samples, training samples judged normal (a sample
-      identical to a reference sample is not its own neighbour).
+      identical to a reference sample is not its own neighbour). Like the
+      reconstruction part it sums absolute offsets over features, which
+      keeps more contrast between near and far samples than the Euclidean
+      distance as features grow in number, and splits exactly over them.
 
     ``score_samples`` is minus that sum (higher is more normal), and
     :meth:`feature_contributions` splits it over the features.
@@ -323,7 +326,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     def _neighbours(self, X):
         """Distances to each sample's neighbours among the reference samples, and their rows."""
         k = min(self.n_neighbors, self.reference_.shape[0] - 1)
-        search = NearestNeighbors(n_neighbors=k + 1).fit(self.reference_)
+        search = NearestNeighbors(n_neighbors=k + 1, metric="manhattan").fit(self.reference_)
         dist, index = search.kneighbors(X)
         # a sample identical to a reference sample is not its own neighbour
         own = dist[:, 0] == 0
@@ -347,15 +350,14 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         recon = self._recon_residuals(X)
         distance = np.zeros(X.shape, dtype=np.float64)
         if self._has_distance_part():
-            dist, index = self._neighbours(X)
-            # a distance d = sum_j o_j**2 / d splits over features as o_j**2 / d;
-            # in chunks of rows, to bound the (rows, n_neighbors, features) offsets
+            index = self._neighbours(X)[1]
+            # the L1 distance is the sum of |offset_j|: each feature's share is
+            # its mean |offset_j| over the neighbours; in chunks of rows, to
+            # bound the (rows, n_neighbors, features) offsets
             for start in range(0, X.shape[0], CONTRIBUTION_CHUNK):
                 rows = slice(start, start + CONTRIBUTION_CHUNK)
                 offsets = X[rows, None, :] - self.reference_[index[rows]]
-                d = dist[rows, :, None]
-                share = np.divide(offsets**2, d, out=np.zeros_like(offsets), where=d > 0)
-                distance[rows] = share.mean(axis=1)
+                distance[rows] = np.abs(offsets).mean(axis=1)
         return recon, distance
 
     def score_samples(self, X):
