@@ -150,6 +150,15 @@ def test_a_reference_sample_is_not_its_own_neighbour(plane_data):
     np.testing.assert_allclose(distance, without._parts(sample)[1])
 
 
+def test_distance_part_is_the_mean_l1_distance_to_the_nearest_references(plane_data):
+    X, _ = plane_data
+    det = AutoencoderOutlierDetector(fast_ae(), n_neighbors=3, random_state=0).fit(X)
+    queries = X[:5] + 0.01  # identical to no reference sample
+    l1 = np.abs(queries[:, None, :] - det.reference_[None]).sum(axis=2)
+    expected = np.sort(l1, axis=1)[:, :3].mean(axis=1)
+    np.testing.assert_allclose(det._parts(queries)[1], expected, rtol=1e-6)
+
+
 def test_feature_contributions_explain_the_score(plane_data):
     X, _ = plane_data
     det = AutoencoderOutlierDetector(fast_ae(max_iter=100), random_state=0).fit(X)
