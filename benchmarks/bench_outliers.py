@@ -51,6 +51,7 @@ Run from the project root with the peers' environment
     /work/peers-venv/bin/python benchmarks/bench_outliers.py --quick    # seed 0 only
     /work/peers-venv/bin/python benchmarks/bench_outliers.py --heldout  # held-out checks
     /work/peers-venv/bin/python benchmarks/bench_outliers.py --skip pyod-ae former
+    /work/peers-venv/bin/python benchmarks/bench_outliers.py --time-shuttle 3  # fit times only
 """
 
 from __future__ import annotations
@@ -334,6 +335,16 @@ def verdict(results, names):
               f"({ours / iforest:.1f}x)")
 
 
+def time_shuttle(repeats):
+    """Fit-time ratio on shuttle, ours over IsolationForest, fits alternating in one process."""
+    X = StandardScaler().fit_transform(odds("shuttle")[0])
+    for seed in range(repeats):
+        iforest = sklearn_convention(IsolationForest(random_state=seed), X)[1]
+        ours = run_default(X, seed)[1]
+        print(f"seed {seed}: ours {ours:.2f} s, IsolationForest {iforest:.2f} s "
+              f"({ours / iforest:.1f}x); load average {os.getloadavg()[0]:.1f}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -345,7 +356,14 @@ def main():
         choices=sorted({short for short, _ in CONTENDERS.values()}),
         help="contenders to leave out, by short name",
     )
+    parser.add_argument(
+        "--time-shuttle", type=int, default=0, metavar="N",
+        help="only time N fits each of ours and IsolationForest on shuttle, alternating",
+    )
     args = parser.parse_args()
+    if args.time_shuttle:
+        time_shuttle(args.time_shuttle)
+        return
     seeds = [0] if args.quick else args.seeds
     names = args.tasks or (HELDOUT_TASKS if args.heldout else ODDS_TASKS + BUNDLED_TASKS)
     print(
