@@ -13,7 +13,7 @@ any of them):
   test split; fit times printed. ``--max-iter`` caps both models' epochs
   (same cap for both; the default leaves the estimators' own).
 - ``speed``: seconds per epoch of the conv estimator against a hand-written
-  torch loop (``torch.optim.Adam``, permuted-slice batches, the same batch
+  torch loop (``torch.optim.Adam``, permuted-slice batches, the estimator's batch
   size) training a copy of the same fitted ``module_`` on the same data.
   The estimator's time is its whole ``fit`` divided by its epochs (set-up
   included, so it is charged, not excused).
@@ -124,16 +124,17 @@ def hand_loop_epoch(module, X, batch_size, epochs, seed=0):
 
 def speed(X, args):
     data = X[: args.speed_samples]
-    print(f"\n== epoch time: {len(data)} images, batch 256, {args.speed_epochs} epochs a measurement")
     est = DeepAutoencoder(
         n_components=10, image_shape=(1, 28, 28), max_iter=args.speed_epochs, tol=0.0,
         n_iter_no_change=10**6, random_state=0, n_threads=args.threads,
     )
+    batch = est._resolve_batch_size(len(data))  # the estimator's "auto" batch size
+    print(f"\n== epoch time: {len(data)} images, batch {batch}, {args.speed_epochs} epochs a measurement")
     ours, hand = [], []
     for _ in range(args.speed_repeats):  # interleaved, so load changes hit both
         _, seconds = timed(lambda: est.fit(data))
         ours.append(seconds / est.n_iter_)
-        hand.append(hand_loop_epoch(est.module_, data, 256, args.speed_epochs))
+        hand.append(hand_loop_epoch(est.module_, data, batch, args.speed_epochs))
     print(f"estimator   s/epoch: {' '.join(f'{t:.2f}' for t in ours)}  (whole fit / epochs)")
     print(f"hand loop   s/epoch: {' '.join(f'{t:.2f}' for t in hand)}")
     print(f"estimator / hand loop: {np.median(ours) / np.median(hand):.3f} (medians; target <= 1.05)")

@@ -65,6 +65,29 @@ def test_conv_autoencoder_learns_and_is_convolutional(digits):
     assert ae.loss_curve_[-1] < ae.loss_curve_[0]
 
 
+@pytest.mark.parametrize("Estimator", [DeepAutoencoder, VariationalAutoencoder])
+def test_auto_defaults_depend_on_the_network(digits, Estimator):
+    """hidden_layer_sizes / batch_size "auto": none and 64 for images, (128, 64) and 256 else."""
+    X, _ = digits
+    n_code = 4 * (2 if Estimator is VariationalAutoencoder else 1)
+    conv = Estimator(n_components=4, image_shape=(8, 8), max_iter=1, random_state=0).fit(X)
+    assert conv.hidden_layer_sizes == "auto" and conv.batch_size == "auto"
+    linears = [m for m in conv.module_.encoder.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(128, n_code)]  # 8x8 -> 4x4 -> 2x2 -> 1x1
+    assert conv._resolve_batch_size(len(X)) == 64
+    assert conv._resolve_batch_size(50) == 50
+    mlp = Estimator(n_components=4, max_iter=1, random_state=0).fit(X)
+    linears = [m for m in mlp.module_.encoder.modules() if isinstance(m, nn.Linear)]
+    assert [m.out_features for m in linears] == [128, 64, n_code]
+    assert mlp._resolve_batch_size(len(X)) == 256
+    explicit = conv.set_params(hidden_layer_sizes=(16,), batch_size=100, warm_start=False).fit(X)
+    linears = [m for m in explicit.module_.encoder.modules() if isinstance(m, nn.Linear)]
+    assert [m.out_features for m in linears] == [16, n_code]
+    assert explicit._resolve_batch_size(len(X)) == 100
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        Estimator(hidden_layer_sizes="big").fit(X)
+
+
 @pytest.mark.parametrize(
     "shape, expected",
     [((8, 8), (1, 8, 8)), ((1, 8, 8), (1, 8, 8)), ((-1, 8), (1, 8, 8)), ((4, 1, -1), (4, 1, 16))],
