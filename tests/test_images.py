@@ -185,11 +185,40 @@ def test_clusterer_with_conv_autoencoder(digits):
     X, y = digits
     dec = DeepEmbeddingClusterer(
         n_clusters=10, autoencoder=small_conv(n_components=10, max_iter=10),
-        max_iter=2, random_state=0, n_threads=1,
+        embedding="autoencoder", max_iter=2, random_state=0, n_threads=1,
     ).fit(X[:600])
     assert dec.labels_.shape == (600,)
     assert isinstance(dec.autoencoder_.module_.encoder, ConvEncoder)
     assert dec.predict(X[600:700]).shape == (100,)
+
+
+def test_clusterer_clusters_neighbour_embedding_of_image_code(digits):
+    """embedding="auto" with an image autoencoder: N2D, the chain conv encoder -> embedding."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from sk_deepunsup._code_embedding import CodeNeighborEmbedding
+
+    X, y = digits
+    X, y = X[:500], y[:500]
+    ae = small_conv(n_components=10, max_iter=10)
+    dec = DeepEmbeddingClusterer(
+        n_clusters=10, autoencoder=ae, max_iter=2, random_state=0, n_threads=1
+    ).fit(X)
+    pair = dec.autoencoder_
+    assert isinstance(pair, CodeNeighborEmbedding)
+    assert isinstance(pair.autoencoder.module_.encoder, ConvEncoder)
+    assert pair.embedding.n_features_in_ == 10  # fitted to the code, not the pixels
+    assert not hasattr(ae, "module_")  # the given autoencoder is left unfitted
+    Z = dec.transform(X)
+    assert Z.shape == (len(X), pair.embedding.n_components)
+    np.testing.assert_allclose(Z, pair.transform(X), atol=1e-5)
+    np.testing.assert_array_equal(dec.predict(X), dec.labels_)
+    # clustering the embedded code beats k-means on the code itself
+    code_kmeans = KMeans(10, n_init=10, random_state=0).fit_predict(pair.autoencoder.transform(X))
+    assert normalized_mutual_info_score(y, dec.labels_) > normalized_mutual_info_score(y, code_kmeans)
+    again = pickle.loads(pickle.dumps(dec))
+    np.testing.assert_allclose(again.transform(X[:20]), Z[:20], atol=1e-6)
 
 
 def test_conv_pickle_save_load(digits, tmp_path):
@@ -346,6 +375,7 @@ def test_custom_modules_in_clusterer(digits):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         dec = DeepEmbeddingClusterer(
-            n_clusters=5, autoencoder=custom(max_iter=3), max_iter=1, random_state=0,
+            n_clusters=5, autoencoder=custom(max_iter=3), embedding="autoencoder",
+            max_iter=1, random_state=0,
         ).fit(X[:300])
     assert dec.transform(X[:10]).shape == (10, 4)
