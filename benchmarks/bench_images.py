@@ -13,7 +13,7 @@ any of them):
   test split; fit times printed. ``--max-iter`` caps both models' epochs
   (same cap for both; the default leaves the estimators' own).
 - ``speed``: seconds per epoch of the conv estimator against a hand-written
-  torch loop (``torch.optim.Adam``, permuted-slice batches, the same batch
+  torch loop (``torch.optim.Adam``, permuted-slice batches, the estimator's batch
   size) training a copy of the same fitted ``module_`` on the same data.
   The estimator's time is its whole ``fit`` divided by its epochs (set-up
   included, so it is charged, not excused).
@@ -21,10 +21,13 @@ any of them):
   (``np.random.RandomState(0).choice(70000, 10000)``): k-means on pixels,
   UMAP(10) + k-means (if umap-learn is installed), and
   ``DeepEmbeddingClusterer(n_clusters=10, autoencoder=DeepAutoencoder(
-  n_components=10, image_shape=(1, 28, 28)))``; ``--pretrain-epochs`` and
-  ``--refine-epochs`` cap the autoencoder's and the clusterer's epochs.
-- ``digits``: the same clusterer with ``image_shape=(8, 8)`` and its defaults
-  against k-means on scikit-learn's digits (min-max scaled).
+  n_components=10, image_shape=(1, 28, 28)))`` (its default route: a
+  neighbour embedding of the code, N2D) beside k-means on the code and
+  DEC/IDEC on the code (``embedding="autoencoder"``), all from one
+  pretrained autoencoder; ``--pretrain-epochs`` and ``--refine-epochs``
+  cap the autoencoder's and the clusterer's epochs.
+- ``digits``: the same with ``image_shape=(8, 8)`` and all defaults, against
+  k-means and UMAP(10) + k-means on scikit-learn's digits (min-max scaled).
 
 Run from the project root (the peers' environment has umap-learn and the data):
 
@@ -124,16 +127,17 @@ def hand_loop_epoch(module, X, batch_size, epochs, seed=0):
 
 def speed(X, args):
     data = X[: args.speed_samples]
-    print(f"\n== epoch time: {len(data)} images, batch 256, {args.speed_epochs} epochs a measurement")
     est = DeepAutoencoder(
         n_components=10, image_shape=(1, 28, 28), max_iter=args.speed_epochs, tol=0.0,
         n_iter_no_change=10**6, random_state=0, n_threads=args.threads,
     )
+    batch = est._resolve_batch_size(len(data))  # the estimator's "auto" batch size
+    print(f"\n== epoch time: {len(data)} images, batch {batch}, {args.speed_epochs} epochs a measurement")
     ours, hand = [], []
     for _ in range(args.speed_repeats):  # interleaved, so load changes hit both
         _, seconds = timed(lambda: est.fit(data))
         ours.append(seconds / est.n_iter_)
-        hand.append(hand_loop_epoch(est.module_, data, 256, args.speed_epochs))
+        hand.append(hand_loop_epoch(est.module_, data, batch, args.speed_epochs))
     print(f"estimator   s/epoch: {' '.join(f'{t:.2f}' for t in ours)}  (whole fit / epochs)")
     print(f"hand loop   s/epoch: {' '.join(f'{t:.2f}' for t in hand)}")
     print(f"estimator / hand loop: {np.median(ours) / np.median(hand):.3f} (medians; target <= 1.05)")
@@ -146,36 +150,55 @@ def score(name, labels, y, seconds):
     return nmi
 
 
+def umap_kmeans(X, y, label="UMAP(10) + k-means"):
+    try:
+        import umap
+    except ImportError as exc:
+        print(f"{label}: skipped ({exc}; umap-learn: pip install umap-learn)")
+        return
+    timed(lambda: umap.UMAP(n_components=10, random_state=0).fit(X[:500]))  # JIT, untimed
+    emb, s = timed(lambda: umap.UMAP(n_components=10, random_state=0).fit_transform(X))
+    labels, s2 = timed(lambda: KMeans(10, n_init=10, random_state=0).fit_predict(emb))
+    score(label, labels, y, s + s2)
+
+
+def image_clusterers(X, y, image_shape, args, pretrain_epochs=None, refine_epochs=None):
+    """The clusterer's routes on one pretrained image autoencoder.
+
+    ``DeepEmbeddingClusterer(autoencoder=DeepAutoencoder(image_shape=...))``
+    pretrains the autoencoder and then (``embedding="auto"``) clusters a
+    neighbour embedding of its code (N2D). The autoencoder is pretrained once
+    here and handed over fitted, so the N2D route and DEC/IDEC on the code
+    (``embedding="autoencoder"``) start from the same network; each fit time
+    printed includes the pretraining.
+    """
+    ae = DeepAutoencoder(n_components=10, image_shape=image_shape, random_state=0,
+                         n_threads=args.threads)
+    if pretrain_epochs is not None:
+        ae.set_params(max_iter=pretrain_epochs)
+    _, pre = timed(lambda: ae.fit(X))
+    print(f"conv autoencoder pretrained: {ae.n_iter_} epochs, {pre:.1f} s (included below)")
+    labels, s = timed(lambda: KMeans(10, n_init=10, random_state=0).fit_predict(ae.transform(X)))
+    score("k-means on the code", labels, y, pre + s)
+    for name, embedding in [("clusterer, default route (N2D)", "auto"),
+                            ("clusterer, DEC/IDEC on the code", "autoencoder")]:
+        dec = DeepEmbeddingClusterer(n_clusters=10, autoencoder=ae, embedding=embedding,
+                                     random_state=0, n_threads=args.threads)
+        if refine_epochs is not None:
+            dec.set_params(max_iter=refine_epochs)
+        _, s = timed(lambda: dec.fit(X))
+        score(f"{name} ({dec.n_iter_} ep)", dec.labels_, y, pre + s)
+
+
 def clustering(X, y, args):
     keep = np.random.RandomState(0).choice(70000, 10000)
     Xs, ys = X[keep], y[keep]
     print(f"\n== clustering: Fashion-MNIST subset of 10 000 (MEASUREMENTS.md protocol)")
     labels, s = timed(lambda: KMeans(10, n_init=10, random_state=0).fit_predict(Xs))
     score("k-means on pixels", labels, ys, s)
-    try:
-        if "umap" in args.skip:
-            raise ImportError("--skip umap")
-        import umap
-    except ImportError as exc:
-        print(f"UMAP(10) + k-means: skipped ({exc}; umap-learn: pip install umap-learn)")
-    else:
-        timed(lambda: umap.UMAP(n_components=10, random_state=0).fit(Xs[:500]))  # JIT, untimed
-        emb, s = timed(lambda: umap.UMAP(n_components=10, random_state=0).fit_transform(Xs))
-        labels, s2 = timed(lambda: KMeans(10, n_init=10, random_state=0).fit_predict(emb))
-        score("UMAP(10) + k-means", labels, ys, s + s2)
-    ae = DeepAutoencoder(n_components=10, image_shape=(1, 28, 28))
-    if args.pretrain_epochs is not None:
-        ae.set_params(max_iter=args.pretrain_epochs)
-    dec = DeepEmbeddingClusterer(
-        n_clusters=10, autoencoder=ae, random_state=0, n_threads=args.threads
-    )
-    if args.refine_epochs is not None:
-        dec.set_params(max_iter=args.refine_epochs)
-    _, s = timed(lambda: dec.fit(Xs))
-    score(
-        f"DEC, conv autoencoder ({dec.autoencoder_.n_iter_} + {dec.n_iter_} epochs)",
-        dec.labels_, ys, s,
-    )
+    if "umap" not in args.skip:
+        umap_kmeans(Xs, ys)
+    image_clusterers(Xs, ys, (1, 28, 28), args, args.pretrain_epochs, args.refine_epochs)
 
 
 def digits(args):
@@ -184,14 +207,9 @@ def digits(args):
     print("\n== digits (8x8), the same defaults with image_shape=(8, 8)")
     labels, s = timed(lambda: KMeans(10, n_init=10, random_state=0).fit_predict(X))
     score("k-means", labels, y, s)
-    dec = DeepEmbeddingClusterer(
-        n_clusters=10,
-        autoencoder=DeepAutoencoder(n_components=10, image_shape=(8, 8)),
-        random_state=0,
-        n_threads=args.threads,
-    )
-    _, s = timed(lambda: dec.fit(X))
-    score(f"DEC, conv autoencoder ({dec.autoencoder_.n_iter_} + {dec.n_iter_} epochs)", dec.labels_, y, s)
+    if "umap" not in args.skip:
+        umap_kmeans(X, y)
+    image_clusterers(X, y, (8, 8), args)
 
 
 def main():

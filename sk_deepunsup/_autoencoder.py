@@ -39,6 +39,8 @@ from ._nn import (
 from ._images import (
     IMAGE_CONSTRAINTS,
     accelerated,
+    auto_batch_size,
+    auto_hidden_sizes,
     build_network,
     network_signature,
     seeded_global_rng,
@@ -60,6 +62,7 @@ class AutoencoderBase(
         **NETWORK_CONSTRAINTS,
         **TRAINING_CONSTRAINTS,
         **IMAGE_CONSTRAINTS,
+        "hidden_layer_sizes": [StrOptions({"auto"}), *NETWORK_CONSTRAINTS["hidden_layer_sizes"]],
         "loss": [StrOptions(set(RECONSTRUCTION_LOSSES))],
     }
 
@@ -150,14 +153,22 @@ class AutoencoderBase(
         return self._fit(X, incremental=True)
 
     def _hidden_sizes(self) -> list[int]:
-        """``hidden_layer_sizes`` as a list of ints, validated."""
-        sizes = np.atleast_1d(np.asarray(self.hidden_layer_sizes)).ravel().tolist()
+        """``hidden_layer_sizes`` as a list of ints, validated ("auto" resolved)."""
+        given = self.hidden_layer_sizes
+        if isinstance(given, str) and given == "auto":
+            given = auto_hidden_sizes(self)
+        sizes = np.atleast_1d(np.asarray(given)).ravel().tolist()
         if any(not float(s).is_integer() or s < 1 for s in sizes):
             raise ValueError(
                 "hidden_layer_sizes must be positive integers, got "
                 f"{self.hidden_layer_sizes!r}."
             )
         return [int(s) for s in sizes]
+
+    def _resolve_batch_size(self, n_samples: int) -> int:
+        if isinstance(self.batch_size, str) and self.batch_size == "auto":
+            return auto_batch_size(self, n_samples)
+        return min(self.batch_size, n_samples)
 
     def _network_signature(self, n_features: int, hidden: list[int]) -> tuple:
         """The parameters baked into the network ``_build_module`` makes."""
@@ -367,10 +378,11 @@ class DeepAutoencoder(AutoencoderBase):
     ----------
     n_components : int, default=2
         Size of the embedding (the bottleneck layer).
-    hidden_layer_sizes : array-like of int, default=(128, 64)
+    hidden_layer_sizes : array-like of int or "auto", default="auto"
         Widths of the encoder's hidden layers, input side first; the decoder
         mirrors them. ``()`` gives a linear-bottleneck network with no hidden
-        layer.
+        layer. ``"auto"``: ``(128, 64)``, or ``()`` with ``image_shape`` (the
+        convolutions' feature maps map straight to the embedding).
     image_shape : tuple of int or None, default=None
         ``(height, width)`` or ``(channels, height, width)``: each row of X is
         one image, flattened in C order, channels first
@@ -378,8 +390,9 @@ class DeepAutoencoder(AutoencoderBase):
         inferred from the width of X. The network is then convolutional:
         strided 4x4 convolutions with ``conv_channels`` outputs halve the
         height and width (rounding down), ``hidden_layer_sizes`` are dense
-        layers between the flattened feature maps and the embedding, and
-        the decoder mirrors it all with transposed convolutions.
+        layers between the flattened feature maps and the embedding (none
+        by default), and the decoder mirrors it all with transposed
+        convolutions.
     conv_channels : array-like of int, default=(32, 64, 128)
         Output channels of the encoder's convolutions, input side first
         (one convolution each); used only with ``image_shape``.
@@ -421,8 +434,10 @@ class DeepAutoencoder(AutoencoderBase):
     alpha : float >= 0, default=0.0
         L2 penalty on the weight matrices (not the biases).
     batch_size : int or "auto", default="auto"
-        Mini-batch size; ``"auto"`` is ``min(256, n_samples)``. Clipped to the
-        number of samples.
+        Mini-batch size; ``"auto"`` is ``min(256, n_samples)``, or
+        ``min(64, n_samples)`` with ``image_shape`` (a convolution's cost
+        follows its batch, so smaller batches give more steps an epoch at
+        little extra time). Clipped to the number of samples.
     learning_rate_init : float > 0, default=1e-3
         Adam's step size.
     max_iter : int, default=200
@@ -509,7 +524,7 @@ class DeepAutoencoder(AutoencoderBase):
         self,
         n_components=2,
         *,
-        hidden_layer_sizes=(128, 64),
+        hidden_layer_sizes="auto",
         image_shape=None,
         conv_channels=(32, 64, 128),
         encoder=None,

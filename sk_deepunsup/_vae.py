@@ -46,8 +46,9 @@ class VariationalAutoencoder(AutoencoderBase):
     ----------
     n_components : int, default=2
         Number of latent variables.
-    hidden_layer_sizes : array-like of int, default=(128, 64)
+    hidden_layer_sizes : array-like of int or "auto", default="auto"
         Widths of the encoder's hidden layers; the decoder mirrors them.
+        ``"auto"``: ``(128, 64)``, or ``()`` with ``image_shape``.
     image_shape : tuple of int or None, default=None
         ``(height, width)`` or ``(channels, height, width)``: each row of X is
         one image, flattened in C order, channels first
@@ -55,8 +56,9 @@ class VariationalAutoencoder(AutoencoderBase):
         inferred from the width of X. The network is then convolutional:
         strided 4x4 convolutions with ``conv_channels`` outputs halve the
         height and width (rounding down), ``hidden_layer_sizes`` are dense
-        layers between the flattened feature maps and the embedding, and
-        the decoder mirrors it all with transposed convolutions.
+        layers between the flattened feature maps and the embedding (none
+        by default), and the decoder mirrors it all with transposed
+        convolutions.
     conv_channels : array-like of int, default=(32, 64, 128)
         Output channels of the encoder's convolutions, input side first
         (one convolution each); used only with ``image_shape``.
@@ -96,7 +98,8 @@ class VariationalAutoencoder(AutoencoderBase):
     alpha : float >= 0, default=0.0
         L2 penalty on the weight matrices.
     batch_size : int or "auto", default="auto"
-        Mini-batch size; ``"auto"`` is ``min(256, n_samples)``.
+        Mini-batch size; ``"auto"`` is ``min(256, n_samples)``, or
+        ``min(64, n_samples)`` with ``image_shape``.
     learning_rate_init : float > 0, default=1e-3
         Adam's step size.
     max_iter : int, default=200
@@ -185,7 +188,7 @@ class VariationalAutoencoder(AutoencoderBase):
         self,
         n_components=2,
         *,
-        hidden_layer_sizes=(128, 64),
+        hidden_layer_sizes="auto",
         image_shape=None,
         conv_channels=(32, 64, 128),
         encoder=None,

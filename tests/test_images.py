@@ -65,6 +65,29 @@ def test_conv_autoencoder_learns_and_is_convolutional(digits):
     assert ae.loss_curve_[-1] < ae.loss_curve_[0]
 
 
+@pytest.mark.parametrize("Estimator", [DeepAutoencoder, VariationalAutoencoder])
+def test_auto_defaults_depend_on_the_network(digits, Estimator):
+    """hidden_layer_sizes / batch_size "auto": none and 64 for images, (128, 64) and 256 else."""
+    X, _ = digits
+    n_code = 4 * (2 if Estimator is VariationalAutoencoder else 1)
+    conv = Estimator(n_components=4, image_shape=(8, 8), max_iter=1, random_state=0).fit(X)
+    assert conv.hidden_layer_sizes == "auto" and conv.batch_size == "auto"
+    linears = [m for m in conv.module_.encoder.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(128, n_code)]  # 8x8 -> 4x4 -> 2x2 -> 1x1
+    assert conv._resolve_batch_size(len(X)) == 64
+    assert conv._resolve_batch_size(50) == 50
+    mlp = Estimator(n_components=4, max_iter=1, random_state=0).fit(X)
+    linears = [m for m in mlp.module_.encoder.modules() if isinstance(m, nn.Linear)]
+    assert [m.out_features for m in linears] == [128, 64, n_code]
+    assert mlp._resolve_batch_size(len(X)) == 256
+    explicit = conv.set_params(hidden_layer_sizes=(16,), batch_size=100, warm_start=False).fit(X)
+    linears = [m for m in explicit.module_.encoder.modules() if isinstance(m, nn.Linear)]
+    assert [m.out_features for m in linears] == [16, n_code]
+    assert explicit._resolve_batch_size(len(X)) == 100
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        Estimator(hidden_layer_sizes="big").fit(X)
+
+
 @pytest.mark.parametrize(
     "shape, expected",
     [((8, 8), (1, 8, 8)), ((1, 8, 8), (1, 8, 8)), ((-1, 8), (1, 8, 8)), ((4, 1, -1), (4, 1, 16))],
@@ -162,11 +185,40 @@ def test_clusterer_with_conv_autoencoder(digits):
     X, y = digits
     dec = DeepEmbeddingClusterer(
         n_clusters=10, autoencoder=small_conv(n_components=10, max_iter=10),
-        max_iter=2, random_state=0, n_threads=1,
+        embedding="autoencoder", max_iter=2, random_state=0, n_threads=1,
     ).fit(X[:600])
     assert dec.labels_.shape == (600,)
     assert isinstance(dec.autoencoder_.module_.encoder, ConvEncoder)
     assert dec.predict(X[600:700]).shape == (100,)
+
+
+def test_clusterer_clusters_neighbour_embedding_of_image_code(digits):
+    """embedding="auto" with an image autoencoder: N2D, the chain conv encoder -> embedding."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from sk_deepunsup._code_embedding import CodeNeighborEmbedding
+
+    X, y = digits
+    X, y = X[:500], y[:500]
+    ae = small_conv(n_components=10, max_iter=10)
+    dec = DeepEmbeddingClusterer(
+        n_clusters=10, autoencoder=ae, max_iter=2, random_state=0, n_threads=1
+    ).fit(X)
+    pair = dec.autoencoder_
+    assert isinstance(pair, CodeNeighborEmbedding)
+    assert isinstance(pair.autoencoder.module_.encoder, ConvEncoder)
+    assert pair.embedding.n_features_in_ == 10  # fitted to the code, not the pixels
+    assert not hasattr(ae, "module_")  # the given autoencoder is left unfitted
+    Z = dec.transform(X)
+    assert Z.shape == (len(X), pair.embedding.n_components)
+    np.testing.assert_allclose(Z, pair.transform(X), atol=1e-5)
+    np.testing.assert_array_equal(dec.predict(X), dec.labels_)
+    # clustering the embedded code beats k-means on the code itself
+    code_kmeans = KMeans(10, n_init=10, random_state=0).fit_predict(pair.autoencoder.transform(X))
+    assert normalized_mutual_info_score(y, dec.labels_) > normalized_mutual_info_score(y, code_kmeans)
+    again = pickle.loads(pickle.dumps(dec))
+    np.testing.assert_allclose(again.transform(X[:20]), Z[:20], atol=1e-6)
 
 
 def test_conv_pickle_save_load(digits, tmp_path):
@@ -323,6 +375,7 @@ def test_custom_modules_in_clusterer(digits):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         dec = DeepEmbeddingClusterer(
-            n_clusters=5, autoencoder=custom(max_iter=3), max_iter=1, random_state=0,
+            n_clusters=5, autoencoder=custom(max_iter=3), embedding="autoencoder",
+            max_iter=1, random_state=0,
         ).fit(X[:300])
     assert dec.transform(X[:10]).shape == (10, 4)

@@ -1,0 +1,117 @@
+"""The clusterer's route for image autoencoders: a neighbour embedding of the code (N2D).
+
+With an image autoencoder (``image_shape``) and ``embedding="auto"``,
+:class:`~sk_deepunsup.DeepEmbeddingClusterer` pretrains the autoencoder,
+fits the neighbour embedding it would fit on X (``embedding="neighbors"``)
+to the autoencoder's code instead, and clusters in that embedding; its
+network is then the chain: the autoencoder's encoder, then the neighbour
+embedding's encoder (McConville et al., "N2D: (Not Too) Deep Clustering via
+Clustering the Local Manifold of an Autoencoded Embedding", ICPR 2020).
+Neighbours are found among codes, where convolutions have made images of
+one kind close, rather than among raw pixels.
+
+:class:`CodeNeighborEmbedding` holds the two fitted estimators and shows
+the clusterer the chained network (``module_``, ``_encode``) it shows for
+an autoencoder or a neighbour embedding, so fitting, refinement, inference,
+pickling and :func:`sk_deepunsup.save` work unchanged.
+"""
+
+from __future__ import annotations
+
+from sklearn.base import BaseEstimator
+from torch import nn
+
+from ._base import infer
+
+__all__ = ["CodeNeighborEmbedding", "uses_code_neighbors"]
+
+
+def uses_code_neighbors(clusterer) -> bool:
+    """Whether ``clusterer`` takes the N2D route: ``embedding="auto"`` and an image autoencoder."""
+    embedding, autoencoder = clusterer.embedding, clusterer.autoencoder
+    return (
+        isinstance(embedding, str)
+        and embedding == "auto"
+        and autoencoder is not None
+        and getattr(autoencoder, "image_shape", None) is not None
+    )
+
+
+class ChainedEncoder(nn.Module):
+    """``second(first(x))``: the autoencoder's encoder, then the embedding's."""
+
+    def __init__(self, first: nn.Module, second: nn.Module):
+        super().__init__()
+        self.first = first
+        self.second = second
+
+    def forward(self, x):
+        return self.second(self.first(x))
+
+
+class _Chain(nn.Module):
+    """The network the clusterer trains: a chained encoder and no decoder (DEC)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = None
+
+
+class CodeNeighborEmbedding(BaseEstimator):
+    """A fitted autoencoder and a neighbour embedding fitted to its code.
+
+    Built by :class:`~sk_deepunsup.DeepEmbeddingClusterer` (its
+    ``autoencoder_`` on the N2D route); not meant to be fitted directly.
+
+    Parameters
+    ----------
+    autoencoder : DeepAutoencoder or VariationalAutoencoder
+        Fitted; maps X to its code.
+    embedding : NeighborEmbedding
+        Fitted to the autoencoder's code of X.
+    """
+
+    def __init__(self, autoencoder=None, embedding=None):
+        self.autoencoder = autoencoder
+        self.embedding = embedding
+
+    @classmethod
+    def from_fitted(cls, autoencoder, embedding) -> "CodeNeighborEmbedding":
+        """The pair, with the fitted attributes the clusterer reads."""
+        pair = cls(autoencoder=autoencoder, embedding=embedding)
+        pair.n_features_in_ = autoencoder.n_features_in_
+        pair.n_components = embedding.n_components
+        pair.device_ = autoencoder.device_
+        return pair
+
+    @property
+    def module_(self) -> nn.Module:
+        """The chained network; its submodules are the two estimators' own."""
+        return _Chain(ChainedEncoder(self.autoencoder.module_.encoder, self.embedding.module_.encoder))
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name == "device_":  # unpickling maps each estimator's tensors to its device_
+            for part in (getattr(self, "autoencoder", None), getattr(self, "embedding", None)):
+                if part is not None and hasattr(part, "module_"):
+                    part.device_ = value
+
+    def _encode(self, module, x):
+        return module.encoder(x)
+
+    def transform(self, X):
+        """X's coordinates in the neighbour embedding of its code."""
+        return self.embedding.transform(self.autoencoder.transform(X))
+
+
+def pretrain_code_embedding(clusterer, X, autoencoder, seed: int, fit_embedding):
+    """The neighbour embedding of ``autoencoder``'s code of X, paired with it.
+
+    ``fit_embedding(owner, code, seed)`` fits the embedding the clusterer's
+    neighbour route would fit (the clusterer's ``pretrain_neighbor_embedding``,
+    with its ``memory`` cache).
+    """
+    code = infer(autoencoder.module_, X, autoencoder._encode, clusterer.n_threads)
+    embedding = fit_embedding(clusterer, code, seed)
+    return CodeNeighborEmbedding.from_fitted(autoencoder, embedding)
