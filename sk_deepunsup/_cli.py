@@ -77,7 +77,7 @@ def estimate_cluster_seconds(clusterer, n_rows, n_cols):
     """
     if not clusterer._uses_neighbor_embedding():
         ae = clusterer.autoencoder or default_autoencoder(n_rows)
-        hidden, n_comp = list(ae.hidden_layer_sizes), ae.n_components
+        hidden, n_comp = ae._hidden_sizes(), ae.n_components  # "auto" resolved
         chains = [[n_cols, *hidden, n_comp], [n_comp, *hidden[::-1], n_cols]]
         return estimate_fit_seconds(chains, n_rows, ae.max_iter + clusterer.max_iter)
     embedding = clusterer.embedding

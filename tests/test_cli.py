@@ -394,3 +394,12 @@ def test_the_product_recommender_has_the_defaults():
     rec = PRODUCT_RECOMMENDER(3, False, threshold=4.0, max_iter=5,
                               hidden_layer_sizes=(64,), n_components=None)
     assert (rec.threshold, rec.max_iter, rec.hidden_layer_sizes) == (4.0, 5, (64,))
+
+
+def test_fit_time_estimate_resolves_auto_hidden_sizes():
+    # an autoencoder left at hidden_layer_sizes="auto" (MLP or conv) is estimated
+    # from its resolved sizes (the estimate times a few steps: not exact)
+    for autoencoder, n_cols in ((DeepAutoencoder(), 20), (DeepAutoencoder(image_shape=(8, 8)), 64)):
+        clusterer = DeepEmbeddingClusterer(n_clusters=3, autoencoder=autoencoder)
+        seconds = _cli.estimate_cluster_seconds(clusterer, 1000, n_cols)
+        assert np.isfinite(seconds) and seconds > 0
