@@ -1,7 +1,8 @@
 """Cluster Fashion-MNIST with a convolutional autoencoder and save each cluster's images.
 
-``DeepEmbeddingClusterer`` pretrains an autoencoder, starts k-means in its
-embedding and refines the clusters (DEC/IDEC). Given
+``DeepEmbeddingClusterer`` pretrains an autoencoder, fits a neighbour
+embedding to the autoencoder's code (N2D: images whose codes are neighbours
+end up close), starts k-means there and refines the clusters (DEC). Given
 ``DeepAutoencoder(image_shape=(1, 28, 28))`` the autoencoder is
 convolutional: X stays a 2-D array, one image a row (784 pixels, flattened
 in C order), so everything scikit-learn does with X still works.
