@@ -133,6 +133,43 @@ def fuzzy_neighbor_graph(idx, dist, n_iter=64):
     return sp.coo_matrix((W.data[keep], (W.row[keep], W.col[keep])), shape=(n, n))
 
 
+def prune_shared_neighbors(graph, idx, threshold):
+    """Drop the edges of ``graph`` whose ends share few nearest neighbours.
+
+    The similarity of an edge ``(i, j)`` is the Jaccard index of the two
+    points' neighbourhoods (each point with its ``k`` neighbours of ``idx``):
+    ``|N(i) & N(j)| / |N(i) | N(j)|``, as in shared-nearest-neighbour
+    clustering (PhenoGraph). Edges inside a dense group share most of their
+    neighbours; edges that bridge two groups share few, and those below
+    ``threshold`` are removed (the kept edges keep their fuzzy weights). A
+    point never loses all its edges: its strongest edge is always kept.
+    """
+    if threshold <= 0:
+        return graph
+    n, k = idx.shape
+    hood = np.concatenate([np.arange(n)[:, None], idx], axis=1)
+    members = sp.coo_matrix(
+        (np.ones(hood.size), (np.repeat(np.arange(n), k + 1), hood.ravel())), shape=(n, n)
+    ).tocsr()
+    members.data[:] = 1.0  # a duplicate neighbour counts once
+    row, col = graph.row, graph.col
+    shared = np.asarray(members[row].multiply(members[col]).sum(axis=1)).ravel()
+    size = np.asarray(members.sum(axis=1)).ravel()
+    jaccard = shared / (size[row] + size[col] - shared)
+    keep = jaccard >= threshold
+    # each row's strongest edge survives, so no point is left without neighbours
+    order = np.lexsort((-graph.data, row))
+    first = order[np.r_[True, row[order][1:] != row[order][:-1]]]
+    keep[first] = True
+    # keep the graph symmetric: an edge stays when either direction is kept
+    kept = sp.coo_matrix((keep.astype(np.float64), (row, col)), shape=graph.shape).tocsr()
+    kept = kept.maximum(kept.T).tocoo()
+    weights = sp.csr_matrix(graph)
+    data = np.asarray(weights[kept.row, kept.col]).ravel()
+    on = kept.data > 0
+    return sp.coo_matrix((data[on], (kept.row[on], kept.col[on])), shape=graph.shape)
+
+
 def fit_ab(min_dist, spread=1.0):
     """``a, b`` such that ``1 / (1 + a d^(2b))`` follows UMAP's ``min_dist`` curve.
 
@@ -183,8 +220,19 @@ class NeighborEmbedding(
         sampling and the kernel ``1 / (1 + a d^(2b))`` set by ``min_dist``.
     min_dist : float >= 0, default=0.1
         How tightly ``loss="umap"`` may pack neighbours (UMAP's parameter).
+    min_shared_neighbors : float in [0, 1), default=0.0
+        Drop the graph's edges whose two ends share less than this share of
+        their neighbourhoods (Jaccard index of the two points' ``n_neighbors``
+        nearest neighbours, each with itself), as shared-nearest-neighbour
+        clustering does: such edges mostly bridge two groups. Every point
+        keeps its strongest edge. 0 keeps the whole graph.
     negative_sample_rate : int, default=10
         Negative pairs per edge.
+    noise : float >= 0, default=0.0
+        Standard deviation of Gaussian noise added to the inputs while
+        training (in the units of the scaled features): the network learns
+        to map each training point's surroundings, not the point alone, to
+        its place, so that ``transform`` places new samples more faithfully.
     hidden_layer_sizes : array-like of int, default=(128, 128)
         Hidden widths of the default MLP.
     activation : str, default="relu"
@@ -278,7 +326,9 @@ class NeighborEmbedding(
         "metric": [str],
         "loss": [StrOptions(set(NEIGHBOR_LOSSES))],
         "min_dist": [Interval(Real, 0, None, closed="left")],
+        "min_shared_neighbors": [Interval(Real, 0, 1, closed="left")],
         "negative_sample_rate": [Interval(Integral, 1, None, closed="left")],
+        "noise": [Interval(Real, 0, None, closed="left")],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "encoder": [None, nn.Module],
@@ -298,7 +348,9 @@ class NeighborEmbedding(
         metric="euclidean",
         loss="infonce",
         min_dist=0.1,
+        min_shared_neighbors=0.0,
         negative_sample_rate=10,
+        noise=0.0,
         hidden_layer_sizes=(128, 128),
         activation="relu",
         encoder=None,
@@ -320,7 +372,9 @@ class NeighborEmbedding(
         self.metric = metric
         self.loss = loss
         self.min_dist = min_dist
+        self.min_shared_neighbors = min_shared_neighbors
         self.negative_sample_rate = negative_sample_rate
+        self.noise = noise
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.encoder = encoder
@@ -387,7 +441,7 @@ class NeighborEmbedding(
         # the graph search needs the rows in memory (sparse rows stay sparse)
         graph_X = X if sp.issparse(X) else as_dense(X)
         idx, dist = nearest_neighbors(graph_X, k, self.metric, self.neighbors_algorithm, seed)
-        graph = fuzzy_neighbor_graph(idx, dist)
+        graph = prune_shared_neighbors(fuzzy_neighbor_graph(idx, dist), idx, self.min_shared_neighbors)
         if self.loss == "umap":
             a, b = fit_ab(self.min_dist)
         else:
@@ -409,6 +463,7 @@ class NeighborEmbedding(
             b=b,
             negative_sample_rate=self.negative_sample_rate,
             reconstruction_weight=self.reconstruction_weight,
+            noise=self.noise,
             generator=generator,
         )
         trainer = Trainer(
