@@ -244,6 +244,16 @@ def test_clusterer_neighbor_route_recovers_blobs():
     np.testing.assert_array_equal(dec.predict(X), dec.labels_)
 
 
+def test_clusterer_default_embedding_budget_scales_with_size():
+    from sk_deepunsup._neighbor_embedding import default_clustering_embedding
+
+    assert default_clustering_embedding().max_iter == "auto"
+    epochs = [default_clustering_embedding(n).max_iter for n in (100, 10_000, 50_000, 10**7)]
+    assert epochs[0] == 200 and epochs[-1] == 10  # clipped at both ends
+    assert epochs[1] > epochs[2]  # fewer passes over larger graphs
+    assert default_clustering_embedding(500).min_shared_neighbors > 0
+
+
 def test_clusterer_route_choice():
     X, _ = make_blobs(120, centers=3, n_features=4, random_state=0)
     ae = DeepAutoencoder(n_components=2, hidden_layer_sizes=(8,), max_iter=5)
