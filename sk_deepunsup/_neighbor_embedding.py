@@ -229,10 +229,14 @@ class NeighborEmbedding(
     negative_sample_rate : int, default=10
         Negative pairs per edge.
     noise : float >= 0, default=0.0
-        Standard deviation of Gaussian noise added to the inputs while
-        training (in the units of the scaled features): the network learns
-        to map each training point's surroundings, not the point alone, to
-        its place, so that ``transform`` places new samples more faithfully.
+        Gaussian noise added to the inputs while training, relative to the
+        data's scale: the noise vector's expected length is ``noise`` times
+        the typical distance between neighbours (the median over samples of
+        the mean distance to their ``n_neighbors`` neighbours), spread
+        evenly over the features. The network then learns to map each
+        training point's surroundings, not the point alone, to its place,
+        so ``transform`` places new samples more faithfully. The scale
+        actually used is ``noise_scale_``.
     hidden_layer_sizes : array-like of int, default=(128, 128)
         Hidden widths of the default MLP.
     activation : str, default="relu"
@@ -286,6 +290,9 @@ class NeighborEmbedding(
         The training data's embedding.
     n_edges_ : int
         Directed edges in the neighbour graph.
+    noise_scale_ : float
+        Standard deviation of the training noise per feature (0 without
+        ``noise``).
     a_, b_ : float
         The kernel's parameters (from ``min_dist``; 1 for ``"infonce"``).
     loss_curve_ : list of float
@@ -441,7 +448,13 @@ class NeighborEmbedding(
         # the graph search needs the rows in memory (sparse rows stay sparse)
         graph_X = X if sp.issparse(X) else as_dense(X)
         idx, dist = nearest_neighbors(graph_X, k, self.metric, self.neighbors_algorithm, seed)
-        graph = prune_shared_neighbors(fuzzy_neighbor_graph(idx, dist), idx, self.min_shared_neighbors)
+        graph = prune_shared_neighbors(
+            fuzzy_neighbor_graph(idx, dist), idx, self.min_shared_neighbors
+        )
+        noise_scale = 0.0
+        if self.noise:
+            spacing = float(np.median(dist.mean(axis=1))) if dist.size else 0.0
+            noise_scale = self.noise * spacing / np.sqrt(X.shape[1])
         if self.loss == "umap":
             a, b = fit_ab(self.min_dist)
         else:
@@ -463,7 +476,7 @@ class NeighborEmbedding(
             b=b,
             negative_sample_rate=self.negative_sample_rate,
             reconstruction_weight=self.reconstruction_weight,
-            noise=self.noise,
+            noise=noise_scale,
             generator=generator,
         )
         trainer = Trainer(
@@ -486,6 +499,7 @@ class NeighborEmbedding(
         self.device_ = str(device)
         self.a_, self.b_ = a, b
         self.n_edges_ = int(len(graph.data))
+        self.noise_scale_ = noise_scale
         self.loss_curve_ = history.loss
         self.n_iter_ = history.n_iter
         self.embedding_ = infer(module, X, _encode, self.n_threads)

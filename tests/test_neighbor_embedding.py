@@ -179,6 +179,10 @@ def test_noise_trains_on_perturbed_inputs_only():
     Z = ne.embedding_
     assert KNeighborsClassifier(5).fit(Z, y).score(Z, y) > 0.95
     np.testing.assert_array_equal(small(noise=0.3, max_iter=20).fit_transform(X), Z)
+    # the noise follows the data's scale
+    scaled = small(noise=0.3, max_iter=1).fit(10 * X)
+    assert scaled.noise_scale_ == pytest.approx(10 * ne.noise_scale_)
+    assert small(max_iter=1).fit(X).noise_scale_ == 0.0
 
 
 def test_nndescent_missing_names_the_extra(monkeypatch):
