@@ -82,7 +82,7 @@ def estimate_cluster_seconds(clusterer, n_rows, n_cols):
         return estimate_fit_seconds(chains, n_rows, ae.max_iter + clusterer.max_iter)
     embedding = clusterer.embedding
     if isinstance(embedding, str):
-        embedding = default_clustering_embedding(n_rows)
+        embedding = default_clustering_embedding()
     chain = [[n_cols, *embedding.hidden_layer_sizes, embedding.n_components]]
     n_edges = 1.5 * n_rows * embedding.n_neighbors  # the fuzzy union's typical size
     epochs = embedding._epochs(int(n_edges))

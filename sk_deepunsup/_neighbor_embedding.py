@@ -49,9 +49,11 @@ from ._nn import (
 NNDESCENT_THRESHOLD = 30_000
 
 #: ``max_iter="auto"`` trains for about this many edge samples (clipped to
-#: 10..200 epochs): some 120 epochs on scikit-learn's digits, 15 on 10 000
-#: Fashion-MNIST images.
-EDGE_SAMPLES = 3_000_000
+#: 10..200 epochs): 200 epochs on scikit-learn's digits, about 30 on 10 000
+#: Fashion-MNIST images. Twice the former 3 million: on digits the 2-D map's
+#: trustworthiness rose (0.983 -> 0.986 with noise and 60 negatives) and the
+#: clusterer's k-means in the embedding from ACC 0.922 to 0.930.
+EDGE_SAMPLES = 6_000_000
 
 
 # -- the neighbour graph (scikit-learn / pynndescent, numpy) ---------------------------
@@ -226,9 +228,11 @@ class NeighborEmbedding(
         nearest neighbours, each with itself), as shared-nearest-neighbour
         clustering does: such edges mostly bridge two groups. Every point
         keeps its strongest edge. 0 keeps the whole graph.
-    negative_sample_rate : int, default=10
-        Negative pairs per edge.
-    noise : float >= 0, default=0.0
+    negative_sample_rate : int, default=60
+        Negative pairs per edge (drawn from the batch, so more of them cost
+        little). On digits, 60 rather than 10 raised the map's
+        trustworthiness from 0.982 to 0.984.
+    noise : float >= 0, default=0.85
         Gaussian noise added to the inputs while training, relative to the
         data's scale: the noise vector's expected length is ``noise`` times
         the typical distance between neighbours (the median over samples of
@@ -236,7 +240,10 @@ class NeighborEmbedding(
         evenly over the features. The network then learns to map each
         training point's surroundings, not the point alone, to its place,
         so ``transform`` places new samples more faithfully. The scale
-        actually used is ``noise_scale_``.
+        actually used is ``noise_scale_``. On digits, 0.85 raised held-out
+        samples' trustworthiness from 0.945 to 0.984 of the training
+        samples' (0.85 is a standard deviation of 0.15 per feature there).
+        0 trains on the clean points.
     hidden_layer_sizes : array-like of int, default=(128, 128)
         Hidden widths of the default MLP.
     activation : str, default="relu"
@@ -263,8 +270,8 @@ class NeighborEmbedding(
         L2 penalty on the weights.
     max_iter : int or "auto", default="auto"
         Epochs, each a pass over every edge of the graph. ``"auto"`` trains
-        on about three million edge samples (10 to 200 epochs): some 120
-        epochs on scikit-learn's digits, 15 on 10 000 Fashion-MNIST images.
+        on about six million edge samples (10 to 200 epochs): 200 epochs on
+        scikit-learn's digits, about 30 on 10 000 Fashion-MNIST images.
     tol : float >= 0, default=1e-4
         With ``n_iter_no_change``, the smallest decrease of the epoch loss
         that counts as an improvement.
@@ -356,8 +363,8 @@ class NeighborEmbedding(
         loss="infonce",
         min_dist=0.1,
         min_shared_neighbors=0.0,
-        negative_sample_rate=10,
-        noise=0.0,
+        negative_sample_rate=60,
+        noise=0.85,
         hidden_layer_sizes=(128, 128),
         activation="relu",
         encoder=None,
@@ -562,39 +569,26 @@ def _encode(module, x):
 # -- the route DeepEmbeddingClusterer takes with embedding="neighbors" -------------------
 
 
-#: The clusterer's default neighbour embedding trains on about this many edge
-#: samples (twice a map's :data:`EDGE_SAMPLES`): 200 epochs on digits, about
-#: 50 on 10 000 Fashion-MNIST images. On digits (seeds 0-3) k-means in the
-#: embedding reached ACC 0.930 / NMI 0.906 with it, 0.922 / 0.898 with 3 million.
-CLUSTERING_EDGE_SAMPLES = 6_000_000
-
-#: Edges per sample in a pruned 10-neighbour graph (the fuzzy union holds
-#: about 1.4 k per sample, pruning drops about a tenth; 12.2 on digits).
-_EDGES_PER_SAMPLE = 12
-
-
-def default_clustering_embedding(n_samples=None) -> NeighborEmbedding:
+def default_clustering_embedding() -> NeighborEmbedding:
     """The neighbour embedding a clusterer pretrains when ``embedding="neighbors"``.
 
     UMAP's loss with ``min_dist=0`` packs each cluster tightly (the
     contrastive ``"infonce"`` loss draws better maps but split digits'
     clusters worse); 10 dimensions, as N2D. Edges whose ends share under
     15% of their neighbourhoods are pruned (``min_shared_neighbors=0.15``):
-    they mostly bridge two clusters. Given ``n_samples``, ``max_iter`` is
-    set to train on about :data:`CLUSTERING_EDGE_SAMPLES` edge samples
-    (10 to 200 epochs); without it, ``"auto"``.
+    they mostly bridge two clusters (on digits, seeds 0-3, k-means in the
+    embedding reached ACC 0.930 / NMI 0.906 with pruning, 0.907 / 0.896
+    without). Ten negatives and no input noise: the map defaults (60
+    negatives, noise) were chosen for maps and not measured for clustering.
     """
-    max_iter = "auto"
-    if n_samples is not None:
-        n_edges = _EDGES_PER_SAMPLE * max(n_samples, 1)
-        max_iter = int(np.clip(round(CLUSTERING_EDGE_SAMPLES / n_edges), 10, 200))
     return NeighborEmbedding(
         n_components=10,
         n_neighbors=10,
         loss="umap",
         min_dist=0.0,
         min_shared_neighbors=0.15,
-        max_iter=max_iter,
+        negative_sample_rate=10,
+        noise=0.0,
     )
 
 
@@ -624,7 +618,7 @@ def pretrain_neighbor_embedding(owner, X, seed: int, fit=None):
                 f"expects {given.n_features_in_}."
             )
         return copy.deepcopy(given)
-    est = clone(default_clustering_embedding(X.shape[0]) if isinstance(given, str) else given)
+    est = clone(default_clustering_embedding() if isinstance(given, str) else given)
     overrides = {"device": owner.device, "verbose": owner.verbose, "n_threads": owner.n_threads}
     if est.random_state is None:
         overrides["random_state"] = seed
