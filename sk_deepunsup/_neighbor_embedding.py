@@ -578,12 +578,15 @@ def default_clustering_embedding() -> NeighborEmbedding:
     15% of their neighbourhoods are pruned (``min_shared_neighbors=0.15``):
     they mostly bridge two clusters (on digits, seeds 0-3, k-means in the
     embedding reached ACC 0.930 / NMI 0.906 with pruning, 0.907 / 0.896
-    without). Ten negatives and no input noise: the map defaults (60
+    without). 15 neighbours (UMAP's default) rather than 10: equal on digits
+    (ACC / NMI 0.926 / 0.904 vs 0.924 / 0.901, seeds 0-2), better on wine
+    (0.955 / 0.858 vs 0.925 / 0.771) and iris (0.900 / 0.778 vs
+    0.889 / 0.747). Ten negatives and no input noise: the map defaults (60
     negatives, noise) were chosen for maps and not measured for clustering.
     """
     return NeighborEmbedding(
         n_components=10,
-        n_neighbors=10,
+        n_neighbors=15,
         loss="umap",
         min_dist=0.0,
         min_shared_neighbors=0.15,
