@@ -70,7 +70,7 @@ def make_clusterer(n_clusters, seed, verbose, **options):
 def estimate_cluster_seconds(clusterer, n_rows, n_cols):
     """Rough seconds of ``clusterer.fit`` on an ``n_rows x n_cols`` table.
 
-    On the neighbour route: the embedding's training (about 3 million edges,
+    On the neighbour route: the embedding's training (about 6 million edges,
     both ends embedded, at least 10 epochs of the graph) plus the
     refinement's epochs through the same encoder. On the autoencoder route:
     pretraining and refinement epochs through the autoencoder.

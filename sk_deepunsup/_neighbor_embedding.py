@@ -49,9 +49,11 @@ from ._nn import (
 NNDESCENT_THRESHOLD = 30_000
 
 #: ``max_iter="auto"`` trains for about this many edge samples (clipped to
-#: 10..200 epochs): some 120 epochs on scikit-learn's digits, 15 on 10 000
-#: Fashion-MNIST images.
-EDGE_SAMPLES = 3_000_000
+#: 10..200 epochs): 200 epochs on scikit-learn's digits, about 30 on 10 000
+#: Fashion-MNIST images. Twice the former 3 million: on digits the 2-D map's
+#: trustworthiness rose (0.983 -> 0.986 with noise and 60 negatives) and the
+#: clusterer's k-means in the embedding from ACC 0.922 to 0.930.
+EDGE_SAMPLES = 6_000_000
 
 
 # -- the neighbour graph (scikit-learn / pynndescent, numpy) ---------------------------
@@ -133,6 +135,43 @@ def fuzzy_neighbor_graph(idx, dist, n_iter=64):
     return sp.coo_matrix((W.data[keep], (W.row[keep], W.col[keep])), shape=(n, n))
 
 
+def prune_shared_neighbors(graph, idx, threshold):
+    """Drop the edges of ``graph`` whose ends share few nearest neighbours.
+
+    The similarity of an edge ``(i, j)`` is the Jaccard index of the two
+    points' neighbourhoods (each point with its ``k`` neighbours of ``idx``):
+    ``|N(i) & N(j)| / |N(i) | N(j)|``, as in shared-nearest-neighbour
+    clustering (PhenoGraph). Edges inside a dense group share most of their
+    neighbours; edges that bridge two groups share few, and those below
+    ``threshold`` are removed (the kept edges keep their fuzzy weights). A
+    point never loses all its edges: its strongest edge is always kept.
+    """
+    if threshold <= 0:
+        return graph
+    n, k = idx.shape
+    hood = np.concatenate([np.arange(n)[:, None], idx], axis=1)
+    members = sp.coo_matrix(
+        (np.ones(hood.size), (np.repeat(np.arange(n), k + 1), hood.ravel())), shape=(n, n)
+    ).tocsr()
+    members.data[:] = 1.0  # a duplicate neighbour counts once
+    row, col = graph.row, graph.col
+    shared = np.asarray(members[row].multiply(members[col]).sum(axis=1)).ravel()
+    size = np.asarray(members.sum(axis=1)).ravel()
+    jaccard = shared / (size[row] + size[col] - shared)
+    keep = jaccard >= threshold
+    # each row's strongest edge survives, so no point is left without neighbours
+    order = np.lexsort((-graph.data, row))
+    first = order[np.r_[True, row[order][1:] != row[order][:-1]]]
+    keep[first] = True
+    # keep the graph symmetric: an edge stays when either direction is kept
+    kept = sp.coo_matrix((keep.astype(np.float64), (row, col)), shape=graph.shape).tocsr()
+    kept = kept.maximum(kept.T).tocoo()
+    weights = sp.csr_matrix(graph)
+    data = np.asarray(weights[kept.row, kept.col]).ravel()
+    on = kept.data > 0
+    return sp.coo_matrix((data[on], (kept.row[on], kept.col[on])), shape=graph.shape)
+
+
 def fit_ab(min_dist, spread=1.0):
     """``a, b`` such that ``1 / (1 + a d^(2b))`` follows UMAP's ``min_dist`` curve.
 
@@ -183,8 +222,32 @@ class NeighborEmbedding(
         sampling and the kernel ``1 / (1 + a d^(2b))`` set by ``min_dist``.
     min_dist : float >= 0, default=0.1
         How tightly ``loss="umap"`` may pack neighbours (UMAP's parameter).
-    negative_sample_rate : int, default=10
-        Negative pairs per edge.
+    min_shared_neighbors : float in [0, 1), default=0.0
+        Drop the graph's edges whose two ends share less than this share of
+        their neighbourhoods (Jaccard index of the two points' ``n_neighbors``
+        nearest neighbours, each with itself), as shared-nearest-neighbour
+        clustering does: such edges mostly bridge two groups. Every point
+        keeps its strongest edge. 0 keeps the whole graph.
+    negative_sample_rate : int, default=60
+        Negative pairs per edge (drawn from the batch, so more of them cost
+        little). On digits, 60 rather than 10 raised the map's
+        trustworthiness from 0.982 to 0.984 with ``loss="infonce"``; with
+        ``loss="umap"`` it over-repels (trust 0.951 against 0.966 with 10
+        negatives and no noise): pass ``negative_sample_rate=10, noise=0``
+        with that loss.
+    noise : float >= 0, default=1.0
+        Gaussian noise added to the inputs while training, relative to the
+        data's scale: the noise vector's expected length is ``noise`` times
+        the typical distance between neighbours (the median over samples of
+        the mean distance to their ``n_neighbors`` neighbours), spread
+        evenly over the features. The network then learns to map each
+        training point's surroundings, not the point alone, to its place,
+        so ``transform`` places new samples more faithfully. The scale
+        actually used is ``noise_scale_``. On digits (seeds 0-2), 1.0 kept
+        held-out samples' trustworthiness at 0.984 of the training samples'
+        (0.96 without noise; 0.980 with 0.85, at 0.002 more training
+        trustworthiness); 1.0 is a standard deviation of about 0.175 per
+        min-max scaled pixel there. 0 trains on the clean points.
     hidden_layer_sizes : array-like of int, default=(128, 128)
         Hidden widths of the default MLP.
     activation : str, default="relu"
@@ -211,8 +274,8 @@ class NeighborEmbedding(
         L2 penalty on the weights.
     max_iter : int or "auto", default="auto"
         Epochs, each a pass over every edge of the graph. ``"auto"`` trains
-        on about three million edge samples (10 to 200 epochs): some 120
-        epochs on scikit-learn's digits, 15 on 10 000 Fashion-MNIST images.
+        on about six million edge samples (10 to 200 epochs): 200 epochs on
+        scikit-learn's digits, about 30 on 10 000 Fashion-MNIST images.
     tol : float >= 0, default=1e-4
         With ``n_iter_no_change``, the smallest decrease of the epoch loss
         that counts as an improvement.
@@ -238,6 +301,9 @@ class NeighborEmbedding(
         The training data's embedding.
     n_edges_ : int
         Directed edges in the neighbour graph.
+    noise_scale_ : float
+        Standard deviation of the training noise per feature (0 without
+        ``noise``).
     a_, b_ : float
         The kernel's parameters (from ``min_dist``; 1 for ``"infonce"``).
     loss_curve_ : list of float
@@ -278,7 +344,9 @@ class NeighborEmbedding(
         "metric": [str],
         "loss": [StrOptions(set(NEIGHBOR_LOSSES))],
         "min_dist": [Interval(Real, 0, None, closed="left")],
+        "min_shared_neighbors": [Interval(Real, 0, 1, closed="left")],
         "negative_sample_rate": [Interval(Integral, 1, None, closed="left")],
+        "noise": [Interval(Real, 0, None, closed="left")],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "encoder": [None, nn.Module],
@@ -298,7 +366,9 @@ class NeighborEmbedding(
         metric="euclidean",
         loss="infonce",
         min_dist=0.1,
-        negative_sample_rate=10,
+        min_shared_neighbors=0.0,
+        negative_sample_rate=60,
+        noise=1.0,
         hidden_layer_sizes=(128, 128),
         activation="relu",
         encoder=None,
@@ -320,7 +390,9 @@ class NeighborEmbedding(
         self.metric = metric
         self.loss = loss
         self.min_dist = min_dist
+        self.min_shared_neighbors = min_shared_neighbors
         self.negative_sample_rate = negative_sample_rate
+        self.noise = noise
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.encoder = encoder
@@ -387,7 +459,13 @@ class NeighborEmbedding(
         # the graph search needs the rows in memory (sparse rows stay sparse)
         graph_X = X if sp.issparse(X) else as_dense(X)
         idx, dist = nearest_neighbors(graph_X, k, self.metric, self.neighbors_algorithm, seed)
-        graph = fuzzy_neighbor_graph(idx, dist)
+        graph = prune_shared_neighbors(
+            fuzzy_neighbor_graph(idx, dist), idx, self.min_shared_neighbors
+        )
+        noise_scale = 0.0
+        if self.noise:
+            spacing = float(np.median(dist.mean(axis=1))) if dist.size else 0.0
+            noise_scale = self.noise * spacing / np.sqrt(X.shape[1])
         if self.loss == "umap":
             a, b = fit_ab(self.min_dist)
         else:
@@ -409,6 +487,7 @@ class NeighborEmbedding(
             b=b,
             negative_sample_rate=self.negative_sample_rate,
             reconstruction_weight=self.reconstruction_weight,
+            noise=noise_scale,
             generator=generator,
         )
         trainer = Trainer(
@@ -431,6 +510,7 @@ class NeighborEmbedding(
         self.device_ = str(device)
         self.a_, self.b_ = a, b
         self.n_edges_ = int(len(graph.data))
+        self.noise_scale_ = noise_scale
         self.loss_curve_ = history.loss
         self.n_iter_ = history.n_iter
         self.embedding_ = infer(module, X, _encode, self.n_threads)
@@ -498,13 +578,24 @@ def default_clustering_embedding() -> NeighborEmbedding:
 
     UMAP's loss with ``min_dist=0`` packs each cluster tightly (the
     contrastive ``"infonce"`` loss draws better maps but split digits'
-    clusters worse); 10 dimensions, as N2D.
+    clusters worse); 10 dimensions, as N2D. Edges whose ends share under
+    15% of their neighbourhoods are pruned (``min_shared_neighbors=0.15``):
+    they mostly bridge two clusters (on digits, seeds 0-3, k-means in the
+    embedding reached ACC 0.930 / NMI 0.906 with pruning, 0.907 / 0.896
+    without). 15 neighbours (UMAP's default) rather than 10: equal on digits
+    (ACC / NMI 0.926 / 0.904 vs 0.924 / 0.901, seeds 0-2), better on wine
+    (0.955 / 0.858 vs 0.925 / 0.771) and iris (0.900 / 0.778 vs
+    0.889 / 0.747). Ten negatives and no input noise: the map defaults (60
+    negatives, noise) were chosen for maps and not measured for clustering.
     """
     return NeighborEmbedding(
         n_components=10,
-        n_neighbors=10,
+        n_neighbors=15,
         loss="umap",
         min_dist=0.0,
+        min_shared_neighbors=0.15,
+        negative_sample_rate=10,
+        noise=0.0,
     )
 
 

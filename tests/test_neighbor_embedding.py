@@ -19,6 +19,7 @@ from sk_deepunsup._neighbor_embedding import (
     fit_ab,
     fuzzy_neighbor_graph,
     nearest_neighbors,
+    prune_shared_neighbors,
 )
 from sk_deepunsup._nn.neighbors import (
     Embedder,
@@ -123,6 +124,10 @@ def test_bad_parameters_are_refused():
         small(loss="tsne").fit(X)
     with pytest.raises(InvalidParameterError, match="max_iter"):
         small(max_iter="forever").fit(X)
+    with pytest.raises(InvalidParameterError, match="min_shared_neighbors"):
+        small(min_shared_neighbors=1.0).fit(X)
+    with pytest.raises(InvalidParameterError, match="noise"):
+        small(noise=-0.1).fit(X)
     with pytest.raises(ValueError, match="hidden_layer_sizes must be positive integers"):
         small(hidden_layer_sizes=(4.5,)).fit(X)
 
@@ -142,6 +147,42 @@ def test_fuzzy_graph_is_symmetric_with_calibrated_rows(digits):
     row = W[0, idx[0]].toarray().ravel()
     assert row.max() == pytest.approx(1.0)  # the nearest neighbour (d == rho)
     assert dist[0].min() == pytest.approx(rho)
+
+
+def test_shared_neighbor_pruning_cuts_bridges_between_groups():
+    # two tight groups and a thin chain of points joining them
+    rng = np.random.RandomState(0)
+    left = rng.normal(0.0, 0.3, size=(60, 2))
+    right = rng.normal(0.0, 0.3, size=(60, 2)) + [6.0, 0.0]
+    chain = np.c_[np.linspace(1.0, 5.0, 9), np.zeros(9)]
+    X = np.vstack([left, right, chain])
+    group = np.r_[np.zeros(60), np.ones(60), np.full(9, 2)]
+    idx, dist = nearest_neighbors(X, 8)
+    W = fuzzy_neighbor_graph(idx, dist)
+    assert prune_shared_neighbors(W, idx, 0.0) is W
+    P = prune_shared_neighbors(W, idx, 0.3)
+    assert abs(P - P.T).max() < 1e-12
+    assert np.all(np.diff(P.tocsr().indptr) > 0)  # every point keeps an edge
+    # kept edges keep their weights; edges between a group and the chain go first
+    np.testing.assert_allclose(np.asarray(W.tocsr()[P.row, P.col]).ravel(), P.data)
+
+    bridge_W = np.sum(group[W.row] != group[W.col])
+    bridge_P = np.sum(group[P.row] != group[P.col])
+    assert bridge_P / bridge_W < 0.5 * (P.nnz - bridge_P) / (W.nnz - bridge_W)
+
+
+def test_noise_trains_on_perturbed_inputs_only():
+    X, y = make_blobs(200, centers=3, n_features=5, random_state=0)
+    ne = small(noise=0.3, max_iter=20).fit(X)
+    assert not np.allclose(ne.embedding_, small(max_iter=20).fit_transform(X))
+    np.testing.assert_array_equal(ne.transform(X), ne.embedding_)  # none at inference
+    Z = ne.embedding_
+    assert KNeighborsClassifier(5).fit(Z, y).score(Z, y) > 0.95
+    np.testing.assert_array_equal(small(noise=0.3, max_iter=20).fit_transform(X), Z)
+    # the noise follows the data's scale
+    scaled = small(noise=0.3, max_iter=1).fit(10 * X)
+    assert scaled.noise_scale_ == pytest.approx(10 * ne.noise_scale_)
+    assert small(noise=0.0, max_iter=1).fit(X).noise_scale_ == 0.0
 
 
 def test_nndescent_missing_names_the_extra(monkeypatch):

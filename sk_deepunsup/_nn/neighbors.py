@@ -119,6 +119,7 @@ def neighbor_embedding_objective(
     negative_sample_rate: int = 5,
     reconstruction_weight: float = 0.0,
     reconstruction: str = "mse",
+    noise: float = 0.0,
     generator: torch.Generator | None = None,
 ):
     """Training loss of a neighbour embedding, for :class:`~.training.Trainer`.
@@ -127,7 +128,11 @@ def neighbor_embedding_objective(
     tensor, or a batch source from :mod:`.data`, e.g. sparse rows densified
     per batch) and the edge's membership strength. ``module`` is an :class:`Embedder`; with
     ``reconstruction_weight > 0`` its decoder's reconstruction error of the
-    batch's points (as in parametric UMAP) is added.
+    batch's points (as in parametric UMAP) is added. ``noise > 0`` embeds
+    the points with Gaussian noise of that standard deviation added (in
+    training mode): the network then maps a neighbourhood of each training
+    point, not the point alone, to its place, and places new samples more
+    faithfully. A reconstruction term reconstructs the clean points.
     """
     if loss not in NEIGHBOR_LOSSES:
         raise ValueError(f"unknown neighbour loss {loss!r}; use one of {NEIGHBOR_LOSSES}")
@@ -136,7 +141,12 @@ def neighbor_embedding_objective(
 
     def objective(module, head, tail, weight):
         x = rows(torch.cat([head, tail]))
-        z = module.encoder(x)
+        inp = x
+        if noise and module.training:
+            inp = x + noise * torch.randn(
+                x.shape, generator=generator, device=x.device, dtype=x.dtype
+            )
+        z = module.encoder(inp)
         z_head, z_tail = z.split(head.shape[0])
         if loss == "umap":
             z_neg = negative_pairs(z_head, z_tail, negative_sample_rate, generator)
