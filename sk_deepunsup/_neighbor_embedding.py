@@ -435,6 +435,12 @@ class NeighborEmbedding(
             )
         return Embedder(encoder, decoder)
 
+    def _rebuild_module(self, name: str):
+        """An untrained network of the fitted shape, for :func:`sk_deepunsup.load` and unpickling."""
+        if name == "module_":
+            return self._build_module(self.n_features_in_, make_generator(0))
+        return None
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Build X's neighbour graph and train the network on it.

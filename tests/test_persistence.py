@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from joblib import Memory
-from sklearn.datasets import load_wine
+from sklearn.datasets import load_digits, load_wine
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -18,6 +18,7 @@ from sk_deepunsup import (
     AutoencoderOutlierDetector,
     DeepAutoencoder,
     DeepEmbeddingClusterer,
+    NeighborEmbedding,
     VariationalAutoencoder,
     load,
     save,
@@ -37,6 +38,10 @@ ESTIMATORS = {
     "vae": lambda: VariationalAutoencoder(hidden_layer_sizes=(8,), max_iter=4, random_state=0),
     "dec": lambda: DeepEmbeddingClusterer(3, autoencoder=small_ae(), n_init=2, max_iter=3,
                                           random_state=0),
+    "dec_neighbors": lambda: DeepEmbeddingClusterer(
+        3, embedding=NeighborEmbedding(n_components=2, hidden_layer_sizes=(8,), max_iter=2),
+        n_init=2, max_iter=3, random_state=0,
+    ),
     "detector": lambda: AutoencoderOutlierDetector(
         VariationalAutoencoder(hidden_layer_sizes=(8,), max_iter=4), random_state=0
     ),
@@ -87,6 +92,22 @@ def test_round_trip_gives_identical_outputs(name, X, tmp_path, no_unpickling):
     assert len(before) >= 2
     for method in before:
         np.testing.assert_array_equal(after[method], before[method], err_msg=method)
+
+
+def test_neighbor_embedding_and_image_clusterer_round_trip(X, tmp_path, no_unpickling):
+    ne = NeighborEmbedding(n_components=2, hidden_layer_sizes=(8,), max_iter=2, random_state=0)
+    images = load_digits().data[:200] / 16.0
+    n2d = DeepEmbeddingClusterer(  # the N2D route: a neighbour embedding of a conv code
+        4, autoencoder=DeepAutoencoder(n_components=4, image_shape=(8, 8), max_iter=2),
+        max_iter=2, random_state=0,
+    )
+    for est, data in ((ne, X), (n2d, images)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(data)
+        save(est, tmp_path / "model.skdu")
+        again = load(tmp_path / "model.skdu")
+        np.testing.assert_array_equal(again.transform(data), est.transform(data))
 
 
 def test_pipeline_round_trip(X, tmp_path):
