@@ -193,7 +193,7 @@ def image_clusterers(X, y, image_shape, args, pretrain_epochs=None, refine_epoch
 def clustering(X, y, args):
     keep = np.random.RandomState(0).choice(70000, 10000)
     Xs, ys = X[keep], y[keep]
-    print(f"\n== clustering: Fashion-MNIST subset of 10 000 (MEASUREMENTS.md protocol)")
+    print("\n== clustering: Fashion-MNIST subset of 10 000 (MEASUREMENTS.md protocol)")
     labels, s = timed(lambda: KMeans(10, n_init=10, random_state=0).fit_predict(Xs))
     score("k-means on pixels", labels, ys, s)
     if "umap" not in args.skip:

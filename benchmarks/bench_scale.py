@@ -33,7 +33,7 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from sk_deepunsup import DeepEmbeddingClusterer  # noqa: E402
-from sk_deepunsup._neighbor_embedding import nearest_neighbors  # noqa: E402
+from sk_deepunsup._neighbor_graph import nearest_neighbors  # noqa: E402
 
 
 def main():

@@ -14,7 +14,6 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
-from sklearn.neighbors import NearestNeighbors
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
@@ -31,6 +30,12 @@ from ._base import (
     validate_input,
     warn_not_converged,
 )
+from ._neighbor_graph import (
+    fit_ab,
+    fuzzy_neighbor_graph,
+    nearest_neighbors,
+    prune_shared_neighbors,
+)
 from ._nn import (
     ACTIVATIONS,
     MLP,
@@ -40,154 +45,12 @@ from ._nn import (
     neighbor_embedding_objective,
 )
 
-#: Above this many samples, ``neighbors_algorithm="auto"`` uses pynndescent
-#: (when installed) instead of scikit-learn's exact search. Measured on
-#: Fashion-MNIST (784 features, 15 neighbours, 1 thread, CPU seconds): exact
-#: 1.2 s at 5 000 rows and 18 s at 20 000 (it grows as n^2); pynndescent 0.3 s
-#: and 1.5 s with a 0.998 recall, but its first call in a process compiles
-#: for about 45 s. Exact search is cheaper up to about 30 000 rows.
-NNDESCENT_THRESHOLD = 30_000
-
 #: ``max_iter="auto"`` trains for about this many edge samples (clipped to
 #: 10..200 epochs): 200 epochs on scikit-learn's digits, about 30 on 10 000
 #: Fashion-MNIST images. Twice the former 3 million: on digits the 2-D map's
 #: trustworthiness rose (0.983 -> 0.986 with noise and 60 negatives) and the
 #: clusterer's k-means in the embedding from ACC 0.922 to 0.930.
 EDGE_SAMPLES = 6_000_000
-
-
-# -- the neighbour graph (scikit-learn / pynndescent, numpy) ---------------------------
-
-
-def nearest_neighbors(X, n_neighbors, metric="euclidean", algorithm="auto", random_state=None):
-    """Indices and distances of each row's ``n_neighbors`` nearest other rows.
-
-    ``algorithm``: ``"exact"`` (scikit-learn's ``NearestNeighbors``),
-    ``"nndescent"`` (pynndescent's approximate search) or ``"auto"``
-    (nndescent above :data:`NNDESCENT_THRESHOLD` samples when pynndescent is
-    installed, else exact).
-    """
-    n = X.shape[0]
-    if algorithm == "auto":
-        algorithm = "exact"
-        if n > NNDESCENT_THRESHOLD:
-            try:
-                import pynndescent  # noqa: F401
-
-                algorithm = "nndescent"
-            except ImportError:
-                pass
-    if algorithm == "nndescent":
-        try:
-            from pynndescent import NNDescent
-        except ImportError:
-            raise ImportError(
-                "neighbors_algorithm='nndescent' needs pynndescent: "
-                "pip install 'sk-deepunsup[nndescent]' (or pip install pynndescent), "
-                "or use neighbors_algorithm='exact'."
-            ) from None
-        seed = None if random_state is None else int(random_state)
-        index = NNDescent(X, n_neighbors=n_neighbors + 1, metric=metric, random_state=seed)
-        idx, dist = index.neighbor_graph
-        # Drop each row's own entry (usually the first column).
-        own = idx == np.arange(n)[:, None]
-        keep = ~own
-        keep[own.sum(axis=1) == 0, -1] = False
-        idx = idx[keep].reshape(n, n_neighbors)
-        dist = dist[keep].reshape(n, n_neighbors)
-        return idx, dist.astype(np.float64)
-    nn_ = NearestNeighbors(n_neighbors=n_neighbors, metric=metric).fit(X)
-    dist, idx = nn_.kneighbors()  # excludes each row itself
-    return idx, dist
-
-
-def fuzzy_neighbor_graph(idx, dist, n_iter=64):
-    """UMAP's fuzzy simplicial set of a kNN graph, as a symmetric sparse matrix.
-
-    Each row's edges get weights ``exp(-(d - rho) / sigma)``, where ``rho`` is
-    the distance to its nearest (distinct) neighbour and ``sigma`` is chosen by
-    bisection so that the weights sum to ``log2(k)``; the directed weights
-    ``A`` are then symmetrised by the fuzzy union ``A + A.T - A * A.T``.
-    """
-    n, k = idx.shape
-    positive = np.where(dist > 0, dist, np.inf)
-    rho = np.min(positive, axis=1)
-    rho[~np.isfinite(rho)] = 0.0
-    excess = np.maximum(dist - rho[:, None], 0.0)
-    target = np.log2(k)
-    lo = np.zeros(n)
-    hi = np.full(n, np.inf)
-    sigma = np.ones(n)
-    for _ in range(n_iter):
-        total = np.exp(-excess / sigma[:, None]).sum(axis=1)
-        too_big = total > target
-        hi = np.where(too_big, sigma, hi)
-        lo = np.where(too_big, lo, sigma)
-        sigma = np.where(np.isfinite(hi), (lo + hi) / 2.0, sigma * 2.0)
-    # A floor keeps rows of (near-)duplicates from getting zero-width kernels.
-    mean_dist = dist.mean()
-    sigma = np.maximum(sigma, 1e-3 * (mean_dist if mean_dist > 0 else 1.0))
-    weights = np.exp(-excess / sigma[:, None])
-    A = sp.csr_matrix((weights.ravel(), (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, n))
-    W = A + A.T - A.multiply(A.T)
-    W = W.tocoo()
-    keep = (W.data > 1e-3) & (W.row != W.col)
-    return sp.coo_matrix((W.data[keep], (W.row[keep], W.col[keep])), shape=(n, n))
-
-
-def prune_shared_neighbors(graph, idx, threshold):
-    """Drop the edges of ``graph`` whose ends share few nearest neighbours.
-
-    The similarity of an edge ``(i, j)`` is the Jaccard index of the two
-    points' neighbourhoods (each point with its ``k`` neighbours of ``idx``):
-    ``|N(i) & N(j)| / |N(i) | N(j)|``, as in shared-nearest-neighbour
-    clustering (PhenoGraph). Edges inside a dense group share most of their
-    neighbours; edges that bridge two groups share few, and those below
-    ``threshold`` are removed (the kept edges keep their fuzzy weights). A
-    point never loses all its edges: its strongest edge is always kept.
-    """
-    if threshold <= 0:
-        return graph
-    n, k = idx.shape
-    hood = np.concatenate([np.arange(n)[:, None], idx], axis=1)
-    members = sp.coo_matrix(
-        (np.ones(hood.size), (np.repeat(np.arange(n), k + 1), hood.ravel())), shape=(n, n)
-    ).tocsr()
-    members.data[:] = 1.0  # a duplicate neighbour counts once
-    row, col = graph.row, graph.col
-    shared = np.asarray(members[row].multiply(members[col]).sum(axis=1)).ravel()
-    size = np.asarray(members.sum(axis=1)).ravel()
-    jaccard = shared / (size[row] + size[col] - shared)
-    keep = jaccard >= threshold
-    # each row's strongest edge survives, so no point is left without neighbours
-    order = np.lexsort((-graph.data, row))
-    first = order[np.r_[True, row[order][1:] != row[order][:-1]]]
-    keep[first] = True
-    # keep the graph symmetric: an edge stays when either direction is kept
-    kept = sp.coo_matrix((keep.astype(np.float64), (row, col)), shape=graph.shape).tocsr()
-    kept = kept.maximum(kept.T).tocoo()
-    weights = sp.csr_matrix(graph)
-    data = np.asarray(weights[kept.row, kept.col]).ravel()
-    on = kept.data > 0
-    return sp.coo_matrix((data[on], (kept.row[on], kept.col[on])), shape=graph.shape)
-
-
-def fit_ab(min_dist, spread=1.0):
-    """``a, b`` such that ``1 / (1 + a d^(2b))`` follows UMAP's ``min_dist`` curve.
-
-    The target is 1 below ``min_dist`` and ``exp(-(d - min_dist) / spread)``
-    beyond it, fitted by least squares on ``[0, 3 * spread]``.
-    """
-    from scipy.optimize import curve_fit
-
-    d = np.linspace(0, 3 * spread, 300)
-    target = np.where(d < min_dist, 1.0, np.exp(-(d - min_dist) / spread))
-
-    def curve(x, a, b):
-        return 1.0 / (1.0 + a * x ** (2 * b))
-
-    (a, b), _ = curve_fit(curve, d, target, p0=(1.5, 0.9), maxfev=5000)
-    return float(a), float(b)
 
 
 class NeighborEmbedding(

@@ -15,7 +15,7 @@ from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sk_deepunsup import DeepAutoencoder, DeepEmbeddingClusterer, NeighborEmbedding
-from sk_deepunsup._neighbor_embedding import (
+from sk_deepunsup._neighbor_graph import (
     fit_ab,
     fuzzy_neighbor_graph,
     nearest_neighbors,
