@@ -20,8 +20,8 @@ The example prints:
 * why the strangest image was flagged: ``feature_contributions`` splits its
   score over the 64 pixels, drawn as a map beside the image.
 
-Runtime: about 10-15 seconds on 2 CPU cores (13 s measured with other
-programs keeping the cores busy, load average 4).
+Runtime: about 5-15 seconds on 2 CPU cores (5 s measured with one other
+program running, load average 1.6; 13 s at load average 4).
 
 Run it with::
 

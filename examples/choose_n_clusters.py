@@ -19,8 +19,9 @@ search pretrains once per fold, plus once for the final refit on all the
 data: 4 pretrainings instead of 16. The example runs the search twice, with
 and without ``memory``, and prints both times.
 
-Runtime: about 1-3 minutes on 2 CPU cores (178 s measured with other
-programs keeping the cores busy, load average 4), most of it the search
+Runtime: about 20 seconds to 3 minutes on 2 CPU cores (20 s measured with
+one other program running, load average 1.8; 178 s with other programs
+keeping the cores busy, load average 4), most of it the search
 without ``memory``. The exact times, and so the speed-up, vary from machine to
 machine, and become erratic when other programs keep the CPU busy.
 

@@ -10,7 +10,7 @@ k-means.
 
 Needs the real data sets: ``bash ../shared/datasets/install.sh`` (from the
 project root; see that script). Runtime: about 1 minute on 2 CPU cores
-(48 s measured, load average 1.5).
+(63 s measured, load average 1.7; 48 s earlier at 1.5).
 """
 
 import os

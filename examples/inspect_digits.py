@@ -16,7 +16,8 @@ Displays of ``sk_deepunsup.inspection``:
 Each Display is built with ``from_estimator`` and drawn with matplotlib,
 which the ``plot`` extra installs (``pip install "sk-deepunsup[plot]"``).
 
-Runtime: about 30-60 seconds on 2 CPU cores.
+Runtime: about 15-60 seconds on 2 CPU cores (16 s measured with one other
+program running, load average 1.7).
 
 Run it with::
 

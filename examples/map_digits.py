@@ -11,8 +11,8 @@ The labels are used only to print how well the clusters and the map agree
 with the true digits.
 
 Output: ``map_digits.png`` (or the path given as the first argument).
-Runtime: about a minute on 2 CPU cores (58 s measured with other programs
-running, load average 3).
+Runtime: about 1-2 minutes on 2 CPU cores (77 s measured with one other
+program running, load average 1.8).
 
 Run it with::
 

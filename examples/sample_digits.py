@@ -29,8 +29,8 @@ whatever ``max_iter`` is. We use ``max_iter=400, n_iter_no_change=30``:
 training then runs for about 375 epochs and stops on its own, and the
 samples come out visibly cleaner.
 
-Runtime: about 15-40 seconds on 2 CPU cores (36 s measured with other
-programs keeping the cores busy, load average 4).
+Runtime: about 10-40 seconds on 2 CPU cores (10 s measured with one other
+program running, load average 1.6; 36 s at load average 4).
 
 Run it with::
 
