@@ -19,8 +19,9 @@ The clustering accuracy (ACC) matches each cluster to one digit class so as
 to maximise the number of correctly grouped images; NMI (normalised mutual
 information) needs no matching. Both are 1.0 for a perfect clustering.
 
-Runtime: about 40-80 seconds on 2 CPU cores (39 s measured with one other
-program running, load average 1.1; 76 s earlier at load average 4); less on a GPU, which is
+Runtime: about 40-80 seconds on 2 CPU cores (the clusterer's fit measured
+46-52 s at one thread and load average 1.8; 76 s for the whole example at
+load average 4); less on a GPU, which is
 used when available. Scores can differ slightly between machines and thread
 counts (pass ``n_threads=1`` for bit-identical reruns).
 
