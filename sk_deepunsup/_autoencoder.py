@@ -22,6 +22,7 @@ from ._base import (
     TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
     check_loss_range,
+    hidden_sizes,
     infer,
     is_streamed,
     make_generator,
@@ -39,7 +40,7 @@ from ._nn import (
 from ._images import (
     IMAGE_CONSTRAINTS,
     accelerated,
-    auto_batch_size,
+    CONV_AUTO_BATCH_SIZE,
     auto_hidden_sizes,
     build_network,
     network_signature,
@@ -157,18 +158,12 @@ class AutoencoderBase(
         given = self.hidden_layer_sizes
         if isinstance(given, str) and given == "auto":
             given = auto_hidden_sizes(self)
-        sizes = np.atleast_1d(np.asarray(given)).ravel().tolist()
-        if any(not float(s).is_integer() or s < 1 for s in sizes):
-            raise ValueError(
-                "hidden_layer_sizes must be positive integers, got "
-                f"{self.hidden_layer_sizes!r}."
-            )
-        return [int(s) for s in sizes]
+        return hidden_sizes(given, self.hidden_layer_sizes)
 
-    def _resolve_batch_size(self, n_samples: int) -> int:
-        if isinstance(self.batch_size, str) and self.batch_size == "auto":
-            return auto_batch_size(self, n_samples)
-        return min(self.batch_size, n_samples)
+    def _auto_batch_size(self) -> int:
+        if getattr(self, "image_shape", None) is not None:  # the recommender has none
+            return CONV_AUTO_BATCH_SIZE
+        return super()._auto_batch_size()
 
     def _network_signature(self, n_features: int, hidden: list[int]) -> tuple:
         """The parameters baked into the network ``_build_module`` makes."""

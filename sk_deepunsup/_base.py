@@ -69,6 +69,22 @@ NETWORK_CONSTRAINTS = {
 }
 
 
+#: ``batch_size="auto"``, clipped to the number of samples (images: see _images)
+AUTO_BATCH_SIZE = 256
+
+
+def hidden_sizes(value, given=None) -> list[int]:
+    """``hidden_layer_sizes`` (``value``) as a list of positive ints, or a ValueError.
+
+    ``given`` is what the user passed, for the message (default ``value``).
+    """
+    sizes = np.atleast_1d(np.asarray(value)).ravel().tolist()
+    if any(not float(s).is_integer() or s < 1 for s in sizes):
+        shown = value if given is None else given
+        raise ValueError(f"hidden_layer_sizes must be positive integers, got {shown!r}.")
+    return [int(s) for s in sizes]
+
+
 def resolve_device(device) -> torch.device:
     """Turn the ``device`` parameter into an available ``torch.device``.
 
@@ -445,8 +461,12 @@ class TorchEstimatorMixin(TorchStateMixin):
 
     def _resolve_batch_size(self, n_samples: int) -> int:
         if self.batch_size == "auto":
-            return min(256, n_samples)
+            return min(self._auto_batch_size(), n_samples)
         return min(self.batch_size, n_samples)
+
+    def _auto_batch_size(self) -> int:
+        """What ``batch_size="auto"`` means before clipping to the samples."""
+        return AUTO_BATCH_SIZE
 
 
 def check_loss_range(source: BatchSource, loss: str, streamed: bool) -> None:

@@ -108,12 +108,6 @@ def auto_hidden_sizes(est) -> tuple[int, ...]:
     return AUTO_HIDDEN["conv" if conv else "mlp"]
 
 
-def auto_batch_size(est, n_samples: int) -> int:
-    """What ``batch_size="auto"`` means for ``est``: 64 for images, else 256."""
-    size = CONV_AUTO_BATCH_SIZE if getattr(est, "image_shape", None) is not None else 256
-    return min(size, n_samples)
-
-
 def uses_custom_modules(est) -> bool:
     """Whether ``est`` trains the user's ``encoder`` / ``decoder``; checks they come together."""
     given = (getattr(est, "encoder", None) is not None, getattr(est, "decoder", None) is not None)

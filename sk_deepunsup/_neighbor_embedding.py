@@ -22,6 +22,7 @@ from ._base import (
     TorchEstimatorMixin,
     as_dense,
     check_finite_range,
+    hidden_sizes,
     infer,
     is_streamed,
     make_generator,
@@ -280,12 +281,7 @@ class NeighborEmbedding(
                     "decoder); set encoder=None or reconstruction_weight=0."
                 )
             return Embedder(copy.deepcopy(self.encoder))
-        hidden = np.atleast_1d(np.asarray(self.hidden_layer_sizes)).ravel().tolist()
-        if any(not float(h).is_integer() or h < 1 for h in hidden):
-            raise ValueError(
-                f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}."
-            )
-        hidden = [int(h) for h in hidden]
+        hidden = hidden_sizes(self.hidden_layer_sizes)
         encoder = MLP(
             [n_features, *hidden, self.n_components], self.activation, generator=generator
         )
