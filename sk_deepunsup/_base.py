@@ -50,7 +50,7 @@ TRAINING_CONSTRAINTS = {
     "random_state": ["random_state"],
     "verbose": ["verbose"],
     "device": [str, torch.device],
-    "n_threads": [None, Interval(Integral, 1, None, closed="left")],
+    "n_threads": [None, StrOptions({"adaptive"}), Interval(Integral, 1, None, closed="left")],
 }
 
 #: Constraints of the network-shape parameters of the autoencoders.
@@ -304,9 +304,15 @@ def infer(module: nn.Module, X, forward, n_threads: int | None = None) -> np.nda
     check_chunks = is_streamed(X)
     out_dtype = data_dtype(X)
     outs = []
-    policy = ThreadPolicy(n_threads if device.type == "cpu" else torch.get_num_threads())
+    rows = chunk_rows(source.n_features, INFERENCE_CHUNK)
+    policy = ThreadPolicy(
+        n_threads if device.type == "cpu" else torch.get_num_threads(),
+        module=module,
+        rows=min(rows, source.n_samples),
+        training=False,
+    )
     with policy, torch.inference_mode():
-        for xb in source.chunks(chunk_rows(source.n_features, INFERENCE_CHUNK)):
+        for xb in source.chunks(rows):
             if check_chunks and not bool(torch.isfinite(xb).all()):
                 raise non_finite_error()
             with policy.step():
