@@ -45,6 +45,7 @@ from ._images import (
     build_network,
     network_signature,
 )
+from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._nn.losses import RECONSTRUCTION_LOSSES, reconstruction_objective
 
 
@@ -107,6 +108,7 @@ class AutoencoderBase(
     # -- fitting ---------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @restore_on_interrupt
     def fit(self, X, y=None):
         """Train the network on X for up to ``max_iter`` epochs.
 
@@ -129,6 +131,7 @@ class AutoencoderBase(
         return self._fit(X, incremental=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @restore_on_interrupt
     def partial_fit(self, X, y=None):
         """Train for one epoch over X, continuing from the current state.
 
@@ -245,22 +248,25 @@ class AutoencoderBase(
         )
         with accelerated(module, device):
             history = trainer.fit(data, validation)
-        if not incremental:
-            self._after_fit(module, data)
-
-        self.module_ = module
-        self._signature = signature
-        self.device_ = str(device)
-        self._optimizer_state = trainer.optimizer_state_dict
-        self.loss_curve_ = previous["loss"] + history.loss
-        self.validation_loss_curve_ = (
-            previous["val"] + history.validation_loss
-            if history.validation_loss is not None
-            else None
-        )
-        self.n_iter_ = previous["n_iter"] + history.n_iter
-        self.best_loss_ = min(previous["best"], history.best_loss)
-        if not incremental:
+        with finishing() as held:
+            if not incremental:
+                self._after_fit(module, data)
+            self.module_ = module
+            self._signature = signature
+            self.device_ = str(device)
+            self._optimizer_state = trainer.optimizer_state_dict
+            self.loss_curve_ = previous["loss"] + history.loss
+            self.validation_loss_curve_ = (
+                previous["val"] + history.validation_loss
+                if history.validation_loss is not None
+                else None
+            )
+            self.n_iter_ = previous["n_iter"] + history.n_iter
+            self.best_loss_ = min(previous["best"], history.best_loss)
+            self.interrupted_ = history.interrupted or held.hit
+        if held.hit:
+            warn_interrupted(self, "the final pass")
+        if not incremental and not self.interrupted_:
             warn_not_converged(self, history)
         return self
 
@@ -489,6 +495,9 @@ class DeepAutoencoder(AutoencoderBase):
         Lowest monitored loss (validation loss with ``early_stopping``).
     n_iter_ : int
         Number of epochs run (summed over ``warm_start`` and ``partial_fit``).
+    interrupted_ : bool
+        Whether Ctrl-C (KeyboardInterrupt) ended the fit early; the model
+        is usable (the best weights so far; a warning says so).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import warnings
@@ -45,6 +46,7 @@ from ._base import (
     validate_input,
     warn_not_converged,
 )
+from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._nn import (
     ClusteringAutoencoder,
     TargetUpdater,
@@ -307,6 +309,7 @@ default="auto"
     # -- fitting ---------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=False)
+    @restore_on_interrupt
     def fit(self, X, y=None):
         """Pretrain the autoencoder, initialise the clusters, and refine them.
 
@@ -350,15 +353,21 @@ default="auto"
             module, X, reconstruction_weight, reconstruction, seed, device
         )
 
-        self.autoencoder_ = autoencoder  # its module_ holds the fine-tuned networks
-        self.cluster_centers_ = module.centers.detach().cpu().numpy().astype(np.float64)
-        self.device_ = str(device)
-        self.n_iter_ = history.n_iter
-        self.converged_ = updater.converged
-        self.interrupted_ = self.interrupted_ or history.interrupted
-        self.loss_curve_ = history.loss
-        self.label_changes_ = updater.label_changes
-        self.labels_ = self._predict_proba(X).argmax(axis=1)
+        with finishing() as held:
+            centers = module.centers.detach().cpu().numpy().astype(np.float64)
+            assign = functools.partial(self._soft_assign, centers=centers)
+            proba = infer(autoencoder.module_, X, assign, self.n_threads)
+            self.autoencoder_ = autoencoder  # its module_ holds the fine-tuned networks
+            self.cluster_centers_ = centers
+            self.device_ = str(device)
+            self.n_iter_ = history.n_iter
+            self.converged_ = updater.converged
+            self.interrupted_ = self.interrupted_ or history.interrupted or held.hit
+            self.loss_curve_ = history.loss
+            self.label_changes_ = updater.label_changes
+            self.labels_ = proba.argmax(axis=1)
+        if held.hit:
+            warn_interrupted(self, "the final pass")
         # the updater stops training on tol, so history.stopped_early covers it
         if not self.interrupted_:
             warn_not_converged(self, history)
@@ -378,7 +387,11 @@ default="auto"
         if self._uses_neighbor_embedding():
             self._say(f"pretraining the neighbour embedding on {X.shape[0]} samples")
             cached_fit = check_memory(self.memory).cache(fit_neighbor_embedding)
-            embedding = pretrain_neighbor_embedding(self, X, seed, cached_fit)
+            try:
+                embedding = pretrain_neighbor_embedding(self, X, seed, cached_fit)
+            except PretrainingInterrupted as stop:
+                self.interrupted_ = True  # later phases run as briefly as they can
+                embedding = stop.autoencoder
             weight = self.reconstruction_weight if embedding.module_.decoder is not None else 0.0
             return embedding, weight, "mse"
         autoencoder, needs_fit = prepare_autoencoder(
@@ -412,10 +425,14 @@ default="auto"
             return autoencoder, self.reconstruction_weight, autoencoder.loss
         self._say(f"pretraining the neighbour embedding of the code of {X.shape[0]} samples")
         cached_fit = check_memory(self.memory).cache(fit_neighbor_embedding)
-        pair = pretrain_code_embedding(
-            self, X, autoencoder, seed,
-            lambda owner, code, s: pretrain_neighbor_embedding(owner, code, s, cached_fit),
-        )
+        try:
+            pair = pretrain_code_embedding(
+                self, X, autoencoder, seed,
+                lambda owner, code, s: pretrain_neighbor_embedding(owner, code, s, cached_fit),
+            )
+        except PretrainingInterrupted:
+            self.interrupted_ = True  # the autoencoder alone, as when it was interrupted
+            return autoencoder, self.reconstruction_weight, autoencoder.loss
         return pair, 0.0, "mse"  # no decoder: DEC
 
     def _refine(self, module, X, reconstruction_weight, loss, seed, device):
@@ -506,8 +523,9 @@ default="auto"
 
     # -- inference -------------------------------------------------------------------
 
-    def _soft_assign(self, module, x):
-        centers = torch.as_tensor(self.cluster_centers_, dtype=x.dtype, device=x.device)
+    def _soft_assign(self, module, x, centers=None):
+        centers = self.cluster_centers_ if centers is None else centers
+        centers = torch.as_tensor(centers, dtype=x.dtype, device=x.device)
         return student_t_assignment(module.encoder(x), centers, self.alpha)
 
     def _predict_proba(self, X):

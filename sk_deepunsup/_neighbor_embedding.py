@@ -31,6 +31,7 @@ from ._base import (
     validate_input,
     warn_not_converged,
 )
+from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._neighbor_graph import (
     fit_ab,
     fuzzy_neighbor_graph,
@@ -45,6 +46,7 @@ from ._nn import (
     Trainer,
     neighbor_embedding_objective,
 )
+from ._pretraining import fit_autoencoder
 
 #: ``max_iter="auto"`` trains for about this many edge samples (clipped to
 #: 10..200 epochs): 200 epochs on scikit-learn's digits, about 30 on 10 000
@@ -182,6 +184,9 @@ class NeighborEmbedding(
         Mean loss of each epoch.
     n_iter_ : int
         Epochs run.
+    interrupted_ : bool
+        Whether Ctrl-C (KeyboardInterrupt) ended the fit early; the model is
+        usable (a warning says so).
     device_ : str
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -309,6 +314,7 @@ class NeighborEmbedding(
         return None
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @restore_on_interrupt
     def fit(self, X, y=None):
         """Build X's neighbour graph and train the network on it.
 
@@ -378,16 +384,19 @@ class NeighborEmbedding(
             n_threads=self.n_threads,
         )
         history = trainer.fit(edges)
-
-        self.module_ = module
-        self.device_ = str(device)
-        self.a_, self.b_ = a, b
-        self.n_edges_ = int(len(graph.data))
-        self.noise_scale_ = noise_scale
-        self.loss_curve_ = history.loss
-        self.n_iter_ = history.n_iter
-        self.embedding_ = infer(module, X, _encode, self.n_threads)
-        if self.n_iter_no_change is not None:
+        with finishing() as held:
+            self.embedding_ = infer(module, X, _encode, self.n_threads)
+            self.module_ = module
+            self.device_ = str(device)
+            self.a_, self.b_ = a, b
+            self.n_edges_ = int(len(graph.data))
+            self.noise_scale_ = noise_scale
+            self.loss_curve_ = history.loss
+            self.n_iter_ = history.n_iter
+            self.interrupted_ = history.interrupted or held.hit
+        if held.hit:
+            warn_interrupted(self, "the final pass")
+        if self.n_iter_no_change is not None and not self.interrupted_:
             warn_not_converged(self, history)
         return self
 
@@ -508,5 +517,9 @@ def pretrain_neighbor_embedding(owner, X, seed: int, fit=None):
 
 
 def fit_neighbor_embedding(est, X):
-    """``est.fit(X)``, as a module-level function that ``joblib.Memory`` can cache."""
-    return est.fit(X)
+    """``est.fit(X)``, as a module-level function that ``joblib.Memory`` can cache.
+
+    An interrupted fit raises :class:`PretrainingInterrupted` (so nothing
+    half-trained is cached), carrying the usable embedding.
+    """
+    return fit_autoencoder(est, X)

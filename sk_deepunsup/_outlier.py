@@ -10,7 +10,12 @@ from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._autoencoder import AutoencoderBase, fit_autoencoder, prepare_autoencoder
+from ._autoencoder import (
+    AutoencoderBase,
+    PretrainingInterrupted,
+    fit_autoencoder,
+    prepare_autoencoder,
+)
 from ._base import (
     TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
@@ -19,6 +24,7 @@ from ._base import (
     non_finite_error,
     validate_input,
 )
+from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._vae import VariationalAutoencoder
 
 #: samples each autoencoder trains on when ``max_samples="auto"``
@@ -152,6 +158,9 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     offset_ : float
         Threshold on ``score_samples``: ``decision_function`` is
         ``score_samples(X) - offset_``.
+    interrupted_ : bool
+        Whether Ctrl-C (KeyboardInterrupt) ended the fit early; the detector
+        is usable (a warning says so).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -225,6 +234,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     # -- fitting ---------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=False)
+    @restore_on_interrupt
     def fit(self, X, y=None):
         """Train the autoencoder on X, pick the reference samples, set the threshold.
 
@@ -257,9 +267,13 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         model, needs_fit = prepare_autoencoder(self, X, default_autoencoder, seed)
         quiet = self.autoencoder is None
         first_rows = np.arange(n)
+        interrupted = False
         if needs_fit:
             first_rows = np.sort(rng.choice(n, n_sub, replace=False))
-            fit_autoencoder(model, X[first_rows], quiet)
+            try:
+                fit_autoencoder(model, X[first_rows], quiet)
+            except PretrainingInterrupted as stop:  # usable; the refit is skipped
+                model, interrupted = stop.autoencoder, True
         # most normal first: the first model's reconstruction part plus the
         # squared standardised distance to the data's mean, each in IQR units
         residuals = np.abs(X - self._reconstruct(model, X))
@@ -273,19 +287,28 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         support = np.zeros(n, dtype=bool)
         support[order[:n_support]] = True
         take = np.sort(rng.choice(order[:n_support], min(n_sub, n_support), replace=False))
-        if needs_fit and n_support < n:
-            model = prepare_autoencoder(self, X, default_autoencoder, derive_seed(seed, 1))[0]
-            fit_autoencoder(model, X[take], quiet)
+        if needs_fit and n_support < n and not interrupted:
+            refit = prepare_autoencoder(self, X, default_autoencoder, derive_seed(seed, 1))[0]
+            try:
+                model = fit_autoencoder(refit, X[take], quiet)
+            except PretrainingInterrupted as stop:
+                model, interrupted = stop.autoencoder, True
         elif needs_fit:
             take = first_rows
         reference = np.sort(rng.choice(order[:n_support], min(n_sub, n_support), replace=False))
-        self.autoencoder_ = model
-        self.support_ = support
-        self.reference_ = X[reference]
-        self.residual_scale_ = self._residual_scale(np.abs(X[take] - self._reconstruct(model, X[take])))
-        recon, distance = self._parts(X)
-        self.part_scale_ = np.array([robust_spread(recon), robust_spread(distance)])
-        self.offset_ = self._offset(-(recon / self.part_scale_[0] + distance / self.part_scale_[1]))
+        with finishing() as held:
+            self.autoencoder_ = model
+            self.support_ = support
+            self.reference_ = X[reference]
+            self.residual_scale_ = self._residual_scale(
+                np.abs(X[take] - self._reconstruct(model, X[take]))
+            )
+            recon, distance = self._parts(X)
+            self.part_scale_ = np.array([robust_spread(recon), robust_spread(distance)])
+            self.offset_ = self._offset(-(recon / self.part_scale_[0] + distance / self.part_scale_[1]))
+            self.interrupted_ = interrupted or held.hit
+        if held.hit:
+            warn_interrupted(self, "the final pass")
         return self
 
     @staticmethod

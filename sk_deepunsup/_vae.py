@@ -153,6 +153,9 @@ class VariationalAutoencoder(AutoencoderBase):
         Lowest monitored loss.
     n_iter_ : int
         Number of epochs run.
+    interrupted_ : bool
+        Whether Ctrl-C (KeyboardInterrupt) ended the fit early; the model
+        is usable (the best weights so far; a warning says so).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
