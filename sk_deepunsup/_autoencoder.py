@@ -228,12 +228,20 @@ class AutoencoderBase(
         if self.early_stopping and not incremental:
             data, validation = self._split_validation(data, generator)
 
+        batch_size = self._resolve_batch_size(data.n_samples)
+        built_in = getattr(self, "encoder", None) is None
+        if getattr(self, "batch_norm", False) and built_in and batch_size < 2:
+            raise ValueError(
+                "batch_norm=True needs batches of at least 2 samples to normalise "
+                f"over, got batch_size={self.batch_size}; raise batch_size or set "
+                "batch_norm=False."
+            )
         trainer = Trainer(
             module,
             self._objective(generator),
             learning_rate=self.learning_rate_init,
             weight_decay=self.alpha,
-            batch_size=self._resolve_batch_size(data.n_samples),
+            batch_size=batch_size,
             max_iter=1 if incremental else self.max_iter,
             tol=self.tol,
             n_iter_no_change=None if incremental else self.n_iter_no_change,

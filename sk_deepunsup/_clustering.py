@@ -20,7 +20,7 @@ from sklearn.base import (
 )
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import pairwise_distances_argmin, silhouette_score
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory
 
@@ -349,14 +349,14 @@ default="auto"
             autoencoder.module_.decoder,
             torch.as_tensor(centers, dtype=torch.float32),
         ).to(device)
+        initial = {k: v.detach().clone() for k, v in module.state_dict().items()}
         history, updater = self._refine(
             module, X, reconstruction_weight, reconstruction, seed, device
         )
 
         with finishing() as held:
+            proba = self._final_assignment(module, autoencoder, X, initial, embedding)
             centers = module.centers.detach().cpu().numpy().astype(np.float64)
-            assign = functools.partial(self._soft_assign, centers=centers)
-            proba = infer(autoencoder.module_, X, assign, self.n_threads)
             self.autoencoder_ = autoencoder  # its module_ holds the fine-tuned networks
             self.cluster_centers_ = centers
             self.device_ = str(device)
@@ -509,6 +509,33 @@ default="auto"
                 "n_clusters clusters."
             )
         return np.stack([embedding[labels == c].mean(axis=0) for c in found])
+
+    def _final_assignment(self, module, autoencoder, X, initial, embedding):
+        """Soft assignments after refinement, or, if refinement emptied clusters
+        that the initial k-means clustering filled, those of the state before it
+        (``module`` is restored: its encoder is ``autoencoder``'s)."""
+
+        def assign():
+            centers = module.centers.detach().cpu().numpy().astype(np.float64)
+            forward = functools.partial(self._soft_assign, centers=centers)
+            return infer(autoencoder.module_, X, forward, self.n_threads)
+
+        proba = assign()
+        found = len(np.unique(proba.argmax(axis=1)))
+        start = initial["centers"].cpu().numpy().astype(np.float64)
+        before = len(np.unique(pairwise_distances_argmin(embedding, start)))
+        if found >= before:
+            return proba
+        module.load_state_dict(initial)
+        warnings.warn(
+            f"The refinement left {found} of n_clusters={self.n_clusters} clusters "
+            f"non-empty (the k-means start had {before}); the clusterer keeps the "
+            "k-means clustering of its pretrained embedding instead. If X is not "
+            "scaled, scale it (StandardScaler); else try a larger "
+            "reconstruction_weight or a smaller n_clusters.",
+            ConvergenceWarning,
+        )
+        return assign()
 
     def _warn_empty_clusters(self) -> None:
         counts = np.bincount(self.labels_, minlength=self.n_clusters)

@@ -338,6 +338,13 @@ class NeighborEmbedding(
         # the graph search needs the rows in memory (sparse rows stay sparse)
         graph_X = X if sp.issparse(X) else as_dense(X)
         idx, dist = nearest_neighbors(graph_X, k, self.metric, self.neighbors_algorithm, seed)
+        if not np.isfinite(dist).all():
+            rows = np.flatnonzero(~np.isfinite(dist).all(axis=1))
+            raise ValueError(
+                f"metric={self.metric!r} is undefined for {len(rows)} row(s) of X (e.g. "
+                f"row {rows[0]}): constant or all-zero rows have no correlation or "
+                "cosine distance. Drop those rows or use metric='euclidean'."
+            )
         graph = prune_shared_neighbors(
             fuzzy_neighbor_graph(idx, dist), idx, self.min_shared_neighbors
         )

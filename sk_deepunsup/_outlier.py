@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.neighbors import NearestNeighbors
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 
 from ._autoencoder import (
     AutoencoderBase,
@@ -104,7 +104,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     max_samples : "auto", int or float, default="auto"
         Samples each autoencoder trains on, and number of reference samples,
         drawn without replacement: ``"auto"`` is ``min(1024, n_samples)``,
-        an int that many (at most all), a float in (0, 1] that share of the
+        an int that many (at least 2, at most all), a float in (0, 1] that share of the
         samples. It bounds the fit time on large data, as in
         ``IsolationForest``.
     n_neighbors : int >= 0, default=10
@@ -194,8 +194,8 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         "autoencoder": [None, AutoencoderBase],
         "max_samples": [
             StrOptions({"auto"}),
-            Interval(Integral, 1, None, closed="left"),
-            Interval(Real, 0, 1, closed="right"),
+            Interval(Integral, 2, None, closed="left"),
+            Interval(RealNotInt, 0, 1, closed="right"),
         ],
         "n_neighbors": [Interval(Integral, 0, None, closed="left")],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
