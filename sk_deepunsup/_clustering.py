@@ -610,6 +610,9 @@ default="auto"
         ``GridSearchCV`` without ``y`` can choose the number of clusters. In
         [-1, 1], higher is better; -1 when fewer than two clusters are
         predicted. Beyond 4000 samples, a fixed random subsample is scored.
+        Give ``GridSearchCV`` shuffled folds (``cv=KFold(5, shuffle=True,
+        random_state=0)``): its default folds are unshuffled, and on data
+        sorted by group a fold can miss whole groups.
 
         Parameters
         ----------

@@ -293,7 +293,11 @@ class Trainer:
                 stacklevel=3,
             )
         except NonFiniteLossError:
-            self.module.load_state_dict(best_state if best_state else initial)
+            # a finite epoch loss can precede a last step that overflowed
+            finite = best_state is not None and all(
+                bool(torch.isfinite(t).all()) for t in best_state.values() if t.is_floating_point()
+            )
+            self.module.load_state_dict(best_state if finite else initial)
             raise
         finally:
             if bar is not None:
