@@ -413,9 +413,9 @@ class TorchStateMixin:
             target = torch.device("cpu")
             state["device_"] = "cpu"
         safe = torch.load(io.BytesIO(payload), map_location=target, weights_only=True)
-        if not isinstance(safe, dict) or set(safe) != {"tensors", "state_dicts", "packed"}:
+        if not isinstance(safe, dict) or not {"tensors", "state_dicts"} <= set(safe):
             raise ValueError(f"the pickle of {type(self).__name__} is corrupt.")
-        for name, tensors in safe["packed"].items():
+        for name, tensors in safe.get("packed", {}).items():
             state[name] = unpack_module(state.get(name), tensors, f"{type(self).__name__}.{name}")
         state.update(safe["tensors"])
         super().__setstate__(state)

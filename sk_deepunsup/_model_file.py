@@ -209,9 +209,11 @@ def _read_members(name: str) -> dict:
                             f"from {info.compress_size} (padding); it is not a file "
                             "sk_deepunsup.save wrote."
                         )
-                return {
-                    info.filename: zf.open(info).read(info.file_size + 1) for info in infos
-                }
+                blobs = {}
+                for info in infos:
+                    with zf.open(info) as member:
+                        blobs[info.filename] = member.read(info.file_size + 1)
+                return blobs
         except (zipfile.BadZipFile, zlib.error, EOFError, struct.error, NotImplementedError,
                 RuntimeError) as exc:
             raise _not_a_model(name, str(exc)) from None
@@ -236,9 +238,10 @@ def _check_manifest(name: str, manifest, blobs: dict, key) -> None:
             f"{FORMAT_VERSION}. Load it with the sk_deepunsup version that saved it "
             f"({manifest.get('library_version')!r})."
         )
-    known = {"format", "format_version", "library_version", "sha256", "signature"}
+    required = {"format", "format_version", "library_version", "sha256"}
     digests = manifest.get("sha256")
-    if set(manifest) - known or not isinstance(digests, dict) or set(digests) != set(_MEMBERS):
+    if (not required <= set(manifest) <= required | {"signature"}
+            or not isinstance(digests, dict) or set(digests) != set(_MEMBERS)):
         raise ValueError(f"{name!r}: the manifest has unexpected entries; the file is corrupt.")
     for member in _MEMBERS:
         if not hmac.compare_digest(hashlib.sha256(blobs[member]).hexdigest(), str(digests[member])):
