@@ -202,7 +202,7 @@ def _read_members(name: str) -> dict:
                             f"{name!r}: {info.filename} is {info.file_size} bytes, over "
                             f"the limit of {bound}; it is not a file sk_deepunsup.save wrote."
                         )
-                    if (bound is not None and info.file_size > MAX_JSON_BYTES >> 6
+                    if (bound is not None and info.file_size > MAX_JSON_BYTES >> 6  # 256 KiB
                             and info.file_size > MAX_JSON_RATIO * info.compress_size):
                         raise ValueError(
                             f"{name!r}: {info.filename} unpacks {info.file_size} bytes "
@@ -242,7 +242,9 @@ def _check_manifest(name: str, manifest, blobs: dict, key) -> None:
     digests = manifest.get("sha256")
     if (not required <= set(manifest) <= required | {"signature"}
             or not isinstance(digests, dict) or set(digests) != set(_MEMBERS)):
-        raise ValueError(f"{name!r}: the manifest has unexpected entries; the file is corrupt.")
+        raise ValueError(
+            f"{name!r}: the manifest has missing or unexpected entries; the file is corrupt."
+        )
     for member in _MEMBERS:
         if not hmac.compare_digest(hashlib.sha256(blobs[member]).hexdigest(), str(digests[member])):
             raise ValueError(
@@ -280,8 +282,10 @@ def _read_npz(blob: bytes) -> dict:
                 version = fmt.read_magic(fh)
                 if version not in ((1, 0), (2, 0)):
                     raise ValueError(f"array {key!r} has .npy version {version}")
-                read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-                shape, _, dtype = read_header(fh)
+                if version == (1, 0):
+                    shape, _, dtype = fmt.read_array_header_1_0(fh)
+                else:
+                    shape, _, dtype = fmt.read_array_header_2_0(fh)
             if dtype.hasobject or dtype.kind not in _ARRAY_KINDS:
                 raise ValueError(f"array {key!r} has dtype {dtype}, which a model never holds")
             if math.prod(shape) * dtype.itemsize > info.file_size:
@@ -292,8 +296,11 @@ def _read_npz(blob: bytes) -> dict:
 
 
 def _fields(value: dict, *names: str) -> list:
-    if set(value) != {"$t", *names}:
-        raise ValueError(f"unexpected keys {sorted(set(value) - {'$t', *names})} in a {value['$t']!r} value")
+    """The values of exactly the keys ``names`` (besides the tag) of a tagged value."""
+    extra, missing = set(value) - {"$t", *names}, set(names) - set(value)
+    if extra or missing:
+        which = f"unexpected keys {sorted(extra)}" if extra else f"missing keys {sorted(missing)}"
+        raise ValueError(f"{which} in a {value['$t']!r} value")
     return [value[n] for n in names]
 
 
@@ -338,7 +345,8 @@ class _Reader:
         if tag == "npscalar":
             dtype, v = _fields(value, "dtype", "v")
             dtype = _numeric_dtype(dtype)
-            return dtype.type(_typed(v, str if dtype.kind == "U" else (bool, int, float), "a scalar"))
+            kinds = str if dtype.kind == "U" else (bool, int, float)
+            return dtype.type(_typed(v, kinds, "a scalar"))
         if tag == "strarray":
             shape, v = _fields(value, "shape", "v")
             shape = [_typed(s, int, "a shape") for s in _typed(shape, list, "a shape")]
@@ -465,5 +473,7 @@ def read_file(path, key=None):
         ) from None
     unused = len(arrays) + len(tensors) - len(reader.used)
     if unused:
-        raise ValueError(f"{name!r} holds {unused} arrays or tensors nothing refers to; it is corrupt.")
+        raise ValueError(
+            f"{name!r} holds {unused} arrays or tensors nothing refers to; it is corrupt."
+        )
     return estimator, reader.unavailable

@@ -85,7 +85,8 @@ class _Writer:
         if isinstance(value, torch.device):
             return {"$t": "device", "v": str(value)}
         if isinstance(value, tuple):
-            return {"$t": "tuple", "v": [self.encode(v, f"{where}[{i}]") for i, v in enumerate(value)]}
+            items = [self.encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+            return {"$t": "tuple", "v": items}
         if isinstance(value, list):
             return [self.encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
         if isinstance(value, dict):

@@ -142,10 +142,9 @@ def test_allowed_scikit_learn_classes_round_trip(step, X, tmp_path):
     data = np.abs(X)  # TfidfTransformer needs non-negative input
     est = make_union(step, MinMaxScaler()).fit(data)
     save(est, tmp_path / "s.skdu")
-    again = load(tmp_path / "s.skdu").transform(data)
-    np.testing.assert_array_equal(np.asarray(again.todense() if hasattr(again, "todense") else again),
-                                  np.asarray(est.transform(data).todense() if hasattr(again, "todense")
-                                             else est.transform(data)))
+    dense = lambda a: a.toarray() if hasattr(a, "toarray") else a  # noqa: E731
+    again = load(tmp_path / "s.skdu")
+    np.testing.assert_array_equal(dense(again.transform(data)), dense(est.transform(data)))
 
 
 # -- sizes -----------------------------------------------------------------------------
@@ -252,10 +251,13 @@ def with_state_entry(name, value):
 MALFORMED = {
     "nan-weights": (None, nan_weights, None, "NaN or infinite"),
     "state-shadows-transform": (lambda d: state(d).update(transform="x"), None, None,
-                                "'transform' in the state of DeepAutoencoder would shadow its function"),
-    "network-shadows-transform": (lambda d: d["modules"].update(transform=d["modules"].pop("module_")),
-                                  None, None, "would shadow its function"),
-    "dunder-entry": (lambda d: state(d).update(__class__="x"), None, None, "attribute named '__class__'"),
+                                "'transform' in the state of DeepAutoencoder would shadow its "
+                                "function"),
+    "network-shadows-transform": (
+        lambda d: d["modules"].update(transform=d["modules"].pop("module_")), None, None,
+        "would shadow its function"),
+    "dunder-entry": (lambda d: state(d).update(__class__="x"), None, None,
+                     "attribute named '__class__'"),
     "unknown-node-key": (lambda d: d.update(extra=1), None, None, r"unexpected keys \['extra'\]"),
     "unknown-value-key": (lambda d: state(d)["hidden_layer_sizes"].update(x=1), None, None,
                           r"unexpected keys \['x'\] in a 'tuple' value"),
@@ -280,8 +282,9 @@ MALFORMED = {
     "huge-int-literal": (None, with_state_entry(b"big_", b"9" * 5000), None, "not valid JSON"),
     "object-dtype-scalar": (lambda d: state(d).update(
         best_loss_={"$t": "npscalar", "dtype": "|O", "v": 1}), None, None, "unexpected dtype"),
-    "missing-tensor": (lambda d: d["modules"]["module_"].update({"encoder.linears.0.weight": "t999"}),
-                       None, None, "missing tensor 't999'"),
+    "missing-tensor": (
+        lambda d: d["modules"]["module_"].update({"encoder.linears.0.weight": "t999"}), None, None,
+        "missing tensor 't999'"),
     "unreferenced-tensor": (None, extra_tensor, None, "1 arrays or tensors nothing refers to"),
     "extra-member": (None, lambda b: b.update({"evil.py": b"import os"}), None,
                      "holds the members"),
@@ -326,7 +329,8 @@ def test_save_refuses_non_finite_weights(X, tmp_path):
 
 
 def swapped_weights(other):
-    return lambda blobs: blobs.update({"weights.safetensors": members(other)["weights.safetensors"]})
+    weights = members(other)["weights.safetensors"]
+    return lambda blobs: blobs.update({"weights.safetensors": weights})
 
 
 def test_checksums_do_not_stop_a_forger_but_a_key_does(X, ae, tmp_path):
