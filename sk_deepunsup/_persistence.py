@@ -21,6 +21,7 @@ import io
 import json
 import os
 import secrets
+import stat
 import warnings
 import zipfile
 
@@ -145,7 +146,8 @@ def _write_atomically(path: str, members: dict) -> None:
     """Write the zip to a new file beside ``path``; rename it over ``path`` when complete.
 
     The previous file at ``path`` stays intact until the new one is fully
-    written and flushed to disk; a failure removes the partial file.
+    written and flushed to disk; a failure removes the partial file. The new
+    file keeps the previous one's permissions (e.g. ``chmod 600``).
     """
     directory = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
@@ -158,6 +160,10 @@ def _write_atomically(path: str, members: dict) -> None:
             continue
     try:
         with os.fdopen(fd, "wb") as fh:
+            try:
+                os.chmod(temp, stat.S_IMODE(os.stat(path).st_mode))
+            except FileNotFoundError:
+                pass  # a new file: the mode os.open gave it (0o666 less the umask)
             with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
                 for member, data in members.items():
                     zf.writestr(member, data)

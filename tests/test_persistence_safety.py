@@ -406,6 +406,19 @@ def test_save_flushes_to_disk_before_replacing(X, saved, monkeypatch):
     assert os.listdir(saved.parent) == [saved.name]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_save_keeps_the_permissions_of_the_file_it_replaces(ae, saved, tmp_path):
+    os.chmod(saved, 0o600)
+    save(ae, saved)
+    assert os.stat(saved).st_mode & 0o777 == 0o600
+    umask = os.umask(0o022)
+    try:
+        save(ae, tmp_path / "new.skdu")
+    finally:
+        os.umask(umask)
+    assert os.stat(tmp_path / "new.skdu").st_mode & 0o777 == 0o644
+
+
 # -- pickling ---------------------------------------------------------------------------
 
 
