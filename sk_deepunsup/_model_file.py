@@ -396,7 +396,10 @@ class _Reader:
         state = {attr: self.decode(v, depth + 1) for attr, v in state_node.items()}
         missing = sorted(set(cls._get_param_names()) - set(state))
         if missing:
-            raise ValueError(f"{cls.__name__} lacks its parameters {missing}")
+            raise ValueError(
+                f"{cls.__name__} lacks its parameters {missing} (written by another "
+                "version of its library, or edited)"
+            )
         fitted_on = state.get("device_")
         target = None
         if isinstance(fitted_on, str):

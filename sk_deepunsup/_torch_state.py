@@ -157,6 +157,8 @@ def unpack_module(skeleton, tensors: list, where: str) -> nn.Module:
             raise ValueError(f"{where} refers to a missing tensor; the pickle is corrupt.")
         if ref.index not in restored:
             data, is_parameter, requires_grad = tensors[ref.index]
+            if not isinstance(data, torch.Tensor):
+                raise ValueError(f"{where} holds a tensor that is not one; the pickle is corrupt.")
             restored[ref.index] = (
                 nn.Parameter(data, requires_grad=requires_grad) if is_parameter
                 else data.requires_grad_(requires_grad and data.is_floating_point())
