@@ -47,6 +47,7 @@ from ._base import (
 )
 from ._nn import (
     ClusteringAutoencoder,
+    distributed,
     TargetUpdater,
     Trainer,
     TrainingInterrupted,
@@ -331,7 +332,8 @@ default="auto"
 
         self._say(f"initialising {self.n_clusters} clusters in the embedding")
         embedding = infer(autoencoder.module_, X, autoencoder._encode, self.n_threads)
-        centers = self._initial_centers(embedding, seed)
+        # k-means once, on rank 0, under data-parallel training: all start alike
+        centers = distributed.on_main(lambda: self._initial_centers(embedding, seed))
 
         module = ClusteringAutoencoder(
             autoencoder.module_.encoder,
@@ -357,8 +359,12 @@ default="auto"
         self._warn_empty_clusters()
         return self
 
+    def _cached(self, func):
+        """``func`` through the ``memory`` cache (rank 0's, under data-parallel fits)."""
+        return distributed.cached(check_memory(self.memory).cache(func), func)
+
     def _say(self, message: str) -> None:
-        if self.verbose:
+        if self.verbose and distributed.is_main():
             print(f"{type(self).__name__}: {message}", file=sys.stderr, flush=True)
 
     def _pretrain(self, X, seed: int):
@@ -369,7 +375,7 @@ default="auto"
         """
         if self._uses_neighbor_embedding():
             self._say(f"pretraining the neighbour embedding on {X.shape[0]} samples")
-            cached_fit = check_memory(self.memory).cache(fit_neighbor_embedding)
+            cached_fit = self._cached(fit_neighbor_embedding)
             embedding = pretrain_neighbor_embedding(self, X, seed, cached_fit)
             weight = self.reconstruction_weight if embedding.module_.decoder is not None else 0.0
             return embedding, weight, "mse"
@@ -389,7 +395,7 @@ default="auto"
             f"pretraining the autoencoder for up to {autoencoder.max_iter} epochs "
             f"on {X.shape[0]} samples"
         )
-        pretrain = check_memory(self.memory).cache(fit_autoencoder)
+        pretrain = self._cached(fit_autoencoder)
         try:
             autoencoder = pretrain(autoencoder, X, quiet=self.autoencoder is None)
         except PretrainingInterrupted as stop:
@@ -403,7 +409,7 @@ default="auto"
         if not uses_code_neighbors(self) or self.interrupted_:
             return autoencoder, self.reconstruction_weight, autoencoder.loss
         self._say(f"pretraining the neighbour embedding of the code of {X.shape[0]} samples")
-        cached_fit = check_memory(self.memory).cache(fit_neighbor_embedding)
+        cached_fit = self._cached(fit_neighbor_embedding)
         pair = pretrain_code_embedding(
             self, X, autoencoder, seed,
             lambda owner, code, s: pretrain_neighbor_embedding(owner, code, s, cached_fit),

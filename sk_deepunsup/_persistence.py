@@ -32,6 +32,7 @@ from sklearn.base import BaseEstimator
 from torch import nn
 
 from ._base import device_available
+from ._nn import distributed
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load", "save"]
 
@@ -165,7 +166,9 @@ def save(estimator, path) -> None:
     estimator : estimator
         The (fitted) estimator or pipeline.
     path : str or path-like
-        File to write (by convention ending in ``.skdu``); overwritten.
+        File to write (by convention ending in ``.skdu``); overwritten. In a
+        ``torch.distributed`` job only rank 0 writes it (every rank holds the
+        same fitted model), so every rank may call ``save``.
 
     Raises
     ------
@@ -189,6 +192,8 @@ def save(estimator, path) -> None:
         raise TypeError(
             f"save expects a scikit-learn estimator, got {type(estimator).__name__}."
         )
+    if not distributed.writes_files():  # data-parallel ranks hold the same model
+        return
     st = _safetensors()
     from . import __version__
 

@@ -20,7 +20,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from sk_deepunsup import AutoencoderRecommender, DeepAutoencoder, DeepEmbeddingClusterer
+from sk_deepunsup import (
+    AutoencoderRecommender,
+    DeepAutoencoder,
+    DeepEmbeddingClusterer,
+    NeighborEmbedding,
+)
 from sk_deepunsup._nn import distributed
 
 pytestmark = pytest.mark.skipif(
@@ -107,6 +112,10 @@ def fitted_state(X, R):
     ae_streamed = autoencoder().fit(streamed)
     dec = clusterer().fit(X)
     rec = recommender().fit(R)
+    ne = NeighborEmbedding(
+        n_neighbors=8, hidden_layer_sizes=(16,), batch_size=256, max_iter=4,
+        random_state=0, n_threads=1,
+    ).fit(X)
     flat = lambda m: torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy()  # noqa: E731
     return {
         "ae": flat(ae.module_),
@@ -121,6 +130,8 @@ def fitted_state(X, R):
         "rec_val": np.array(rec.validation_loss_curve_),
         "rec_loss": np.array(rec.loss_curve_),
         "rec_n_iter": np.array(rec.n_iter_),
+        "ne": flat(ne.module_),
+        "ne_loss": np.array(ne.loss_curve_),
     }
 
 
@@ -198,9 +209,11 @@ def test_matches_single_process_with_the_same_global_batch(ranks, single):
     np.testing.assert_allclose(rank["ae"], rank["ae_streamed"], atol=1e-5)
 
 
-def test_recommender_matches_single_process_quality(ranks, single):
-    # VAE samples come from a stream per rank, so only the quality can match
+def test_noisy_fits_match_single_process_quality(ranks, single):
+    # VAE samples and negative samples come from a stream per rank, so only
+    # the quality can match: the same losses within a few percent
     rank = ranks[0]
+    np.testing.assert_allclose(rank["ne_loss"][-1], single["ne_loss"][-1], rtol=0.05)
     assert rank["rec_n_iter"] == single["rec_n_iter"] == 8
     assert len(rank["rec_val"]) == 8
     assert rank["rec_val"][-1] < rank["rec_val"][0]

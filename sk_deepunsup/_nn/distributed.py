@@ -36,6 +36,7 @@ __all__ = [
     "any_true",
     "broadcast_",
     "broadcast_object",
+    "cached",
     "check_same",
     "is_active",
     "is_main",
@@ -44,6 +45,7 @@ __all__ = [
     "rank",
     "share",
     "world_size",
+    "writes_files",
 ]
 
 #: Environment a launcher sets (torchrun, SLURM via srun + torchrun, Kubernetes).
@@ -87,6 +89,11 @@ def world_size() -> int:
 def is_main() -> bool:
     """Whether this rank prints progress and writes files (rank 0, or no group)."""
     return rank() == 0
+
+
+def writes_files() -> bool:
+    """False on ranks other than 0 of an initialised group (never initialises one)."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def share(n: int, part: int | None = None, parts: int | None = None) -> tuple[int, int]:
@@ -169,6 +176,26 @@ def on_main(fn: Callable[[], object]):
     if not is_active():
         return fn()
     return broadcast_object(fn() if is_main() else None)
+
+
+def cached(memorized, func: Callable):
+    """A joblib cache of ``func`` that a data-parallel fit can use on every rank.
+
+    Rank 0 decides hit or miss (and reads or writes the cache); on a hit the
+    others get its result, on a miss every rank calls ``func`` (which trains
+    data-parallel) and rank 0 stores what it computed. Without a process
+    group, or without a cache (``memory=None``), ``memorized`` itself.
+    """
+    if not is_active() or type(memorized).__name__ == "NotMemorizedFunc":
+        return memorized
+
+    def call(*args, **kwargs):
+        hit = on_main(lambda: bool(memorized.check_call_in_cache(*args, **kwargs)))
+        if hit:
+            return on_main(lambda: memorized(*args, **kwargs))
+        return memorized(*args, **kwargs) if is_main() else func(*args, **kwargs)
+
+    return call
 
 
 def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
