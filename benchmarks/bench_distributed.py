@@ -39,23 +39,9 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
+from bench_images import fashion_mnist  # noqa: E402  (the same loader and message)
+
 from sk_deepunsup import DeepAutoencoder  # noqa: E402
-
-DATASETS = os.path.join(HERE, "..", "..", "shared", "datasets")
-
-
-def fashion_mnist(n):
-    sys.path.insert(0, os.path.abspath(DATASETS))
-    try:
-        from real import fashion_mnist as load
-
-        X, _ = load()
-    except (ImportError, OSError) as exc:
-        sys.exit(
-            f"Fashion-MNIST is not available ({exc}); install the data sets with "
-            f"{os.path.join(DATASETS, 'install.sh')} and run with that environment's python."
-        )
-    return np.ascontiguousarray(X[:n], dtype=np.float32) / 255.0
 
 
 def case_data(case, args):
@@ -63,13 +49,15 @@ def case_data(case, args):
         X = np.random.RandomState(0).standard_normal((100_000, 20)).astype(np.float32)
         params = dict(n_components=8, hidden_layer_sizes=(64, 32), batch_size=256)
     else:
-        X = fashion_mnist(args.conv_samples)
+        X = np.ascontiguousarray(fashion_mnist()[0][: args.conv_samples])
         params = dict(n_components=10, image_shape=(1, 28, 28))
     return X, params
 
 
 def timed_fit(X, params, epochs, n_threads, device):
-    common = dict(tol=0.0, n_iter_no_change=10_000, random_state=0, device=device, n_threads=n_threads)
+    common = dict(
+        tol=0.0, n_iter_no_change=10_000, random_state=0, device=device, n_threads=n_threads
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         DeepAutoencoder(**params, **common, max_iter=1).fit(X[:2048])  # warm-up
@@ -103,7 +91,8 @@ def ranks(case, n, args, device):
         "--conv-samples", str(args.conv_samples), "--device", device,
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.join(HERE, ".."), env.get("PYTHONPATH")]))
+    paths = [os.path.join(HERE, ".."), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -130,7 +119,10 @@ def main():
 
     cores = os.cpu_count() or 1
     gpus = torch.cuda.device_count()
-    print(f"load average before: {os.getloadavg()}; {cores} cores, {gpus} GPUs; torch {torch.__version__}")
+    print(
+        f"load average before: {os.getloadavg()}; {cores} cores, {gpus} GPUs; "
+        f"torch {torch.__version__}"
+    )
     for case in args.cases:
         X, params = case_data(case, args)
         print(f"{case}: {X.shape[0]} x {X.shape[1]}, {args.epochs} epochs, {params}")

@@ -37,11 +37,14 @@ def make_data(path, n_samples, n_features=64, seed=0):
     """A noisy 5-dimensional manifold in 64 dimensions, written in blocks."""
     rng = np.random.RandomState(seed)
     mixing = rng.normal(size=(5, n_features)).astype(np.float32)
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_samples, n_features))
+    out = np.lib.format.open_memmap(
+        path, mode="w+", dtype=np.float32, shape=(n_samples, n_features)
+    )
     for start in range(0, n_samples, 100_000):
         stop = min(start + 100_000, n_samples)
         latent = rng.uniform(-1, 1, size=(stop - start, 5)).astype(np.float32)
-        out[start:stop] = np.tanh(latent @ mixing) + 0.05 * rng.normal(size=(stop - start, n_features))
+        noise = 0.05 * rng.normal(size=(stop - start, n_features))
+        out[start:stop] = np.tanh(latent @ mixing) + noise
     out.flush()
 
 
@@ -50,15 +53,17 @@ def main():
     parser.add_argument("--n-samples", type=int, default=1_200_000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=512, help="global batch (all ranks)")
-    parser.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "skdu_distributed_demo.npy"))
+    parser.add_argument(
+        "--data", default=os.path.join(tempfile.gettempdir(), "skdu_distributed_demo.npy")
+    )
     parser.add_argument("--out", default="autoencoder_distributed.skdu")
     args = parser.parse_args()
 
     dist.init_process_group("gloo")  # the launcher's environment says where and who
     rank, world = dist.get_rank(), dist.get_world_size()
     if rank == 0:
-        exists = os.path.exists(args.data) and np.load(args.data, mmap_mode="r").shape[0] == args.n_samples
-        if not exists:
+        ready = os.path.exists(args.data)
+        if not ready or np.load(args.data, mmap_mode="r").shape[0] != args.n_samples:
             make_data(args.data, args.n_samples)
     dist.barrier()  # the file is complete before any rank opens it
 

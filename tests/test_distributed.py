@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -110,17 +111,22 @@ def fitted_state(X, R):
     ae = autoencoder().fit(X)
     streamed = CountingRows(X)
     ae_streamed = autoencoder().fit(streamed)
+    ae_sparse = autoencoder().fit(sp.csr_matrix(X))
     dec = clusterer().fit(X)
     rec = recommender().fit(R)
     ne = NeighborEmbedding(
         n_neighbors=8, hidden_layer_sizes=(16,), batch_size=256, max_iter=4,
         random_state=0, n_threads=1,
     ).fit(X)
-    flat = lambda m: torch.cat([p.detach().reshape(-1) for p in m.parameters()]).numpy()  # noqa: E731
+
+    def flat(module):
+        return torch.cat([p.detach().reshape(-1) for p in module.parameters()]).numpy()
+
     return {
         "ae": flat(ae.module_),
         "ae_loss": np.array(ae.loss_curve_),
         "ae_streamed": flat(ae_streamed.module_),
+        "ae_sparse": flat(ae_sparse.module_),
         "rows_read": np.array(streamed.rows_read),
         "dec_centers": dec.cluster_centers_,
         "dec_labels": dec.labels_,
@@ -201,12 +207,13 @@ def test_every_rank_ends_with_the_same_fit(ranks):
 
 def test_matches_single_process_with_the_same_global_batch(ranks, single):
     rank = ranks[0]
-    for key in ("ae", "ae_streamed", "ae_loss", "dec_encoder", "dec_centers"):
+    for key in ("ae", "ae_streamed", "ae_sparse", "ae_loss", "dec_encoder", "dec_centers"):
         np.testing.assert_allclose(rank[key], single[key], atol=1e-4, err_msg=key)
     np.testing.assert_array_equal(rank["dec_labels"], single["dec_labels"])
     np.testing.assert_allclose(rank["dec_changes"], single["dec_changes"], atol=1e-9)
     # the same data, stored either way, trains the same
     np.testing.assert_allclose(rank["ae"], rank["ae_streamed"], atol=1e-5)
+    np.testing.assert_allclose(rank["ae"], rank["ae_sparse"], atol=1e-5)
 
 
 def test_noisy_fits_match_single_process_quality(ranks, single):

@@ -11,7 +11,9 @@ group nothing here communicates and training is exactly single-process.
 
 A launcher's environment without an initialised group is enough: the first
 :func:`is_active` call initialises it (``gloo`` for CPU tensors, ``nccl`` for
-CUDA ones when CUDA is available).
+CUDA ones when CUDA is available, each rank on ``cuda:LOCAL_RANK``), with a
+timeout of ``SK_DEEPUNSUP_DIST_TIMEOUT`` seconds (default 1800): how long a
+rank waits in a collective, e.g. while rank 0 builds a neighbour graph.
 
 Every function that communicates is a *collective*: all ranks must call it,
 in the same order. They are only called from ``fit``.

@@ -402,7 +402,7 @@ class Trainer:
             self.optimizer.grad.mul_(rows / global_rows)
             loss = loss.detach()
         else:  # a global batch smaller than the ranks: this rank has no rows
-            loss = torch.zeros((), dtype=self.optimizer.flat.dtype, device=self.optimizer.flat.device)
+            loss = self.optimizer.flat.new_zeros(())
         if hasattr(self.loss_fn, "rows_seen"):  # annealing schedules count the global batch
             self.loss_fn.rows_seen += global_rows - rows
         distributed.all_sum_(self.optimizer.grad)
