@@ -331,7 +331,9 @@ default="auto"
         autoencoder.device_ = str(device)  # unpickling maps tensors to device_
 
         self._say(f"initialising {self.n_clusters} clusters in the embedding")
-        embedding = infer(autoencoder.module_, X, autoencoder._encode, self.n_threads)
+        embedding = distributed.map_rows(  # each rank its share, under data-parallel fits
+            lambda rows: infer(autoencoder.module_, rows, autoencoder._encode, self.n_threads), X
+        )
         # k-means once, on rank 0, under data-parallel training: all start alike
         centers = distributed.on_main(lambda: self._initial_centers(embedding, seed))
 
@@ -352,7 +354,7 @@ default="auto"
         self.interrupted_ = self.interrupted_ or history.interrupted
         self.loss_curve_ = history.loss
         self.label_changes_ = updater.label_changes
-        self.labels_ = self._predict_proba(X).argmax(axis=1)
+        self.labels_ = distributed.map_rows(self._predict_proba, X).argmax(axis=1)
         # the updater stops training on tol, so history.stopped_early covers it
         if not self.interrupted_:
             warn_not_converged(self, history)

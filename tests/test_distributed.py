@@ -113,6 +113,8 @@ def fitted_state(X, R):
     ae_streamed = autoencoder().fit(streamed)
     ae_sparse = autoencoder().fit(sp.csr_matrix(X))
     dec = clusterer().fit(X)
+    dec_streamed = CountingRows(X)
+    clusterer().fit(dec_streamed)
     rec = recommender().fit(R)
     ne = NeighborEmbedding(
         n_neighbors=8, hidden_layer_sizes=(16,), batch_size=256, max_iter=4,
@@ -128,6 +130,7 @@ def fitted_state(X, R):
         "ae_streamed": flat(ae_streamed.module_),
         "ae_sparse": flat(ae_sparse.module_),
         "rows_read": np.array(streamed.rows_read),
+        "dec_rows_read": np.array(dec_streamed.rows_read),
         "dec_centers": dec.cluster_centers_,
         "dec_labels": dec.labels_,
         "dec_changes": np.array(dec.label_changes_),
@@ -201,7 +204,7 @@ def single():
 
 def test_every_rank_ends_with_the_same_fit(ranks):
     for key, value in ranks[0].items():
-        if key != "rows_read":
+        if "rows_read" not in key:
             np.testing.assert_array_equal(value, ranks[1][key], err_msg=key)
 
 
@@ -231,8 +234,12 @@ def test_each_rank_reads_only_its_share_of_streamed_rows(ranks, single):
     # value check + 6 epochs, each rank its half; plus the 2 rows validation peeks at
     n, epochs = 240, 6
     assert single["rows_read"] == (epochs + 1) * n + 2
+    # DEC: pretraining, the k-means embedding, every refresh of Q, the
+    # refinement's batches and labels_: all halved; validation peeks twice
+    assert single["dec_rows_read"] > 15 * n
     for rank in ranks:
         assert rank["rows_read"] == (epochs + 1) * n // WORLD + 2
+        assert rank["dec_rows_read"] == (single["dec_rows_read"] - 4) // WORLD + 4
 
 
 @pytest.mark.parametrize("scenario", ["raise", "kill"])

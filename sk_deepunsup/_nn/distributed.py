@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable
 from datetime import timedelta
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -43,6 +44,7 @@ __all__ = [
     "is_active",
     "is_main",
     "local_device",
+    "map_rows",
     "on_main",
     "rank",
     "share",
@@ -222,6 +224,20 @@ def all_values(value: float) -> list[float]:
     slots = torch.zeros(world_size(), dtype=torch.float64)
     slots[rank()] = value
     return all_sum_(slots).tolist()
+
+
+def map_rows(fn: Callable, X):
+    """``fn(X)`` for a row-wise ``fn`` returning a numpy array, each rank computing its share.
+
+    Every rank slices its contiguous share of X's rows (reading only those of
+    a memmap or store), applies ``fn``, and the results are gathered in row
+    order; without a process group (or with fewer rows than ranks), ``fn(X)``.
+    """
+    if not is_active() or X.shape[0] < world_size():
+        return fn(X)
+    lo, hi = share(X.shape[0])
+    part = torch.from_numpy(np.ascontiguousarray(fn(X[lo:hi])))
+    return all_gather_rows(part).numpy()
 
 
 def check_same(value: int, what: str) -> None:
