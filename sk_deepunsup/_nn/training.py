@@ -6,8 +6,9 @@ The loop is split into small steps, as in skorch and scikit-learn's MLP:
 (:mod:`.data`: in-memory tensors, sparse rows, or rows streamed from disk),
 and :meth:`Trainer.batch_step` does one optimisation step. A *loss function*
 ``loss_fn(module, *batch) -> scalar tensor`` is all an estimator supplies.
-On the CPU, a :class:`~.threads.ThreadPolicy` chooses torch's thread count
-for the steps and restores the global setting afterwards.
+On the CPU, a :class:`~.threads.ThreadPolicy` sets torch's thread count
+for the steps (by a rule that does not depend on the load) and restores the
+global setting afterwards.
 
 Inside a ``torch.distributed`` process group of several ranks (see
 :mod:`.distributed`) the same loop trains data-parallel: ``batch_size`` is the
@@ -36,7 +37,7 @@ from .data import BatchSource, TensorSource, batch_bounds
 from .losses import student_t_assignment, target_distribution
 from .modules import set_generator
 from .optim import FlatAdam
-from .threads import ThreadPolicy
+from .threads import GlobalGenerator, ThreadPolicy
 
 __all__ = [
     "Callback",
@@ -144,10 +145,15 @@ class Trainer:
     with_index : bool
         Pass each batch's row indices (into the training data) to ``loss_fn``
         after the batch's tensors.
-    n_threads : int or None
+    n_threads : int, None or "adaptive"
         torch threads for the steps on the CPU: an int fixes them, ``None``
-        lets :class:`~.threads.ThreadPolicy` choose by measurement. torch's
-        global setting is restored when :meth:`fit` returns.
+        applies :class:`~.threads.ThreadPolicy`'s rule (from the network's
+        size), ``"adaptive"`` chooses by timing. torch's global setting is
+        restored when :meth:`fit` returns.
+    global_seed : int, optional
+        Give each step a private stream of torch's global generator, seeded
+        from this (for users' modules whose layers draw from it); the
+        caller's global generator is left as it was.
 
     Notes
     -----
@@ -183,7 +189,8 @@ class Trainer:
         restore_best: bool | None = None,
         description: str = "training",
         with_index: bool = False,
-        n_threads: int | None = None,
+        n_threads: int | str | None = None,
+        global_seed: int | None = None,
     ):
         self.module = module
         self.loss_fn = loss_fn
@@ -203,6 +210,7 @@ class Trainer:
         self.description = description
         self.with_index = with_index
         self.n_threads = n_threads
+        self.global_seed = global_seed
         self.threads: ThreadPolicy | None = None
         self.history = History()
         self.stop_requested = False
@@ -230,7 +238,16 @@ class Trainer:
                 seed = distributed.broadcast_object(int(torch.randint(2**62, (1,))))
                 self.generator = torch.Generator(device=data.device).manual_seed(seed)
         on_cpu = data.device.type == "cpu"
-        self.threads = ThreadPolicy(self.n_threads if on_cpu else torch.get_num_threads())
+        self.threads = ThreadPolicy(
+            self.n_threads if on_cpu else torch.get_num_threads(),
+            module=self.module,
+            rows=self.batch_size,
+            generator=(
+                None
+                if self.global_seed is None
+                else GlobalGenerator(self.global_seed, data.device)
+            ),
+        )
         with self.threads:
             return self._fit(data, validation_data)
 
