@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ._images import check_two_dimensional
-from ._nn import ACTIVATIONS, ThreadPolicy
+from ._nn import ACTIVATIONS, ThreadPolicy, distributed
 from ._nn.data import (
     BatchSource,
     SparseRowSource,
@@ -100,7 +100,9 @@ def resolve_device(device) -> torch.device:
     if isinstance(device, torch.device):
         dev = device
     elif device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.local_device(
+            torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        )
     else:
         try:
             dev = torch.device(device)
@@ -131,7 +133,7 @@ def resolve_device(device) -> torch.device:
             f"device={str(device)!r} is not supported; use 'auto', 'cpu', 'cuda', "
             "'cuda:N' or 'mps'."
         )
-    return dev
+    return distributed.local_device(dev)  # "cuda" is cuda:LOCAL_RANK under a launcher
 
 
 def device_available(device: torch.device) -> bool:
@@ -533,7 +535,8 @@ class TorchEstimatorMixin(TorchStateMixin):
         it and the number of epochs done, so each gets new permutations.
         """
         if first_call:
-            self._base_seed = draw_seed(self.random_state)
+            # one seed for every rank of a data-parallel fit (random_state=None too)
+            self._base_seed = distributed.broadcast_object(draw_seed(self.random_state))
             return self._base_seed
         return derive_seed(self._base_seed, self.n_iter_)
 

@@ -39,6 +39,7 @@ from ._model_file import (
     safetensors_module,
     signature,
 )
+from ._nn import distributed
 from ._torch_state import all_finite
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load", "save"]
@@ -207,7 +208,9 @@ def save(estimator, path, *, key=None) -> None:
     estimator : estimator
         The (fitted) estimator or pipeline.
     path : str or path-like
-        File to write (by convention ending in ``.skdu``); replaced.
+        File to write (by convention ending in ``.skdu``); replaced. In a
+        ``torch.distributed`` job only rank 0 writes it (every rank holds the
+        same fitted model), so every rank may call ``save``.
     key : bytes or str, default=None
         Secret of at least 16 bytes. When given, the file is signed with
         HMAC-SHA256 and ``load(path, key=key)`` refuses it unless unchanged
@@ -241,6 +244,8 @@ def save(estimator, path, *, key=None) -> None:
             f"save expects a scikit-learn estimator, got {type(estimator).__name__}."
         )
     key = check_key(key)
+    if not distributed.writes_files():  # data-parallel ranks hold the same model
+        return
     st = safetensors_module()
     from . import __version__
 
