@@ -1,4 +1,7 @@
-"""Choose the number of clusters with GridSearchCV, without any labels.
+"""
+Choose the number of clusters with GridSearchCV, without any labels
+===================================================================
+
 
 ``DeepEmbeddingClusterer.score`` is the silhouette coefficient of its
 predicted clusters, measured in the input space (in [-1, 1], higher is

@@ -1,4 +1,7 @@
-"""Cluster handwritten digits with deep embedded clustering, inside a Pipeline.
+"""
+Cluster handwritten digits with deep embedded clustering, inside a Pipeline
+===========================================================================
+
 
 This example clusters the 1797 8x8 digit images bundled with scikit-learn
 into 10 groups without looking at their labels, using

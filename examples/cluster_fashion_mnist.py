@@ -1,4 +1,7 @@
-"""Cluster Fashion-MNIST with a convolutional autoencoder and save each cluster's images.
+"""
+Cluster Fashion-MNIST with a convolutional autoencoder and save each cluster's images
+=====================================================================================
+
 
 ``DeepEmbeddingClusterer`` pretrains an autoencoder, fits a neighbour
 embedding to the autoencoder's code (N2D: images whose codes are neighbours

@@ -1,4 +1,7 @@
-"""Cluster the 20 Newsgroups posts and say what each cluster is about.
+"""
+Cluster the 20 Newsgroups posts and say what each cluster is about
+==================================================================
+
 
 Raw documents go through one scikit-learn Pipeline: TF-IDF weights, a
 100-component LSA (``TruncatedSVD`` + ``Normalizer``, scikit-learn's own

@@ -1,4 +1,7 @@
-"""Draw a 2-D map of handwritten digits, coloured by the clusters found in them.
+"""
+Draw a 2-D map of handwritten digits, coloured by the clusters found in them
+============================================================================
+
 
 ``NeighborEmbedding`` trains a small network so that digits that are near
 neighbours in pixel space land near each other on a plane (UMAP's and

@@ -1,4 +1,7 @@
-"""More like this: embed documents with a multinomial autoencoder, then search.
+"""
+More like this: embed documents with a multinomial autoencoder, then search
+===========================================================================
+
 
 A ``DeepAutoencoder(loss="multinomial")`` learns a 32-number code for each of
 the 18 821 posts of 20 Newsgroups straight from their sparse TF-IDF rows

@@ -1,4 +1,7 @@
-"""Recommend films to a few MovieLens-100K users with AutoencoderRecommender.
+"""
+Recommend films to a few MovieLens-100K users with AutoencoderRecommender
+=========================================================================
+
 
 Ratings of 4 or 5 stars count as "liked". The model (Mult-VAE) is fitted on
 every user's liked films; then, for three users, the script prints a few films
@@ -8,7 +11,7 @@ history without refitting.
 
 The data are the ml-100k files that ship with the ``recbole`` package
 (``pip install recbole``; only its data files are read, recbole itself is not
-imported). Run:
+imported). Run::
 
     python examples/recommend_movies.py
 """

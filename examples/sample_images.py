@@ -1,4 +1,7 @@
-"""Sample new images from a convolutional variational autoencoder.
+"""
+Sample new images from a convolutional variational autoencoder
+==============================================================
+
 
 ``VariationalAutoencoder(image_shape=...)`` is convolutional: strided
 convolutions map each image to a Gaussian posterior over the latent
