@@ -60,8 +60,17 @@ def _quote_shape_names(app, what, name, obj, options, lines):
     lines[:] = [_SHAPE_NAME.sub(r"`\1`", line) for line in lines]
 
 
+def _skip_plain_class_attributes(app, what, name, obj, skip, options):
+    # A class-level constant (str, number, tuple) is an implementation detail, not API;
+    # fitted attributes are documented in each class's Attributes section.
+    if what == "class" and isinstance(obj, (str, int, float, tuple, type(None))):
+        return True
+    return None
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _quote_shape_names, priority=400)
+    app.connect("autodoc-skip-member", _skip_plain_class_attributes)
 
 
 # -- gallery ------------------------------------------------------------------

@@ -2,7 +2,6 @@
 Choose the number of clusters with GridSearchCV, without any labels
 ===================================================================
 
-
 ``DeepEmbeddingClusterer.score`` is the silhouette coefficient of its
 predicted clusters, measured in the input space (in [-1, 1], higher is
 better). Because it needs no labels and does not depend on the model's own

@@ -2,7 +2,6 @@
 Cluster Fashion-MNIST with a convolutional autoencoder and save each cluster's images
 =====================================================================================
 
-
 ``DeepEmbeddingClusterer`` pretrains an autoencoder, fits a neighbour
 embedding to the autoencoder's code (N2D: images whose codes are neighbours
 end up close), starts k-means there and refines the clusters (DEC). Given
@@ -15,9 +14,10 @@ prints accuracy (best one-to-one matching of clusters to the 10 classes) and
 NMI against the true classes, and saves ``fashion_clusters.png``: one row a
 cluster, its images nearest its centre first.
 
-The data come from ``../shared/datasets`` (run ``../shared/datasets/install.sh``
-first). Runtime: a few minutes on a GPU; on 2 busy CPU cores use a smaller
-subset and fewer epochs, e.g.::
+Needs Fashion-MNIST, read offline from Debian's ``dataset-fashion-mnist``
+package through the project's data-set loader (see the benchmarks page of the
+documentation). Runtime: a few minutes on a GPU; on 2 busy CPU cores use a
+smaller subset and fewer epochs, e.g.::
 
     python examples/cluster_fashion_mnist.py --n-samples 3000 --pretrain-epochs 10 --epochs 5
 """

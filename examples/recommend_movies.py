@@ -2,7 +2,6 @@
 Recommend films to a few MovieLens-100K users with AutoencoderRecommender
 =========================================================================
 
-
 Ratings of 4 or 5 stars count as "liked". The model (Mult-VAE) is fitted on
 every user's liked films; then, for three users, the script prints a few films
 they liked and the five films recommended to them (films they have not rated

@@ -2,7 +2,6 @@
 Generate new handwritten digits with a variational autoencoder
 ==============================================================
 
-
 A ``VariationalAutoencoder`` learns to map each 8x8 digit image to a
 distribution over 8 latent variables and back. Once fitted it is a
 generative model: ``sample`` draws latent codes from the standard normal
