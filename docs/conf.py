@@ -49,6 +49,9 @@ html_theme_options = {
     "secondary_sidebar_items": ["page-toc"],
 }
 html_show_sourcelink = False
+html_css_files = ["custom.css"]
+# Pages without sub-pages need no left navigation column.
+html_sidebars = {name: [] for name in ("index", "install", "benchmarks", "developer", "api")}
 
 
 # Shapes such as "(n_features_in_,)" are quoted as scikit-learn's docstrings quote

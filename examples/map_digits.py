@@ -33,6 +33,8 @@ average 7.9; 77 s with one other program running, load average 1.8).
    :alt: the figure this example saves
 """
 
+# sphinx_gallery_thumbnail_path = "gallery_output/map_digits.png"
+
 import sys
 
 import matplotlib
