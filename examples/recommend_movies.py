@@ -9,7 +9,7 @@ highly), by title. A new user, unseen in fit, is folded in from a short
 history without refitting.
 
 The data are the ml-100k files that ship with the ``recbole`` package
-(``pip install recbole``; only its data files are read, recbole itself is not
+(``pip install --no-deps recbole``; only its data files are read, recbole itself is not
 imported). Run::
 
     python examples/recommend_movies.py
