@@ -41,7 +41,7 @@ import pandas as pd
 from joblib import Memory
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -79,7 +79,7 @@ param_grid = {"deepembeddingclusterer__n_clusters": CANDIDATES}
 
 
 def run_search(memory):
-    search = GridSearchCV(make_model(memory), param_grid, cv=3)
+    search = GridSearchCV(make_model(memory), param_grid, cv=KFold(3, shuffle=True, random_state=0))
     start = time.perf_counter()
     search.fit(X)  # no y: the clusterer's own score (silhouette) is used
     return search, time.perf_counter() - start

@@ -44,8 +44,8 @@ from ._images import (
     auto_hidden_sizes,
     build_network,
     network_signature,
-    seeded_global_rng,
 )
+from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._nn.losses import RECONSTRUCTION_LOSSES, reconstruction_objective
 
 
@@ -108,6 +108,7 @@ class AutoencoderBase(
     # -- fitting ---------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @restore_on_interrupt
     def fit(self, X, y=None):
         """Train the network on X for up to ``max_iter`` epochs.
 
@@ -130,6 +131,7 @@ class AutoencoderBase(
         return self._fit(X, incremental=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @restore_on_interrupt
     def partial_fit(self, X, y=None):
         """Train for one epoch over X, continuing from the current state.
 
@@ -226,12 +228,20 @@ class AutoencoderBase(
         if self.early_stopping and not incremental:
             data, validation = self._split_validation(data, generator)
 
+        batch_size = self._resolve_batch_size(data.n_samples)
+        built_in = getattr(self, "encoder", None) is None
+        if getattr(self, "batch_norm", False) and built_in and batch_size < 2:
+            raise ValueError(
+                "batch_norm=True needs batches of at least 2 samples to normalise "
+                f"over, got batch_size={self.batch_size}; raise batch_size or set "
+                "batch_norm=False."
+            )
         trainer = Trainer(
             module,
             self._objective(generator),
             learning_rate=self.learning_rate_init,
             weight_decay=self.alpha,
-            batch_size=self._resolve_batch_size(data.n_samples),
+            batch_size=batch_size,
             max_iter=1 if incremental else self.max_iter,
             tol=self.tol,
             n_iter_no_change=None if incremental else self.n_iter_no_change,
@@ -241,25 +251,30 @@ class AutoencoderBase(
             optimizer_state=optimizer_state,
             description=type(self).__name__,
             n_threads=self.n_threads,
+            # users' modules may draw from torch's global generator (dropout)
+            global_seed=seed if getattr(self, "encoder", None) is not None else None,
         )
-        with seeded_global_rng(self, seed, device), accelerated(module, device):
+        with accelerated(module, device):
             history = trainer.fit(data, validation)
-        if not incremental:
-            self._after_fit(module, data)
-
-        self.module_ = module
-        self._signature = signature
-        self.device_ = str(device)
-        self._optimizer_state = trainer.optimizer_state_dict
-        self.loss_curve_ = previous["loss"] + history.loss
-        self.validation_loss_curve_ = (
-            previous["val"] + history.validation_loss
-            if history.validation_loss is not None
-            else None
-        )
-        self.n_iter_ = previous["n_iter"] + history.n_iter
-        self.best_loss_ = min(previous["best"], history.best_loss)
-        if not incremental:
+        with finishing() as held:
+            if not incremental:
+                self._after_fit(module, data)
+            self.module_ = module
+            self._signature = signature
+            self.device_ = str(device)
+            self._optimizer_state = trainer.optimizer_state_dict
+            self.loss_curve_ = previous["loss"] + history.loss
+            self.validation_loss_curve_ = (
+                previous["val"] + history.validation_loss
+                if history.validation_loss is not None
+                else None
+            )
+            self.n_iter_ = previous["n_iter"] + history.n_iter
+            self.best_loss_ = min(previous["best"], history.best_loss)
+            self.interrupted_ = history.interrupted or held.hit
+        if held.hit:
+            warn_interrupted(self, "the final pass")
+        if not incremental and not self.interrupted_:
             warn_not_converged(self, history)
         return self
 
@@ -400,9 +415,9 @@ class DeepAutoencoder(AutoencoderBase):
         C order). They are deep-copied at fit and never changed; the
         copies start from the modules' weights as given (so pretrained
         weights carry over, and ``random_state`` does not re-initialise
-        them), and torch's global generator, which layers such as
-        ``nn.Dropout`` draw from, is seeded from ``random_state`` for the
-        fit and restored afterwards, so fits are deterministic. Activation,
+        them), and layers such as ``nn.Dropout`` that draw from torch's global
+        generator get a private stream of it seeded from ``random_state``
+        (the caller's global state is untouched), so fits are deterministic. Activation,
         dropout, batch-norm and image parameters then do not apply. Such
         models pickle (the modules' classes must be importable) but
         :func:`sk_deepunsup.save` refuses them.
@@ -462,15 +477,17 @@ class DeepAutoencoder(AutoencoderBase):
     device : str or torch.device, default="auto"
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
         ``"cuda:N"`` or ``"mps"``.
-    n_threads : int or None, default=None
-        torch threads used on the CPU, for fitting and inference. ``None``
-        measures: it times steps with one thread and with torch's current
-        setting (all cores unless ``torch.set_num_threads`` lowered it),
-        keeps the faster and measures again every few seconds, which keeps
-        small networks fast on a busy machine. The two can round float32
-        sums differently, so for bit-identical refits with the same
-        ``random_state`` fix it (e.g. ``n_threads=1``). torch's global
-        setting is restored afterwards.
+    n_threads : int, None or "adaptive", default=None
+        torch threads on the CPU, for fitting and inference. ``None`` counts
+        the network's multiply-adds per step and uses one thread for small
+        networks (where threads cost more than they gain, most of all on a
+        busy machine) and more for large ones: the choice depends on the
+        data, the network and the cores, never on the load, so an int
+        ``random_state`` gives the same result on every call. An int fixes
+        the count. ``"adaptive"`` times one thread against all and keeps
+        the faster, re-measuring as the load changes: fastest on a busy
+        machine, but results may then differ in the last bits between fits.
+        torch's global setting is restored afterwards.
 
     Attributes
     ----------
@@ -486,6 +503,9 @@ class DeepAutoencoder(AutoencoderBase):
         Lowest monitored loss (validation loss with ``early_stopping``).
     n_iter_ : int
         Number of epochs run (summed over ``warm_start`` and ``partial_fit``).
+    interrupted_ : bool
+        Whether Ctrl-C (KeyboardInterrupt) ended the fit early; the model
+        is usable (the best weights so far; a warning says so).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)

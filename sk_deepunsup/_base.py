@@ -50,7 +50,7 @@ TRAINING_CONSTRAINTS = {
     "random_state": ["random_state"],
     "verbose": ["verbose"],
     "device": [str, torch.device],
-    "n_threads": [None, Interval(Integral, 1, None, closed="left")],
+    "n_threads": [None, StrOptions({"adaptive"}), Interval(Integral, 1, None, closed="left")],
 }
 
 #: Constraints of the network-shape parameters of the autoencoders.
@@ -68,6 +68,12 @@ NETWORK_CONSTRAINTS = {
     "warm_start": ["boolean"],
 }
 
+
+#: Largest magnitude accepted in X (float32 squares overflow near 1e19).
+MAX_ABS_VALUE = 1e15
+
+#: The widest feature range over the narrowest that makes fit warn (DataScaleWarning).
+SCALE_RATIO = 100.0
 
 #: ``batch_size="auto"``, clipped to the number of samples (images: see _images)
 AUTO_BATCH_SIZE = 256
@@ -204,9 +210,10 @@ def validate_input(estimator, X, *, reset: bool, training: bool = False):
     they are read.
     """
     check_two_dimensional(X)  # images as 3-D/4-D arrays: the error shows the fix
+    check_numeric_columns(X)
     min_samples = 2 if training else 1
     if not is_streamed(X):
-        return validate_data(
+        X = validate_data(
             estimator,
             X,
             accept_sparse="csr",
@@ -214,6 +221,10 @@ def validate_input(estimator, X, *, reset: bool, training: bool = False):
             ensure_min_samples=min_samples,
             reset=reset,
         )
+        check_magnitude(X)
+        if training:
+            warn_feature_scales(estimator, X)
+        return X
     if X.shape[0] < min_samples:
         raise ValueError(
             f"Found array with {X.shape[0]} sample(s) (shape={tuple(X.shape)}) while a "
@@ -225,6 +236,63 @@ def validate_input(estimator, X, *, reset: bool, training: bool = False):
         )
     validate_data(estimator, np.asarray(X[:min_samples]), dtype=FLOAT_DTYPES, reset=reset)
     return X
+
+
+def check_numeric_columns(X) -> None:
+    """A data frame's non-numeric columns are named in the error, with the fix."""
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None or not hasattr(X, "columns"):
+        return
+    import pandas as pd
+
+    bad = [
+        str(c)
+        for c, dt in zip(X.columns, dtypes)
+        if not (pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt))
+    ]
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise ValueError(
+            f"X has {len(bad)} non-numeric column(s): {shown}. Encode them first (e.g. "
+            "OneHotEncoder or OrdinalEncoder in a ColumnTransformer) or drop them."
+        )
+
+
+def check_magnitude(X) -> None:
+    """Refuse values so large that float32 squares and sums overflow (NaN results)."""
+    values = X.data if sp.issparse(X) else X
+    if values.size == 0:
+        return
+    largest = float(np.max(np.abs(values)))
+    if largest > MAX_ABS_VALUE:
+        raise ValueError(
+            f"X has values as large as {largest:.3g}; the networks compute in float32, "
+            f"where values beyond {MAX_ABS_VALUE:.0e} overflow. Scale X first (e.g. "
+            "sklearn.preprocessing.StandardScaler, or a log transform)."
+        )
+
+
+class DataScaleWarning(UserWarning):
+    """Features on very different scales: distances and losses follow the widest."""
+
+
+def warn_feature_scales(estimator, X) -> None:
+    """Warn when the widest feature's range exceeds the narrowest's :data:`SCALE_RATIO` times."""
+    if sp.issparse(X) or X.shape[0] < 2:
+        return
+    ranges = np.ptp(X, axis=0)
+    ranges = ranges[ranges > 0]
+    if ranges.size < 2 or ranges.max() <= SCALE_RATIO * ranges.min():
+        return
+    warnings.warn(
+        f"{type(estimator).__name__}: X's features span very different ranges (from "
+        f"{ranges.min():.3g} to {ranges.max():.3g}), so the widest dominate every "
+        "distance and loss and the model may ignore the rest (for a clusterer: "
+        "everything in one or a few clusters). Scale X first: "
+        "make_pipeline(StandardScaler(), estimator) or MinMaxScaler.",
+        DataScaleWarning,
+        stacklevel=4,
+    )
 
 
 def as_dense(X) -> np.ndarray:
@@ -304,9 +372,15 @@ def infer(module: nn.Module, X, forward, n_threads: int | None = None) -> np.nda
     check_chunks = is_streamed(X)
     out_dtype = data_dtype(X)
     outs = []
-    policy = ThreadPolicy(n_threads if device.type == "cpu" else torch.get_num_threads())
+    rows = chunk_rows(source.n_features, INFERENCE_CHUNK)
+    policy = ThreadPolicy(
+        n_threads if device.type == "cpu" else torch.get_num_threads(),
+        module=module,
+        rows=min(rows, source.n_samples),
+        training=False,
+    )
     with policy, torch.inference_mode():
-        for xb in source.chunks(chunk_rows(source.n_features, INFERENCE_CHUNK)):
+        for xb in source.chunks(rows):
             if check_chunks and not bool(torch.isfinite(xb).all()):
                 raise non_finite_error()
             with policy.step():
@@ -497,6 +571,7 @@ __all__ = [
     "TRAINING_CONSTRAINTS",
     "TorchEstimatorMixin",
     "TorchStateMixin",
+    "DataScaleWarning",
     "as_dense",
     "check_finite_range",
     "check_loss_range",

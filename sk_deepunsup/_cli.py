@@ -2,7 +2,6 @@
 
 import argparse
 import csv
-import math
 import re
 import sys
 import time
@@ -18,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
 from . import __version__
-from ._clustering import DeepEmbeddingClusterer, default_autoencoder
+from ._clustering import DeepEmbeddingClusterer
 from ._neighbor_embedding import default_clustering_embedding
 from ._nn import TrainingInterrupted
 from ._recommender import AutoencoderRecommender, interaction_matrix, recommendations_frame
@@ -65,30 +64,6 @@ def make_clusterer(n_clusters, seed, verbose, **options):
     return DeepEmbeddingClusterer(
         n_clusters=n_clusters, random_state=seed, verbose=verbose, **extra
     )
-
-
-def estimate_cluster_seconds(clusterer, n_rows, n_cols):
-    """Rough seconds of ``clusterer.fit`` on an ``n_rows x n_cols`` table.
-
-    On the neighbour route: the embedding's training (about 6 million edges,
-    both ends embedded, at least 10 epochs of the graph) plus the
-    refinement's epochs through the same encoder. On the autoencoder route:
-    pretraining and refinement epochs through the autoencoder.
-    """
-    if not clusterer._uses_neighbor_embedding():
-        ae = clusterer.autoencoder or default_autoencoder(n_rows)
-        hidden, n_comp = ae._hidden_sizes(), ae.n_components  # "auto" resolved
-        chains = [[n_cols, *hidden, n_comp], [n_comp, *hidden[::-1], n_cols]]
-        return estimate_fit_seconds(chains, n_rows, ae.max_iter + clusterer.max_iter)
-    embedding = clusterer.embedding
-    if isinstance(embedding, str):
-        embedding = default_clustering_embedding()
-    chain = [[n_cols, *embedding.hidden_layer_sizes, embedding.n_components]]
-    n_edges = 1.5 * n_rows * embedding.n_neighbors  # the fuzzy union's typical size
-    epochs = embedding._epochs(int(n_edges))
-    return estimate_fit_seconds(
-        chain, int(2 * n_edges), epochs, embedding.batch_size * 2
-    ) + estimate_fit_seconds(chain, n_rows, clusterer.max_iter)
 
 
 def make_recommender(seed, verbose, **options):
@@ -339,38 +314,6 @@ def read_table(path, drop=()):
     return frame, ids.reset_index(drop=True)
 
 
-def estimate_fit_seconds(layer_sizes, n_rows, n_epochs, batch_size=256):
-    """Seconds a fit may take: one timed step of this network shape, times the steps.
-
-    ``layer_sizes`` lists the networks as chains of widths, e.g.
-    ``[[784, 500, 10], [10, 500, 784]]``. A rough figure (the machine's load
-    changes it), measured in a fraction of a second.
-    """
-    import torch
-
-    layers = [
-        torch.nn.Linear(a, b) for chain in layer_sizes for a, b in zip(chain[:-1], chain[1:])
-    ]
-    x_by_layer = [torch.randn(min(batch_size, n_rows), lin.in_features) for lin in layers]
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        for lin, x in zip(layers, x_by_layer):
-            lin(x).square().mean().backward()
-        times.append(time.perf_counter() - start)
-    steps = n_epochs * math.ceil(n_rows / batch_size)
-    return min(times[1:]) * steps
-
-
-def _say_if_long(seconds, what):
-    """On stderr, when a fit is expected to take over half a minute."""
-    if seconds < 30:
-        return
-    shown = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
-    print(f"{PROG}: {what} may take about {shown} on this machine (a rough estimate); "
-          "--max-iter or smaller --hidden-layer-sizes shorten it", file=sys.stderr)
-
-
 def _status(verbose, message):
     if verbose:
         print(message, file=sys.stderr)
@@ -423,7 +366,6 @@ def _cluster(args):
             + (f" (ids from column {ids.name!r})" if ids.name != "row" else ""))
     clusterer = make_clusterer(k, args.seed, args.verbose, n_samples=n_rows,
                                **_network_kwargs(args))
-    _say_if_long(estimate_cluster_seconds(clusterer, n_rows, n_cols), "clustering")
     _status(args.verbose, f"fitting {type(clusterer).__name__}(n_clusters={k}) ...")
     labels, seconds = _fit_predict(clusterer, X, args.verbose)
     _status(args.verbose, f"fitted in {seconds:.1f} s")
@@ -471,11 +413,6 @@ def _recommend(args):
                          "ask for fewer")
     recommender = make_recommender(args.seed, args.verbose, threshold=args.threshold,
                                    **_network_kwargs(args))
-    hidden = list(np.atleast_1d(recommender.hidden_layer_sizes))
-    d = recommender.n_components
-    _say_if_long(estimate_fit_seconds([[len(items), *hidden, 2 * d],
-                                       [d, *hidden[::-1], len(items)]],
-                                      len(users), recommender.max_iter), "fitting")
     _status(args.verbose, f"fitting {type(recommender).__name__} ...")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import warnings
@@ -19,7 +20,7 @@ from sklearn.base import (
 )
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import pairwise_distances_argmin, silhouette_score
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory
 
@@ -45,6 +46,7 @@ from ._base import (
     validate_input,
     warn_not_converged,
 )
+from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._nn import (
     ClusteringAutoencoder,
     TargetUpdater,
@@ -177,9 +179,17 @@ default="auto"
     verbose : bool or int, default=False
         Say each phase (pretraining, initialisation, refinement) and show
         progress bars, on stderr.
-    n_threads : int or None, default=None
-        torch threads on the CPU; ``None`` chooses by measurement (see
-        ``DeepAutoencoder``). Fix it for bit-identical refits.
+    n_threads : int, None or "adaptive", default=None
+        torch threads on the CPU, for fitting and inference. ``None`` counts
+        the network's multiply-adds per step and uses one thread for small
+        networks (where threads cost more than they gain, most of all on a
+        busy machine) and more for large ones: the choice depends on the
+        data, the network and the cores, never on the load, so an int
+        ``random_state`` gives the same result on every call. An int fixes
+        the count. ``"adaptive"`` times one thread against all and keeps
+        the faster, re-measuring as the load changes: fastest on a busy
+        machine, but results may then differ in the last bits between fits.
+        torch's global setting is restored afterwards.
 
     Attributes
     ----------
@@ -294,6 +304,7 @@ default="auto"
     # -- fitting ---------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=False)
+    @restore_on_interrupt
     def fit(self, X, y=None):
         """Pretrain the autoencoder, initialise the clusters, and refine them.
 
@@ -333,19 +344,25 @@ default="auto"
             autoencoder.module_.decoder,
             torch.as_tensor(centers, dtype=torch.float32),
         ).to(device)
+        initial = {k: v.detach().clone() for k, v in module.state_dict().items()}
         history, updater = self._refine(
             module, X, reconstruction_weight, reconstruction, seed, device
         )
 
-        self.autoencoder_ = autoencoder  # its module_ holds the fine-tuned networks
-        self.cluster_centers_ = module.centers.detach().cpu().numpy().astype(np.float64)
-        self.device_ = str(device)
-        self.n_iter_ = history.n_iter
-        self.converged_ = updater.converged
-        self.interrupted_ = self.interrupted_ or history.interrupted
-        self.loss_curve_ = history.loss
-        self.label_changes_ = updater.label_changes
-        self.labels_ = self._predict_proba(X).argmax(axis=1)
+        with finishing() as held:
+            proba = self._final_assignment(module, autoencoder, X, initial, embedding)
+            centers = module.centers.detach().cpu().numpy().astype(np.float64)
+            self.autoencoder_ = autoencoder  # its module_ holds the fine-tuned networks
+            self.cluster_centers_ = centers
+            self.device_ = str(device)
+            self.n_iter_ = history.n_iter
+            self.converged_ = updater.converged
+            self.interrupted_ = self.interrupted_ or history.interrupted or held.hit
+            self.loss_curve_ = history.loss
+            self.label_changes_ = updater.label_changes
+            self.labels_ = proba.argmax(axis=1)
+        if held.hit:
+            warn_interrupted(self, "the final pass")
         # the updater stops training on tol, so history.stopped_early covers it
         if not self.interrupted_:
             warn_not_converged(self, history)
@@ -365,7 +382,11 @@ default="auto"
         if self._uses_neighbor_embedding():
             self._say(f"pretraining the neighbour embedding on {X.shape[0]} samples")
             cached_fit = check_memory(self.memory).cache(fit_neighbor_embedding)
-            embedding = pretrain_neighbor_embedding(self, X, seed, cached_fit)
+            try:
+                embedding = pretrain_neighbor_embedding(self, X, seed, cached_fit)
+            except PretrainingInterrupted as stop:
+                self.interrupted_ = True  # later phases run as briefly as they can
+                embedding = stop.autoencoder
             weight = self.reconstruction_weight if embedding.module_.decoder is not None else 0.0
             return embedding, weight, "mse"
         autoencoder, needs_fit = prepare_autoencoder(
@@ -399,10 +420,14 @@ default="auto"
             return autoencoder, self.reconstruction_weight, autoencoder.loss
         self._say(f"pretraining the neighbour embedding of the code of {X.shape[0]} samples")
         cached_fit = check_memory(self.memory).cache(fit_neighbor_embedding)
-        pair = pretrain_code_embedding(
-            self, X, autoencoder, seed,
-            lambda owner, code, s: pretrain_neighbor_embedding(owner, code, s, cached_fit),
-        )
+        try:
+            pair = pretrain_code_embedding(
+                self, X, autoencoder, seed,
+                lambda owner, code, s: pretrain_neighbor_embedding(owner, code, s, cached_fit),
+            )
+        except PretrainingInterrupted:
+            self.interrupted_ = True  # the autoencoder alone, as when it was interrupted
+            return autoencoder, self.reconstruction_weight, autoencoder.loss
         return pair, 0.0, "mse"  # no decoder: DEC
 
     def _refine(self, module, X, reconstruction_weight, loss, seed, device):
@@ -480,6 +505,33 @@ default="auto"
             )
         return np.stack([embedding[labels == c].mean(axis=0) for c in found])
 
+    def _final_assignment(self, module, autoencoder, X, initial, embedding):
+        """Soft assignments after refinement, or, if refinement emptied clusters
+        that the initial k-means clustering filled, those of the state before it
+        (``module`` is restored: its encoder is ``autoencoder``'s)."""
+
+        def assign():
+            centers = module.centers.detach().cpu().numpy().astype(np.float64)
+            forward = functools.partial(self._soft_assign, centers=centers)
+            return infer(autoencoder.module_, X, forward, self.n_threads)
+
+        proba = assign()
+        found = len(np.unique(proba.argmax(axis=1)))
+        start = initial["centers"].cpu().numpy().astype(np.float64)
+        before = len(np.unique(pairwise_distances_argmin(embedding, start)))
+        if found >= before:
+            return proba
+        module.load_state_dict(initial)
+        warnings.warn(
+            f"The refinement left {found} of n_clusters={self.n_clusters} clusters "
+            f"non-empty (the k-means start had {before}); the clusterer keeps the "
+            "k-means clustering of its pretrained embedding instead. If X is not "
+            "scaled, scale it (StandardScaler); else try a larger "
+            "reconstruction_weight or a smaller n_clusters.",
+            ConvergenceWarning,
+        )
+        return assign()
+
     def _warn_empty_clusters(self) -> None:
         counts = np.bincount(self.labels_, minlength=self.n_clusters)
         n_empty = int(np.sum(counts == 0))
@@ -493,8 +545,9 @@ default="auto"
 
     # -- inference -------------------------------------------------------------------
 
-    def _soft_assign(self, module, x):
-        centers = torch.as_tensor(self.cluster_centers_, dtype=x.dtype, device=x.device)
+    def _soft_assign(self, module, x, centers=None):
+        centers = self.cluster_centers_ if centers is None else centers
+        centers = torch.as_tensor(centers, dtype=x.dtype, device=x.device)
         return student_t_assignment(module.encoder(x), centers, self.alpha)
 
     def _predict_proba(self, X):
@@ -552,6 +605,9 @@ default="auto"
         ``GridSearchCV`` without ``y`` can choose the number of clusters. In
         [-1, 1], higher is better; -1 when fewer than two clusters are
         predicted. Beyond 4000 samples, a fixed random subsample is scored.
+        Give ``GridSearchCV`` shuffled folds (``cv=KFold(5, shuffle=True,
+        random_state=0)``): its default folds are unshuffled, and on data
+        sorted by group a fold can miss whole groups.
 
         Parameters
         ----------

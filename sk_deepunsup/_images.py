@@ -207,27 +207,6 @@ def _custom_network(est, n_features: int, shape) -> Autoencoder:
     return module
 
 
-def seeded_global_rng(est, seed: int, device: torch.device):
-    """torch's global generator seeded from ``seed`` for the fit, then restored.
-
-    The package's own networks draw from explicit generators; a user's module
-    may draw from torch's global one (``nn.Dropout``). Seeding it inside
-    ``torch.random.fork_rng`` keeps such fits deterministic given
-    ``random_state`` and leaves the caller's global state unchanged.
-    """
-    if getattr(est, "encoder", None) is None:  # subclasses may lack the parameter
-        return contextlib.nullcontext()
-    devices = [device.index or 0] if device.type == "cuda" else []
-
-    @contextlib.contextmanager
-    def forked():
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            yield
-
-    return forked()
-
-
 @contextlib.contextmanager
 def accelerated(module: nn.Module, device: torch.device):
     """cuDNN autotuning while a conv network trains on CUDA; the flag is restored.

@@ -31,6 +31,7 @@ from ._base import (
     validate_input,
     warn_not_converged,
 )
+from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._neighbor_graph import (
     fit_ab,
     fuzzy_neighbor_graph,
@@ -45,6 +46,7 @@ from ._nn import (
     Trainer,
     neighbor_embedding_objective,
 )
+from ._pretraining import fit_autoencoder
 
 #: ``max_iter="auto"`` trains for about this many edge samples (clipped to
 #: 10..200 epochs): 200 epochs on scikit-learn's digits, about 30 on 10 000
@@ -145,9 +147,17 @@ class NeighborEmbedding(
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     verbose : bool or int, default=False
         Progress bar on stderr.
-    n_threads : int or None, default=None
-        torch threads on the CPU; ``None`` chooses by measurement (see
-        ``DeepAutoencoder``). Fix it for bit-identical refits.
+    n_threads : int, None or "adaptive", default=None
+        torch threads on the CPU, for fitting and inference. ``None`` counts
+        the network's multiply-adds per step and uses one thread for small
+        networks (where threads cost more than they gain, most of all on a
+        busy machine) and more for large ones: the choice depends on the
+        data, the network and the cores, never on the load, so an int
+        ``random_state`` gives the same result on every call. An int fixes
+        the count. ``"adaptive"`` times one thread against all and keeps
+        the faster, re-measuring as the load changes: fastest on a busy
+        machine, but results may then differ in the last bits between fits.
+        torch's global setting is restored afterwards.
 
     Attributes
     ----------
@@ -166,6 +176,9 @@ class NeighborEmbedding(
         Mean loss of each epoch.
     n_iter_ : int
         Epochs run.
+    interrupted_ : bool
+        Whether Ctrl-C (KeyboardInterrupt) ended the fit early; the model is
+        usable (a warning says so).
     device_ : str
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -293,6 +306,7 @@ class NeighborEmbedding(
         return None
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @restore_on_interrupt
     def fit(self, X, y=None):
         """Build X's neighbour graph and train the network on it.
 
@@ -316,6 +330,13 @@ class NeighborEmbedding(
         # the graph search needs the rows in memory (sparse rows stay sparse)
         graph_X = X if sp.issparse(X) else as_dense(X)
         idx, dist = nearest_neighbors(graph_X, k, self.metric, self.neighbors_algorithm, seed)
+        if not np.isfinite(dist).all():
+            rows = np.flatnonzero(~np.isfinite(dist).all(axis=1))
+            raise ValueError(
+                f"metric={self.metric!r} is undefined for {len(rows)} row(s) of X (e.g. "
+                f"row {rows[0]}): constant or all-zero rows have no correlation or "
+                "cosine distance. Drop those rows or use metric='euclidean'."
+            )
         graph = prune_shared_neighbors(
             fuzzy_neighbor_graph(idx, dist), idx, self.min_shared_neighbors
         )
@@ -362,16 +383,19 @@ class NeighborEmbedding(
             n_threads=self.n_threads,
         )
         history = trainer.fit(edges)
-
-        self.module_ = module
-        self.device_ = str(device)
-        self.a_, self.b_ = a, b
-        self.n_edges_ = int(len(graph.data))
-        self.noise_scale_ = noise_scale
-        self.loss_curve_ = history.loss
-        self.n_iter_ = history.n_iter
-        self.embedding_ = infer(module, X, _encode, self.n_threads)
-        if self.n_iter_no_change is not None:
+        with finishing() as held:
+            self.embedding_ = infer(module, X, _encode, self.n_threads)
+            self.module_ = module
+            self.device_ = str(device)
+            self.a_, self.b_ = a, b
+            self.n_edges_ = int(len(graph.data))
+            self.noise_scale_ = noise_scale
+            self.loss_curve_ = history.loss
+            self.n_iter_ = history.n_iter
+            self.interrupted_ = history.interrupted or held.hit
+        if held.hit:
+            warn_interrupted(self, "the final pass")
+        if self.n_iter_no_change is not None and not self.interrupted_:
             warn_not_converged(self, history)
         return self
 
@@ -492,5 +516,9 @@ def pretrain_neighbor_embedding(owner, X, seed: int, fit=None):
 
 
 def fit_neighbor_embedding(est, X):
-    """``est.fit(X)``, as a module-level function that ``joblib.Memory`` can cache."""
-    return est.fit(X)
+    """``est.fit(X)``, as a module-level function that ``joblib.Memory`` can cache.
+
+    An interrupted fit raises :class:`PretrainingInterrupted` (so nothing
+    half-trained is cached), carrying the usable embedding.
+    """
+    return fit_autoencoder(est, X)

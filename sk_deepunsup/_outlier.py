@@ -8,9 +8,14 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.neighbors import NearestNeighbors
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 
-from ._autoencoder import AutoencoderBase, fit_autoencoder, prepare_autoencoder
+from ._autoencoder import (
+    AutoencoderBase,
+    PretrainingInterrupted,
+    fit_autoencoder,
+    prepare_autoencoder,
+)
 from ._base import (
     TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
@@ -19,6 +24,7 @@ from ._base import (
     non_finite_error,
     validate_input,
 )
+from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._vae import VariationalAutoencoder
 
 #: samples each autoencoder trains on when ``max_samples="auto"``
@@ -98,7 +104,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     max_samples : "auto", int or float, default="auto"
         Samples each autoencoder trains on, and number of reference samples,
         drawn without replacement: ``"auto"`` is ``min(1024, n_samples)``,
-        an int that many (at most all), a float in (0, 1] that share of the
+        an int that many (at least 2, at most all), a float in (0, 1] that share of the
         samples. It bounds the fit time on large data, as in
         ``IsolationForest``.
     n_neighbors : int >= 0, default=10
@@ -122,9 +128,17 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         Where the autoencoders train and run.
     verbose : bool or int, default=False
         Progress bar on stderr.
-    n_threads : int or None, default=None
-        torch threads on the CPU, passed to the autoencoder; ``None`` chooses
-        by measurement (see ``DeepAutoencoder``).
+    n_threads : int, None or "adaptive", default=None
+        torch threads on the CPU, for fitting and inference. ``None`` counts
+        the network's multiply-adds per step and uses one thread for small
+        networks (where threads cost more than they gain, most of all on a
+        busy machine) and more for large ones: the choice depends on the
+        data, the network and the cores, never on the load, so an int
+        ``random_state`` gives the same result on every call. An int fixes
+        the count. ``"adaptive"`` times one thread against all and keeps
+        the faster, re-measuring as the load changes: fastest on a busy
+        machine, but results may then differ in the last bits between fits.
+        torch's global setting is restored afterwards.
 
     Attributes
     ----------
@@ -144,6 +158,9 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     offset_ : float
         Threshold on ``score_samples``: ``decision_function`` is
         ``score_samples(X) - offset_``.
+    interrupted_ : bool
+        Whether Ctrl-C (KeyboardInterrupt) ended the fit early; the detector
+        is usable (a warning says so).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -177,8 +194,8 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         "autoencoder": [None, AutoencoderBase],
         "max_samples": [
             StrOptions({"auto"}),
-            Interval(Integral, 1, None, closed="left"),
-            Interval(Real, 0, 1, closed="right"),
+            Interval(Integral, 2, None, closed="left"),
+            Interval(RealNotInt, 0, 1, closed="right"),
         ],
         "n_neighbors": [Interval(Integral, 0, None, closed="left")],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
@@ -217,6 +234,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     # -- fitting ---------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=False)
+    @restore_on_interrupt
     def fit(self, X, y=None):
         """Train the autoencoder on X, pick the reference samples, set the threshold.
 
@@ -249,9 +267,13 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         model, needs_fit = prepare_autoencoder(self, X, default_autoencoder, seed)
         quiet = self.autoencoder is None
         first_rows = np.arange(n)
+        interrupted = False
         if needs_fit:
             first_rows = np.sort(rng.choice(n, n_sub, replace=False))
-            fit_autoencoder(model, X[first_rows], quiet)
+            try:
+                fit_autoencoder(model, X[first_rows], quiet)
+            except PretrainingInterrupted as stop:  # usable; the refit is skipped
+                model, interrupted = stop.autoencoder, True
         # most normal first: the first model's reconstruction part plus the
         # squared standardised distance to the data's mean, each in IQR units
         residuals = np.abs(X - self._reconstruct(model, X))
@@ -265,19 +287,28 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         support = np.zeros(n, dtype=bool)
         support[order[:n_support]] = True
         take = np.sort(rng.choice(order[:n_support], min(n_sub, n_support), replace=False))
-        if needs_fit and n_support < n:
-            model = prepare_autoencoder(self, X, default_autoencoder, derive_seed(seed, 1))[0]
-            fit_autoencoder(model, X[take], quiet)
+        if needs_fit and n_support < n and not interrupted:
+            refit = prepare_autoencoder(self, X, default_autoencoder, derive_seed(seed, 1))[0]
+            try:
+                model = fit_autoencoder(refit, X[take], quiet)
+            except PretrainingInterrupted as stop:
+                model, interrupted = stop.autoencoder, True
         elif needs_fit:
             take = first_rows
         reference = np.sort(rng.choice(order[:n_support], min(n_sub, n_support), replace=False))
-        self.autoencoder_ = model
-        self.support_ = support
-        self.reference_ = X[reference]
-        self.residual_scale_ = self._residual_scale(np.abs(X[take] - self._reconstruct(model, X[take])))
-        recon, distance = self._parts(X)
-        self.part_scale_ = np.array([robust_spread(recon), robust_spread(distance)])
-        self.offset_ = self._offset(-(recon / self.part_scale_[0] + distance / self.part_scale_[1]))
+        with finishing() as held:
+            self.autoencoder_ = model
+            self.support_ = support
+            self.reference_ = X[reference]
+            self.residual_scale_ = self._residual_scale(
+                np.abs(X[take] - self._reconstruct(model, X[take]))
+            )
+            recon, distance = self._parts(X)
+            self.part_scale_ = np.array([robust_spread(recon), robust_spread(distance)])
+            self.offset_ = self._offset(-(recon / self.part_scale_[0] + distance / self.part_scale_[1]))
+            self.interrupted_ = interrupted or held.hit
+        if held.hit:
+            warn_interrupted(self, "the final pass")
         return self
 
     @staticmethod

@@ -140,8 +140,17 @@ class AutoencoderRecommender(AutoencoderBase):
         Continue from the previous fit's weights.
     device : str or torch.device, default="auto"
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-    n_threads : int or None, default=None
-        torch threads on the CPU (see :class:`DeepAutoencoder`).
+    n_threads : int, None or "adaptive", default=None
+        torch threads on the CPU, for fitting and inference. ``None`` counts
+        the network's multiply-adds per step and uses one thread for small
+        networks (where threads cost more than they gain, most of all on a
+        busy machine) and more for large ones: the choice depends on the
+        data, the network and the cores, never on the load, so an int
+        ``random_state`` gives the same result on every call. An int fixes
+        the count. ``"adaptive"`` times one thread against all and keeps
+        the faster, re-measuring as the load changes: fastest on a busy
+        machine, but results may then differ in the last bits between fits.
+        torch's global setting is restored afterwards.
 
     Attributes
     ----------

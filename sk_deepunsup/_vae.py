@@ -72,9 +72,9 @@ class VariationalAutoencoder(AutoencoderBase):
         C order). They are deep-copied at fit and never changed; the
         copies start from the modules' weights as given (so pretrained
         weights carry over, and ``random_state`` does not re-initialise
-        them), and torch's global generator, which layers such as
-        ``nn.Dropout`` draw from, is seeded from ``random_state`` for the
-        fit and restored afterwards, so fits are deterministic. Activation,
+        them), and layers such as ``nn.Dropout`` that draw from torch's global
+        generator get a private stream of it seeded from ``random_state``
+        (the caller's global state is untouched), so fits are deterministic. Activation,
         dropout, batch-norm and image parameters then do not apply. Such
         models pickle (the modules' classes must be importable) but
         :func:`sk_deepunsup.save` refuses them.
@@ -125,15 +125,17 @@ class VariationalAutoencoder(AutoencoderBase):
         Continue from the previous fit's weights.
     device : str or torch.device, default="auto"
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-    n_threads : int or None, default=None
-        torch threads used on the CPU, for fitting and inference. ``None``
-        measures: it times steps with one thread and with torch's current
-        setting (all cores unless ``torch.set_num_threads`` lowered it),
-        keeps the faster and measures again every few seconds, which keeps
-        small networks fast on a busy machine. The two can round float32
-        sums differently, so for bit-identical refits with the same
-        ``random_state`` fix it (e.g. ``n_threads=1``). torch's global
-        setting is restored afterwards.
+    n_threads : int, None or "adaptive", default=None
+        torch threads on the CPU, for fitting and inference. ``None`` counts
+        the network's multiply-adds per step and uses one thread for small
+        networks (where threads cost more than they gain, most of all on a
+        busy machine) and more for large ones: the choice depends on the
+        data, the network and the cores, never on the load, so an int
+        ``random_state`` gives the same result on every call. An int fixes
+        the count. ``"adaptive"`` times one thread against all and keeps
+        the faster, re-measuring as the load changes: fastest on a busy
+        machine, but results may then differ in the last bits between fits.
+        torch's global setting is restored afterwards.
 
     Attributes
     ----------
@@ -151,6 +153,9 @@ class VariationalAutoencoder(AutoencoderBase):
         Lowest monitored loss.
     n_iter_ : int
         Number of epochs run.
+    interrupted_ : bool
+        Whether Ctrl-C (KeyboardInterrupt) ended the fit early; the model
+        is usable (the best weights so far; a warning says so).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)

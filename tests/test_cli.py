@@ -1,7 +1,6 @@
 """The sk-deepunsup command: it clusters files, and refuses bad ones on one line."""
 
 import io
-import re
 import subprocess
 import sys
 
@@ -331,18 +330,6 @@ def test_network_options_reach_the_clusterer(capsys, csv, small_clusterer):
     assert "positive integers separated by commas" in capsys.readouterr().err
 
 
-def test_long_fits_are_announced_on_stderr(capsys, csv, monkeypatch):
-    monkeypatch.setattr(_cli, "estimate_fit_seconds", lambda *a, **k: 600.0)
-    assert main(["cluster", str(csv), "-k", "3", "--quiet"]) == 0
-    err = capsys.readouterr().err
-    assert re.search(r"may take about (10|20) min", err) and "--max-iter" in err
-
-
-def test_fit_time_estimate_grows_with_the_work():
-    small = _cli.estimate_fit_seconds([[20, 8]], 1000, 1)
-    assert 0 < small < _cli.estimate_fit_seconds([[2000, 500, 2000]], 100_000, 10)
-
-
 @pytest.fixture
 def ratings(tmp_path):
     """Two taste groups over 20 films; user 'z' rated only two films, badly."""
@@ -394,12 +381,3 @@ def test_the_product_recommender_has_the_defaults():
     rec = PRODUCT_RECOMMENDER(3, False, threshold=4.0, max_iter=5,
                               hidden_layer_sizes=(64,), n_components=None)
     assert (rec.threshold, rec.max_iter, rec.hidden_layer_sizes) == (4.0, 5, (64,))
-
-
-def test_fit_time_estimate_resolves_auto_hidden_sizes():
-    # an autoencoder left at hidden_layer_sizes="auto" (MLP or conv) is estimated
-    # from its resolved sizes (the estimate times a few steps: not exact)
-    for autoencoder, n_cols in ((DeepAutoencoder(), 20), (DeepAutoencoder(image_shape=(8, 8)), 64)):
-        clusterer = DeepEmbeddingClusterer(n_clusters=3, autoencoder=autoencoder)
-        seconds = _cli.estimate_cluster_seconds(clusterer, 1000, n_cols)
-        assert np.isfinite(seconds) and seconds > 0

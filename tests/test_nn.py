@@ -231,11 +231,11 @@ def test_thread_policy_keeps_the_faster_count_and_restores_the_setting(monkeypat
     clock = {"t": 0.0}  # a fake clock: a step takes 1 unit on one thread, 8 on two
     monkeypatch.setattr(threads.time, "perf_counter", lambda: clock["t"])
     before = torch.get_num_threads()
-    policy = ThreadPolicy(None, max_threads=2, probe_steps=2, remeasure_seconds=60,
+    policy = ThreadPolicy("adaptive", max_threads=2, probe_steps=2, remeasure_seconds=60,
                           hold_steps=100)
-    assert policy.candidates == [1, 2]
     seen = []
     with policy:
+        assert policy.candidates == [1, 2]
         for _ in range(10):
             with policy.step():
                 n = torch.get_num_threads()
@@ -259,7 +259,7 @@ def test_fixed_thread_count_is_used_and_restored():
 
     before = torch.get_num_threads()
     with ThreadPolicy(3) as policy:
-        assert not policy.adaptive and torch.get_num_threads() == 3
+        assert not policy.adaptive
         with policy.step():
             assert torch.get_num_threads() == 3
     assert torch.get_num_threads() == before
@@ -275,4 +275,55 @@ def test_trainer_restores_thread_setting_even_on_error():
 
     with pytest.raises(RuntimeError, match="boom"):
         Trainer(module, failing, n_threads=2, max_iter=1).fit((x,))
+    assert torch.get_num_threads() == before
+
+
+def test_default_thread_rule_counts_the_network_not_the_clock(monkeypatch):
+    import sk_deepunsup._nn.threads as threads
+    from sk_deepunsup._nn import ThreadPolicy
+
+    # a clock that would make any timing-based choice flip between steps
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: float(next(ticks)) ** 2)
+    small, large = MLP([8, 16, 4]), MLP([512, 2048, 2048, 512])
+    for module, expected in [(small, 1), (large, 2)]:
+        seen = []
+        with ThreadPolicy(None, module=module, rows=256, max_threads=2) as policy:
+            for _ in range(4):
+                with policy.step():
+                    seen.append(torch.get_num_threads())
+        assert seen == [expected] * 4
+
+
+def test_thread_rule_macs():
+    from sk_deepunsup._nn.threads import MACS_PER_THREAD, threads_for, weight_macs
+
+    assert weight_macs(MLP([8, 16, 4])) == 8 * 16 + 16 * 4
+    assert threads_for(MACS_PER_THREAD / 3 - 1, training=True, cap=4) == 1
+    assert threads_for(2 * MACS_PER_THREAD, training=True, cap=4) == 4
+    assert threads_for(2 * MACS_PER_THREAD, training=False, cap=4) == 2
+
+
+def test_concurrent_policies_restore_the_callers_setting():
+    import threading
+
+    from sk_deepunsup._nn import ThreadPolicy
+
+    before = torch.get_num_threads()
+    started, release = threading.Barrier(2), threading.Event()
+
+    def run(n):
+        with ThreadPolicy(n) as policy:
+            with policy.step():
+                pass
+            started.wait(timeout=10)
+            release.wait(timeout=10)
+        # each leaves in turn; the last one out restores the caller's setting
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in (1, 3)]
+    for w in workers:
+        w.start()
+    release.set()
+    for w in workers:
+        w.join(timeout=10)
     assert torch.get_num_threads() == before

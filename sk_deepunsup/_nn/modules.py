@@ -275,11 +275,22 @@ class MLP(nn.Module):
             x = F.linear(x, lin.weight, lin.bias)
             if i < last:
                 if self.norms is not None:
-                    x = self.norms[i](x)
+                    x = self._normalise(self.norms[i], x)
                 x = self._act(x)
                 if self.dropout is not None:
                     x = self.dropout(x)
         return x
+
+
+    def _normalise(self, norm, x):
+        if self.training and x.shape[0] == 1:
+            # a one-row batch (the last of an epoch) has no batch statistics:
+            # it is normalised with the running ones, which it leaves as they are
+            return F.batch_norm(
+                x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                False, 0.0, norm.eps,
+            )
+        return norm(x)
 
 
 class Autoencoder(nn.Module):

@@ -82,7 +82,9 @@ def negative_pairs(z_head, z_tail, n_negatives: int, generator=None):
         generator=generator,
         device=pool.device,
     )
-    return pool[idx]
+    # index_select's backward sums repeated rows in a fixed order; the
+    # backward of advanced indexing (pool[idx]) does not on several threads
+    return pool.index_select(0, idx.flatten()).view(*idx.shape, pool.shape[1])
 
 
 def umap_edge_loss(z_head, z_tail, z_neg, weight, a: float, b: float):

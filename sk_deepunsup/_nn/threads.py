@@ -1,99 +1,222 @@
-"""How many threads torch uses: chosen by measurement, restored afterwards.
+"""torch's process-wide state around each step: the thread count and the global generator.
 
-torch's intra-op threads meet at a barrier after every operation. On an idle
-machine two threads speed up large matrix products; on a busy one a thread
-that is descheduled stalls the others at every barrier, and small networks
-run 5-25 times slower than on one thread. No fixed setting is right
-everywhere, so :class:`ThreadPolicy` times the steps it runs with one thread
-and with all allowed threads, interleaved so both see the same load, keeps
-the faster, and measures again after a few seconds (at least 100 steps) in
-case the load changed.
+The thread count changes float32 results: matrix products and reductions are
+split among threads differently, so the same step on one thread and on two
+rounds differently. A fit is therefore reproducible only if its thread count
+does not depend on anything but the problem and the machine. The default rule
+(:func:`threads_for`) counts the multiply-adds of one step (weight shapes and
+batch rows, not timing) and gives a step a second thread only per :data:`MACS_PER_THREAD` of
+work: small networks, where the barrier that torch's intra-op threads meet
+after every operation costs more than the arithmetic (5-25 times slower on a
+busy machine), run on one thread; large ones use the cores.
+
+``"adaptive"`` instead times steps with one thread and with all allowed
+threads, interleaved so both see the same load, keeps the faster and measures
+again every few seconds: fastest on a machine whose load changes, but the
+result then depends on the load.
+
+torch's thread count and its global generator are process-wide. Each step
+holds one process-wide lock while it sets them, so fits running at once in
+several Python threads never see each other's setting (their steps take
+turns); the setting the caller had is restored when the last of them ends.
 
 Nothing here imports scikit-learn.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 
 import torch
+from torch import nn
 
-__all__ = ["ThreadPolicy", "torch_threads"]
+__all__ = [
+    "MACS_PER_THREAD",
+    "GlobalGenerator",
+    "ThreadPolicy",
+    "threads_for",
+    "torch_threads",
+    "weight_macs",
+]
+
+#: Multiply-adds of one step that justify one more thread (the default rule).
+#: A (64, 500, 500, 10) autoencoder's training step at batch 256 is 0.43e9:
+#: one thread. Measured on 2 idle cores, two threads gained 1.7x there and lost
+#: 2.3-2.9x with one other busy process.
+MACS_PER_THREAD = 1e9
+
+#: Held by every step that sets torch's process-wide state (see module doc).
+_STEP_LOCK = threading.RLock()
+_users = {"count": 0, "baseline": None}
+_users_lock = threading.Lock()
+
+
+def _acquire_baseline() -> int:
+    """Register a policy; returns the caller's thread setting (the cap)."""
+    with _users_lock:
+        if _users["count"] == 0:
+            _users["baseline"] = torch.get_num_threads()
+        _users["count"] += 1
+        return _users["baseline"]
+
+
+def _release_baseline() -> None:
+    with _users_lock:
+        _users["count"] -= 1
+        if _users["count"] == 0:
+            with _STEP_LOCK:
+                if torch.get_num_threads() != _users["baseline"]:
+                    torch.set_num_threads(_users["baseline"])
 
 
 @contextmanager
 def torch_threads(n: int | None):
     """Run the body with ``torch.set_num_threads(n)``; restore the setting after."""
-    before = torch.get_num_threads()
-    try:
-        if n is not None and n != before:
-            torch.set_num_threads(n)
+    with ThreadPolicy(n) as policy, policy.step():
         yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+
+
+def weight_macs(module: nn.Module | None) -> int:
+    """Multiply-adds per sample of ``module``'s weight matrices (their sizes).
+
+    Exact for fully connected networks; for a convolution it counts one
+    output position, so convolutional networks count low.
+    """
+    if module is None:
+        return 0
+    return sum(p.numel() for p in module.parameters() if p.dim() >= 2)
+
+
+def threads_for(macs: float, training: bool, cap: int) -> int:
+    """The default rule: threads for a step of ``macs`` forward multiply-adds.
+
+    A training step costs about three forward passes (the backward pass
+    two). At most ``cap`` threads.
+    """
+    work = macs * (3.0 if training else 1.0)
+    return int(min(max(cap, 1), max(1, work // MACS_PER_THREAD)))
+
+
+class GlobalGenerator:
+    """A private stream of torch's global generator, swapped in for each step.
+
+    Layers of a user's module (``nn.Dropout``) draw from torch's global
+    generator. Swapping this stream in for a step and out after it makes such
+    fits depend on ``seed`` alone, leaves the caller's global state as it
+    was, and (under the step lock) keeps concurrent fits apart.
+    """
+
+    def __init__(self, seed: int, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.index = device.index if device.index is not None else 0
+        gen = torch.Generator()
+        gen.manual_seed(seed)
+        self.cpu_state = gen.get_state()
+        self.cuda_state = None
+        if self.cuda:
+            with torch.random.fork_rng(devices=[self.index]):
+                torch.cuda.manual_seed(seed)
+                self.cuda_state = torch.cuda.get_rng_state(self.index)
+
+    @contextmanager
+    def swapped(self):
+        saved = torch.get_rng_state()
+        saved_cuda = torch.cuda.get_rng_state(self.index) if self.cuda else None
+        torch.set_rng_state(self.cpu_state)
+        if self.cuda:
+            torch.cuda.set_rng_state(self.cuda_state, self.index)
+        try:
+            yield
+        finally:
+            self.cpu_state = torch.get_rng_state()
+            torch.set_rng_state(saved)
+            if self.cuda:
+                self.cuda_state = torch.cuda.get_rng_state(self.index)
+                torch.cuda.set_rng_state(saved_cuda, self.index)
 
 
 class ThreadPolicy:
-    """Chooses torch's intra-op thread count for a run of similar steps.
+    """torch's intra-op thread count for a run of similar steps.
 
     Parameters
     ----------
-    n_threads : int or None
-        An int fixes the count (a fit is then bit-for-bit reproducible).
-        ``None`` chooses between one thread and ``max_threads`` by timing
-        steps (float32 sums can differ between the two, so fits with the same
-        seed may differ in the last bits).
+    n_threads : int, None or "adaptive"
+        An int fixes the count. ``None`` applies :func:`threads_for` to
+        ``rows`` samples through ``module``'s weights: the count depends on
+        the network, the batch and the machine's cores, never on the load. ``"adaptive"`` chooses between one thread and
+        ``max_threads`` by timing steps (the result can then change with the
+        load).
+    module : nn.Module, optional
+        The network whose steps run; the default rule counts its weights.
+    rows : int
+        Samples a step runs through ``module``.
+    training : bool
+        Whether steps train (about three times a forward pass's work).
     max_threads : int, optional
-        The most threads ``None`` may choose; default torch's current setting
-        (``torch.set_num_threads`` caps it).
-    probe_steps : int
-        Steps timed with each candidate when measuring.
-    remeasure_seconds : float
-        How long a choice holds before it is measured again, at least; for
-        long steps it holds for ``hold_steps`` steps of the chosen count, so
-        that measuring costs a few percent of the time whatever the step.
-    hold_steps : int
-        See ``remeasure_seconds``.
+        The most threads ``None`` and ``"adaptive"`` may use; default torch's
+        setting when the first running policy began (``torch.set_num_threads``
+        caps it).
+    generator : GlobalGenerator, optional
+        Swapped in as torch's global generator during each step.
+    probe_steps, remeasure_seconds, hold_steps
+        ``"adaptive"`` only: steps timed with each candidate; how long a
+        choice holds, at least (for long steps ``hold_steps`` steps of the
+        chosen count, so that measuring costs a few percent of the time).
     """
 
     def __init__(
         self,
-        n_threads: int | None = None,
+        n_threads: int | str | None = None,
+        *,
+        module: nn.Module | None = None,
+        rows: int = 1,
+        training: bool = True,
         max_threads: int | None = None,
+        generator: GlobalGenerator | None = None,
         probe_steps: int = 3,
         remeasure_seconds: float = 5.0,
         hold_steps: int = 100,
     ):
         self.n_threads = n_threads
-        top = torch.get_num_threads() if max_threads is None else max_threads
-        self.candidates = [n_threads] if n_threads is not None else sorted({1, max(1, top)})
+        self.module = module
+        self.rows = rows
+        self.training = training
+        self.max_threads = max_threads
+        self.generator = generator
         self.probe_steps = probe_steps
         self.remeasure_seconds = remeasure_seconds
         self.hold_steps = hold_steps
-        self.chosen = self.candidates[0] if len(self.candidates) == 1 else None
+        self.candidates: list[int] = []
+        self.chosen: int | None = None
         self._schedule: list[int] = []
         self._timings: dict[int, list[float]] = {}
         self._hold_until = 0.0
-        self._before: int | None = None
 
     @property
     def adaptive(self) -> bool:
-        return len(self.candidates) > 1
+        return self.n_threads == "adaptive"
 
     def __enter__(self) -> ThreadPolicy:
-        self._before = torch.get_num_threads()
-        if not self.adaptive:
-            torch.set_num_threads(self.candidates[0])
+        baseline = _acquire_baseline()
+        cap = baseline if self.max_threads is None else self.max_threads
+        if isinstance(self.n_threads, int):
+            self.candidates = [self.n_threads]
+            self.chosen = self.n_threads
+        elif self.adaptive:
+            self.candidates = sorted({1, max(1, cap)})
+        else:
+            macs = weight_macs(self.module) * self.rows
+            self.chosen = threads_for(macs, self.training, cap)
+            self.candidates = [self.chosen]
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._before is not None and torch.get_num_threads() != self._before:
-            torch.set_num_threads(self._before)
+        _release_baseline()
 
     def _next_count(self) -> int:
-        if not self.adaptive:
+        if len(self.candidates) == 1:
             return self.candidates[0]
         if not self._schedule and time.perf_counter() >= self._hold_until:
             # interleave the candidates so that both see the same load
@@ -103,21 +226,30 @@ class ThreadPolicy:
 
     @contextmanager
     def step(self):
-        """Run one step (a batch, a chunk) under the current choice, timing it."""
-        count = self._next_count()
-        if torch.get_num_threads() != count:
-            torch.set_num_threads(count)
-        if not self._schedule:
-            yield
-            return
-        start = time.perf_counter()
-        yield
-        self._timings[count].append(time.perf_counter() - start)
+        """Run one step (a batch, a chunk) under the policy's thread count."""
+        with _STEP_LOCK:
+            count = self._next_count()
+            if torch.get_num_threads() != count:
+                torch.set_num_threads(count)
+            swap = self.generator.swapped() if self.generator is not None else None
+            if swap is not None:
+                swap.__enter__()
+            try:
+                if self._schedule:
+                    start = time.perf_counter()
+                    yield
+                    self._record(count, time.perf_counter() - start)
+                else:
+                    yield
+            finally:
+                if swap is not None:
+                    swap.__exit__(None, None, None)
+
+    def _record(self, count: int, seconds: float) -> None:
+        self._timings[count].append(seconds)
         self._schedule.pop(0)
         if not self._schedule:
-            medians = {
-                c: sorted(t)[len(t) // 2] for c, t in self._timings.items() if t
-            }
+            medians = {c: sorted(t)[len(t) // 2] for c, t in self._timings.items() if t}
             self.chosen = min(medians, key=medians.get)
             hold = max(self.remeasure_seconds, self.hold_steps * medians[self.chosen])
             self._hold_until = time.perf_counter() + hold

@@ -6,8 +6,9 @@ The loop is split into small steps, as in skorch and scikit-learn's MLP:
 (:mod:`.data`: in-memory tensors, sparse rows, or rows streamed from disk),
 and :meth:`Trainer.batch_step` does one optimisation step. A *loss function*
 ``loss_fn(module, *batch) -> scalar tensor`` is all an estimator supplies.
-On the CPU, a :class:`~.threads.ThreadPolicy` chooses torch's thread count
-for the steps and restores the global setting afterwards.
+On the CPU, a :class:`~.threads.ThreadPolicy` sets torch's thread count
+for the steps (by a rule that does not depend on the load) and restores the
+global setting afterwards.
 
 Nothing here imports scikit-learn.
 """
@@ -27,7 +28,7 @@ from .data import BatchSource, TensorSource
 from .losses import student_t_assignment, target_distribution
 from .modules import set_generator
 from .optim import FlatAdam
-from .threads import ThreadPolicy
+from .threads import GlobalGenerator, ThreadPolicy
 
 __all__ = [
     "Callback",
@@ -135,10 +136,15 @@ class Trainer:
     with_index : bool
         Pass each batch's row indices (into the training data) to ``loss_fn``
         after the batch's tensors.
-    n_threads : int or None
+    n_threads : int, None or "adaptive"
         torch threads for the steps on the CPU: an int fixes them, ``None``
-        lets :class:`~.threads.ThreadPolicy` choose by measurement. torch's
-        global setting is restored when :meth:`fit` returns.
+        applies :class:`~.threads.ThreadPolicy`'s rule (from the network's
+        size), ``"adaptive"`` chooses by timing. torch's global setting is
+        restored when :meth:`fit` returns.
+    global_seed : int, optional
+        Give each step a private stream of torch's global generator, seeded
+        from this (for users' modules whose layers draw from it); the
+        caller's global generator is left as it was.
     """
 
     def __init__(
@@ -161,7 +167,8 @@ class Trainer:
         restore_best: bool | None = None,
         description: str = "training",
         with_index: bool = False,
-        n_threads: int | None = None,
+        n_threads: int | str | None = None,
+        global_seed: int | None = None,
     ):
         self.module = module
         self.loss_fn = loss_fn
@@ -181,6 +188,7 @@ class Trainer:
         self.description = description
         self.with_index = with_index
         self.n_threads = n_threads
+        self.global_seed = global_seed
         self.threads: ThreadPolicy | None = None
         self.history = History()
         self.stop_requested = False
@@ -198,7 +206,16 @@ class Trainer:
         if validation_data is not None:
             validation_data = as_source(validation_data)
         on_cpu = data.device.type == "cpu"
-        self.threads = ThreadPolicy(self.n_threads if on_cpu else torch.get_num_threads())
+        self.threads = ThreadPolicy(
+            self.n_threads if on_cpu else torch.get_num_threads(),
+            module=self.module,
+            rows=self.batch_size,
+            generator=(
+                None
+                if self.global_seed is None
+                else GlobalGenerator(self.global_seed, data.device)
+            ),
+        )
         with self.threads:
             return self._fit(data, validation_data)
 
@@ -276,7 +293,11 @@ class Trainer:
                 stacklevel=3,
             )
         except NonFiniteLossError:
-            self.module.load_state_dict(best_state if best_state else initial)
+            # a finite epoch loss can precede a last step that overflowed
+            finite = best_state is not None and all(
+                bool(torch.isfinite(t).all()) for t in best_state.values() if t.is_floating_point()
+            )
+            self.module.load_state_dict(best_state if finite else initial)
             raise
         finally:
             if bar is not None:
