@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ._images import check_two_dimensional
-from ._nn import ACTIVATIONS, ThreadPolicy
+from ._nn import ACTIVATIONS, ThreadPolicy, distributed
 from ._nn.data import (
     BatchSource,
     SparseRowSource,
@@ -100,7 +100,9 @@ def resolve_device(device) -> torch.device:
     if isinstance(device, torch.device):
         dev = device
     elif device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.local_device(
+            torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        )
     else:
         try:
             dev = torch.device(device)
@@ -131,7 +133,7 @@ def resolve_device(device) -> torch.device:
             f"device={str(device)!r} is not supported; use 'auto', 'cpu', 'cuda', "
             "'cuda:N' or 'mps'."
         )
-    return dev
+    return distributed.local_device(dev)  # "cuda" is cuda:LOCAL_RANK under a launcher
 
 
 def device_available(device: torch.device) -> bool:
@@ -407,14 +409,18 @@ class TorchStateMixin:
     """Device-safe pickling of the torch objects held in fitted attributes.
 
     Networks are stored as state dicts and rebuilt from the estimator's
-    parameters (:meth:`_rebuild_module`) on unpickling; they and the other
-    tensors are serialised with ``torch.save`` into one byte string and read
-    back with ``torch.load(weights_only=True)`` and ``map_location``: on the
-    device they were fitted on when it is available, otherwise on the CPU
-    (with a warning), so a model fitted on a GPU unpickles on a CPU-only
-    machine. Only a network that cannot be rebuilt (a module from outside
-    this package) is pickled whole. Pickle files run code when loaded: load
-    them only from trusted sources, and use :func:`sk_deepunsup.save` and
+    parameters (:meth:`_rebuild_module`) on unpickling, after a dry build on
+    the ``meta`` device showed that the parameters describe exactly the
+    stored weights; a user's own module (a custom encoder) is pickled as a
+    skeleton without its tensors. All tensors are serialised with
+    ``torch.save`` into one byte string and read back with
+    ``torch.load(weights_only=True)`` and ``map_location``: on the device
+    they were fitted on when it is available, otherwise on the CPU (with a
+    warning), so a model fitted on a GPU unpickles on a CPU-only machine.
+    Unpickling never calls ``torch.load(weights_only=False)``: the classes
+    an unpickler creates are those the pickle names, so an allow-list
+    unpickler decides them. Pickle files run code when loaded: load them only
+    from trusted sources, and use :func:`sk_deepunsup.save` and
     :func:`sk_deepunsup.load` otherwise.
     """
 
@@ -439,42 +445,36 @@ class TorchStateMixin:
         return name == "module_" and hasattr(self, "_build_module") and hasattr(self, "_hidden_sizes")
 
     def __getstate__(self):
+        from ._torch_state import holds_tensor, pack_module
+
         state = super().__getstate__()
-        torch_items = {
-            k: v
-            for k, v in state.items()
-            if isinstance(v, (nn.Module, torch.Tensor))
-            or (isinstance(v, dict) and any(isinstance(t, torch.Tensor) for t in v.values()))
-        }
-        if torch_items:
-            state = {k: v for k, v in state.items() if k not in torch_items}
-            whole = {
-                k: v
-                for k, v in torch_items.items()
-                if isinstance(v, nn.Module) and not self._rebuildable(k, v)
-            }
-            safe = {
-                "tensors": {
-                    k: v for k, v in torch_items.items() if not isinstance(v, nn.Module)
-                },
-                "state_dicts": {
-                    k: v.state_dict()
-                    for k, v in torch_items.items()
-                    if isinstance(v, nn.Module) and k not in whole
-                },
-            }
-            buffer = io.BytesIO()
-            torch.save(safe, buffer)
-            state["_torch_payload"] = buffer.getvalue()
-            if whole:
-                buffer = io.BytesIO()
-                torch.save(whole, buffer)
-                state["_torch_modules"] = buffer.getvalue()
+        torch_items = {k: v for k, v in state.items() if holds_tensor(v) or isinstance(v, nn.Module)}
+        if not torch_items:
+            return state
+        state = {k: v for k, v in state.items() if k not in torch_items}
+        safe = {"tensors": {}, "state_dicts": {}, "packed": {}}
+        for name, value in torch_items.items():
+            if not isinstance(value, nn.Module):
+                safe["tensors"][name] = value
+            elif self._rebuildable(name, value):
+                safe["state_dicts"][name] = value.state_dict()
+            else:  # the user's module: its classes go into this pickle, its tensors not
+                state[name], safe["packed"][name] = pack_module(value)
+        buffer = io.BytesIO()
+        torch.save(safe, buffer)
+        state["_torch_payload"] = buffer.getvalue()
         return state
 
     def __setstate__(self, state):
+        from ._torch_state import rebuild_checked, tensor_layout, unpack_module
+
         payload = state.pop("_torch_payload", None)
-        modules_payload = state.pop("_torch_modules", None)
+        if "_torch_modules" in state:
+            raise ValueError(
+                f"this pickle of {type(self).__name__} holds torch modules pickled whole "
+                "(written by sk_deepunsup 0.1.0 or earlier), which only an unsafe "
+                "torch.load could read. Unpickle it with that version and pickle it again."
+            )
         if payload is None:
             super().__setstate__(state)
             return
@@ -489,14 +489,20 @@ class TorchStateMixin:
             target = torch.device("cpu")
             state["device_"] = "cpu"
         safe = torch.load(io.BytesIO(payload), map_location=target, weights_only=True)
+        if not isinstance(safe, dict) or not {"tensors", "state_dicts"} <= set(safe):
+            raise ValueError(f"the pickle of {type(self).__name__} is corrupt.")
+        for name, tensors in safe.get("packed", {}).items():
+            state[name] = unpack_module(state.get(name), tensors, f"{type(self).__name__}.{name}")
         state.update(safe["tensors"])
-        if modules_payload is not None:  # modules from outside the package: trusted only
-            state.update(
-                torch.load(io.BytesIO(modules_payload), map_location=target, weights_only=False)
-            )
         super().__setstate__(state)
+        # The user's modules came with their classes in the pickle; without them
+        # the parameters alone describe the networks, checked before building.
+        custom = any(isinstance(v, nn.Module) for v in vars(self).values())
         for name, state_dict in safe["state_dicts"].items():
-            module = self._rebuild_module(name)
+            if custom:
+                module = self._rebuild_module(name)
+            else:
+                module = rebuild_checked(self, name, tensor_layout(state_dict))
             module.load_state_dict(state_dict)
             setattr(self, name, module.to(target))
 
@@ -529,7 +535,8 @@ class TorchEstimatorMixin(TorchStateMixin):
         it and the number of epochs done, so each gets new permutations.
         """
         if first_call:
-            self._base_seed = draw_seed(self.random_state)
+            # one seed for every rank of a data-parallel fit (random_state=None too)
+            self._base_seed = distributed.broadcast_object(draw_seed(self.random_state))
             return self._base_seed
         return derive_seed(self._base_seed, self.n_iter_)
 

@@ -49,6 +49,7 @@ from ._base import (
 from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._nn import (
     ClusteringAutoencoder,
+    distributed,
     TargetUpdater,
     Trainer,
     TrainingInterrupted,
@@ -336,8 +337,11 @@ default="auto"
         autoencoder.device_ = str(device)  # unpickling maps tensors to device_
 
         self._say(f"initialising {self.n_clusters} clusters in the embedding")
-        embedding = infer(autoencoder.module_, X, autoencoder._encode, self.n_threads)
-        centers = self._initial_centers(embedding, seed)
+        embedding = distributed.map_rows(  # each rank its share, under data-parallel fits
+            lambda rows: infer(autoencoder.module_, rows, autoencoder._encode, self.n_threads), X
+        )
+        # k-means once, on rank 0, under data-parallel training: all start alike
+        centers = distributed.on_main(lambda: self._initial_centers(embedding, seed))
 
         module = ClusteringAutoencoder(
             autoencoder.module_.encoder,
@@ -369,8 +373,12 @@ default="auto"
         self._warn_empty_clusters()
         return self
 
+    def _cached(self, func):
+        """``func`` through the ``memory`` cache (rank 0's, under data-parallel fits)."""
+        return distributed.cached(check_memory(self.memory).cache(func), func)
+
     def _say(self, message: str) -> None:
-        if self.verbose:
+        if self.verbose and distributed.is_main():
             print(f"{type(self).__name__}: {message}", file=sys.stderr, flush=True)
 
     def _pretrain(self, X, seed: int):
@@ -381,7 +389,7 @@ default="auto"
         """
         if self._uses_neighbor_embedding():
             self._say(f"pretraining the neighbour embedding on {X.shape[0]} samples")
-            cached_fit = check_memory(self.memory).cache(fit_neighbor_embedding)
+            cached_fit = self._cached(fit_neighbor_embedding)
             try:
                 embedding = pretrain_neighbor_embedding(self, X, seed, cached_fit)
             except PretrainingInterrupted as stop:
@@ -405,7 +413,7 @@ default="auto"
             f"pretraining the autoencoder for up to {autoencoder.max_iter} epochs "
             f"on {X.shape[0]} samples"
         )
-        pretrain = check_memory(self.memory).cache(fit_autoencoder)
+        pretrain = self._cached(fit_autoencoder)
         try:
             autoencoder = pretrain(autoencoder, X, quiet=self.autoencoder is None)
         except PretrainingInterrupted as stop:
@@ -419,7 +427,7 @@ default="auto"
         if not uses_code_neighbors(self) or self.interrupted_:
             return autoencoder, self.reconstruction_weight, autoencoder.loss
         self._say(f"pretraining the neighbour embedding of the code of {X.shape[0]} samples")
-        cached_fit = check_memory(self.memory).cache(fit_neighbor_embedding)
+        cached_fit = self._cached(fit_neighbor_embedding)
         try:
             pair = pretrain_code_embedding(
                 self, X, autoencoder, seed,
@@ -513,7 +521,9 @@ default="auto"
         def assign():
             centers = module.centers.detach().cpu().numpy().astype(np.float64)
             forward = functools.partial(self._soft_assign, centers=centers)
-            return infer(autoencoder.module_, X, forward, self.n_threads)
+            return distributed.map_rows(
+                lambda rows: infer(autoencoder.module_, rows, forward, self.n_threads), X
+            )
 
         proba = assign()
         found = len(np.unique(proba.argmax(axis=1)))

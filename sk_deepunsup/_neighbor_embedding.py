@@ -40,6 +40,7 @@ from ._neighbor_graph import (
 )
 from ._nn import (
     ACTIVATIONS,
+    distributed,
     MLP,
     NEIGHBOR_LOSSES,
     Embedder,
@@ -327,9 +328,11 @@ class NeighborEmbedding(
         device = resolve_device(self.device)
         seed = self._training_seed(first_call=True)
         k = min(self.n_neighbors, n_samples - 1)
-        # the graph search needs the rows in memory (sparse rows stay sparse)
-        graph_X = X if sp.issparse(X) else as_dense(X)
-        idx, dist = nearest_neighbors(graph_X, k, self.metric, self.neighbors_algorithm, seed)
+        # the graph search needs the rows in memory (sparse rows stay sparse);
+        # a data-parallel fit builds it once, on rank 0, and sends it to the others
+        idx, dist = distributed.on_main(lambda: nearest_neighbors(
+            X if sp.issparse(X) else as_dense(X), k, self.metric, self.neighbors_algorithm, seed
+        ))
         if not np.isfinite(dist).all():
             rows = np.flatnonzero(~np.isfinite(dist).all(axis=1))
             raise ValueError(

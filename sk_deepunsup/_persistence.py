@@ -2,27 +2,26 @@
 
 A saved model is one zip file holding
 
-- ``manifest.json``: the format name and version and a SHA-256 of every other
-  member (a file edited after saving is refused);
+- ``manifest.json``: the format name and version, a SHA-256 digest of every
+  other member and, when saved with a ``key``, an HMAC-SHA256 signature;
 - ``estimator.json``: the estimator tree: class names, parameters, fitted
   scalars and lists, with arrays and tensors referenced by key;
 - ``arrays.npz``: the numpy arrays (read with ``allow_pickle=False``);
 - ``weights.safetensors``: every torch tensor (network weights, optimizer
   moments).
 
-Loading never unpickles and never calls ``torch.load``. Classes are looked up
-by name only inside ``sk_deepunsup`` and ``sklearn`` and must be scikit-learn
-estimators; networks are rebuilt from the estimator's parameters (the
-estimator's ``_rebuild_module`` hook) and then given the saved weights.
+Loading never unpickles, never calls ``torch.load`` and never imports a module
+the file names (see ``_model_file``, the format and its reader).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import io
 import json
 import os
+import secrets
+import stat
 import warnings
 import zipfile
 
@@ -31,28 +30,22 @@ import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from ._base import device_available
+from ._model_file import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    check_key,
+    class_name,
+    read_file,
+    safetensors_module,
+    signature,
+)
+from ._nn import distributed
+from ._torch_state import all_finite
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load", "save"]
 
-#: Written into every file; ``load`` refuses files without it.
-FORMAT_NAME = "sk_deepunsup.model"
-#: Bumped when the layout changes; ``load`` refuses versions it does not know.
-FORMAT_VERSION = 1
 
-_MEMBERS = ("estimator.json", "arrays.npz", "weights.safetensors")
-#: Modules whose classes ``load`` may instantiate.
-_ALLOWED_ROOTS = ("sk_deepunsup", "sklearn")
-
-
-def _safetensors():
-    try:
-        import safetensors.torch as st
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        raise ImportError(
-            "sk_deepunsup.save/load need the 'safetensors' package: pip install safetensors"
-        ) from exc
-    return st
+# -- saving ---------------------------------------------------------------------------
 
 
 class _Writer:
@@ -65,12 +58,16 @@ class _Writer:
         self.arrays[key] = value
         return key
 
-    def tensor(self, value: torch.Tensor) -> str:
+    def tensor(self, value: torch.Tensor, where: str) -> str:
+        value = value.detach().to("cpu").contiguous()
+        if not all_finite([value]):
+            raise ValueError(
+                f"cannot save {where}: it holds NaN or infinite values (the training "
+                "diverged); refit with a lower learning_rate_init before saving."
+            )
         key = f"t{len(self.tensors)}"
-        self.tensors[key] = value.detach().to("cpu").contiguous()
+        self.tensors[key] = value
         return key
-
-    # -- values ------------------------------------------------------------------
 
     def encode(self, value, where: str):
         if value is None or isinstance(value, (bool, str)):
@@ -82,17 +79,16 @@ class _Writer:
         if isinstance(value, np.ndarray):
             if value.dtype == object:
                 if not all(isinstance(v, str) for v in value.ravel()):
-                    raise TypeError(
-                        f"cannot save {where}: an object array holding non-strings."
-                    )
+                    raise TypeError(f"cannot save {where}: an object array holding non-strings.")
                 return {"$t": "strarray", "shape": list(value.shape), "v": value.ravel().tolist()}
             return {"$t": "ndarray", "key": self.array(value)}
         if isinstance(value, torch.Tensor):
-            return {"$t": "tensor", "key": self.tensor(value)}
+            return {"$t": "tensor", "key": self.tensor(value, where)}
         if isinstance(value, torch.device):
             return {"$t": "device", "v": str(value)}
         if isinstance(value, tuple):
-            return {"$t": "tuple", "v": [self.encode(v, f"{where}[{i}]") for i, v in enumerate(value)]}
+            items = [self.encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+            return {"$t": "tuple", "v": items}
         if isinstance(value, list):
             return [self.encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
         if isinstance(value, dict):
@@ -119,23 +115,19 @@ class _Writer:
         )
 
     def estimator(self, est, where: str):
-        cls = type(est)
-        _check_class_allowed(cls.__module__, cls.__qualname__)
+        name = class_name(type(est))
+        if hasattr(type(est), "_parameter_constraints"):
+            est._validate_params()  # load refuses what does not validate
         state, modules = {}, {}
-        for name, value in vars(est).items():
+        for attr, value in vars(est).items():
             if isinstance(value, nn.Module):
-                _check_module_rebuildable(value, f"{where}.{name}")
-                modules[name] = {
-                    k: self.tensor(t) for k, t in value.state_dict().items()
+                _check_module_rebuildable(value, f"{where}.{attr}")
+                modules[attr] = {
+                    k: self.tensor(t, f"{where}.{attr}") for k, t in value.state_dict().items()
                 }
             else:
-                state[name] = self.encode(value, f"{where}.{name}")
-        return {
-            "$t": "estimator",
-            "class": f"{cls.__module__}:{cls.__qualname__}",
-            "state": state,
-            "modules": modules,
-        }
+                state[attr] = self.encode(value, f"{where}.{attr}")
+        return {"$t": "estimator", "class": name, "state": state, "modules": modules}
 
 
 def _check_module_rebuildable(module: nn.Module, where: str) -> None:
@@ -151,27 +143,89 @@ def _check_module_rebuildable(module: nn.Module, where: str) -> None:
         )
 
 
-def save(estimator, path) -> None:
+def _write_atomically(path: str, members: dict) -> None:
+    """Write the zip to a new file beside ``path``; rename it over ``path`` when complete.
+
+    The previous file at ``path`` stays intact until the new one is fully
+    written and flushed to disk; a failure removes the partial file. The new
+    file keeps the previous one's permissions (e.g. ``chmod 600``).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
+    while True:
+        temp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            try:
+                os.chmod(temp, stat.S_IMODE(os.stat(path).st_mode))
+            except FileNotFoundError:
+                pass  # a new file: the mode os.open gave it (0o666 less the umask)
+            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                for member, data in members.items():
+                    zf.writestr(member, data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable (POSIX; not possible on Windows)
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def save(estimator, path, *, key=None) -> None:
     """Save a scikit-learn estimator of this package to ``path``, without pickle.
 
     Works for every estimator of ``sk_deepunsup``, fitted or not, and for
-    scikit-learn estimators and pipelines around them (e.g. a scaler then an
-    autoencoder). Network weights go to safetensors, everything else to JSON
-    and ``.npz``, in one zip file that :func:`load` reads back without
-    executing code from the file.
+    scikit-learn pipelines around them (``Pipeline``, ``FeatureUnion``, the
+    scalers, ``PCA``, ``TruncatedSVD``, ``TfidfTransformer``,
+    ``SimpleImputer``, ``VarianceThreshold``). Network weights go to
+    safetensors, everything else to JSON and ``.npz``, in one zip file that
+    :func:`load` reads back without executing code from the file.
+
+    The file is written beside ``path`` under a temporary name and renamed
+    over ``path`` only once complete and flushed to disk: a save that fails
+    (full disk, killed process) leaves a previous file at ``path`` intact.
 
     Parameters
     ----------
     estimator : estimator
         The (fitted) estimator or pipeline.
     path : str or path-like
-        File to write (by convention ending in ``.skdu``); overwritten.
+        File to write (by convention ending in ``.skdu``); replaced. In a
+        ``torch.distributed`` job only rank 0 writes it (every rank holds the
+        same fitted model), so every rank may call ``save``.
+    key : bytes or str, default=None
+        Secret of at least 16 bytes. When given, the file is signed with
+        HMAC-SHA256 and ``load(path, key=key)`` refuses it unless unchanged
+        since this save. Without a key the file carries SHA-256 digests,
+        which catch accidental corruption but not a deliberate edit: anyone
+        can recompute them.
 
     Raises
     ------
     TypeError
-        When the estimator holds a value that is not plain data (a callable,
-        a ``joblib.Memory``, a custom object); the message names it.
+        When the estimator is of a class ``load`` would not accept, or holds
+        a value that is not plain data (a callable, a ``joblib.Memory``, a
+        custom torch module); the message names it.
+    ValueError
+        When a network's weights are not finite.
 
     Examples
     --------
@@ -189,12 +243,15 @@ def save(estimator, path) -> None:
         raise TypeError(
             f"save expects a scikit-learn estimator, got {type(estimator).__name__}."
         )
-    st = _safetensors()
+    key = check_key(key)
+    if not distributed.writes_files():  # data-parallel ranks hold the same model
+        return
+    st = safetensors_module()
     from . import __version__
 
     writer = _Writer()
     tree = writer.estimator(estimator, "estimator")
-    members = {"estimator.json": json.dumps(tree).encode()}
+    members = {"estimator.json": json.dumps(tree, separators=(",", ":")).encode()}
     buf = io.BytesIO()
     np.savez(buf, **writer.arrays)
     members["arrays.npz"] = buf.getvalue()
@@ -205,146 +262,40 @@ def save(estimator, path) -> None:
         "library_version": __version__,
         "sha256": {k: hashlib.sha256(v).hexdigest() for k, v in members.items()},
     }
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("manifest.json", json.dumps(manifest, indent=1))
-        for name, data in members.items():
-            zf.writestr(name, data)
+    if key is not None:
+        manifest["signature"] = {"hmac_sha256": signature(key, manifest)}
+    _write_atomically(os.fspath(path), {"manifest.json": json.dumps(manifest, indent=1), **members})
 
 
-# -- loading -------------------------------------------------------------------------
+# -- loading --------------------------------------------------------------------------
 
 
-class _Reader:
-    def __init__(self, arrays, tensors):
-        self.arrays = arrays
-        self.tensors = tensors
-        self.unavailable: set[str] = set()
-
-    def _array(self, key):
-        if key not in self.arrays:
-            raise ValueError(f"the file refers to a missing array {key!r}; it is corrupt.")
-        return self.arrays[key]
-
-    def _tensor(self, key):
-        if key not in self.tensors:
-            raise ValueError(f"the file refers to a missing tensor {key!r}; it is corrupt.")
-        return self.tensors[key]
-
-    def decode(self, value):
-        if value is None or isinstance(value, (bool, str, int, float)):
-            return value
-        if isinstance(value, list):
-            return [self.decode(v) for v in value]
-        if not isinstance(value, dict) or "$t" not in value:
-            raise ValueError("unexpected value in estimator.json; the file is corrupt.")
-        tag = value["$t"]
-        if tag == "npscalar":
-            return np.dtype(value["dtype"]).type(value["v"])
-        if tag == "strarray":
-            return np.array(value["v"], dtype=object).reshape(value["shape"])
-        if tag == "ndarray":
-            return self._array(value["key"])
-        if tag == "tensor":
-            return self._tensor(value["key"])
-        if tag == "device":
-            return torch.device(value["v"])
-        if tag == "tuple":
-            return tuple(self.decode(v) for v in value["v"])
-        if tag == "dict":
-            return {_hashable(self.decode(k)): self.decode(v) for k, v in value["v"]}
-        if tag == "random_state":
-            rs = np.random.RandomState()
-            rs.set_state(self.decode(value["v"]))
-            return rs
-        if tag == "nptype":
-            return np.dtype(value["v"]).type
-        if tag == "dtype":
-            return np.dtype(value["v"])
-        if tag == "estimator":
-            return self.estimator(value)
-        raise ValueError(f"unknown value tag {tag!r} in estimator.json; the file is corrupt.")
-
-    def estimator(self, node):
-        module_name, _, qualname = str(node.get("class", "")).partition(":")
-        cls = _resolve_class(module_name, qualname)
-        est = cls.__new__(cls)
-        state = {str(k): self.decode(v) for k, v in node.get("state", {}).items()}
-        fitted_on = state.get("device_")
-        target = None
-        if isinstance(fitted_on, str):
-            target = torch.device(fitted_on)
-            if not device_available(target):
-                self.unavailable.add(fitted_on)
-                target = torch.device("cpu")
-                state["device_"] = "cpu"
-        est.__dict__.update(state)
-        for name, weights in node.get("modules", {}).items():
-            rebuild = getattr(est, "_rebuild_module", None)
-            module = rebuild(name) if rebuild is not None else None
-            if module is None:
-                raise ValueError(
-                    f"{cls.__name__} cannot rebuild its network {name!r} from its "
-                    "parameters; give the class a _rebuild_module(name) method that "
-                    "returns an untrained network of the fitted shape."
-                )
-            state_dict = {k: self._tensor(key) for k, key in weights.items()}
-            try:
-                module.load_state_dict(state_dict, strict=True)
-            except RuntimeError as exc:
-                raise ValueError(
-                    f"the saved weights of {cls.__name__}.{name} do not fit the network "
-                    f"rebuilt from its parameters ({exc}); the file is corrupt or was "
-                    "edited."
-                ) from None
-            if target is not None:
-                module.to(target)
-            setattr(est, name, module)
-        return est
-
-
-def _hashable(key):
-    return tuple(key) if isinstance(key, list) else key
-
-
-def _check_class_allowed(module_name: str, qualname: str) -> None:
-    root = module_name.split(".")[0]
-    if root not in _ALLOWED_ROOTS or "<" in qualname:
-        raise TypeError(
-            f"cannot save or load class {module_name}.{qualname}: only estimators "
-            "defined in sk_deepunsup or scikit-learn are supported."
-        )
-
-
-def _resolve_class(module_name: str, qualname: str):
-    _check_class_allowed(module_name, qualname)
-    try:
-        obj = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError):
-        raise ValueError(
-            f"the file names class {module_name}.{qualname}, which this installation "
-            "does not have; it was saved by a different version or is corrupt."
-        ) from None
-    if not (isinstance(obj, type) and issubclass(obj, BaseEstimator)):
-        raise TypeError(f"{module_name}.{qualname} is not a scikit-learn estimator class.")
-    return obj
-
-
-def load(path):
+def load(path, *, key=None):
     """Load an estimator written by :func:`save`.
 
-    Nothing in the file is executed: no pickle, no ``torch.load``. Classes
-    are looked up by name in ``sk_deepunsup`` and scikit-learn only, and
-    networks are rebuilt from the estimator's parameters before their
-    weights are read from safetensors. A model fitted on a GPU loads on a
-    CPU-only machine: its networks go to the CPU and ``device_`` becomes
-    ``"cpu"``, with a warning.
+    Nothing in the file is executed: no pickle, no ``torch.load``, and no
+    module the file names is imported. Classes come from a fixed list (this
+    package's estimators and the scikit-learn classes :func:`save` accepts);
+    every size is checked before it is allocated; a network is built only
+    after its parameters were found to describe exactly the stored weights,
+    which must be finite. A model fitted on a GPU loads on a CPU-only
+    machine: its networks go to the CPU and ``device_`` becomes ``"cpu"``,
+    with a warning.
+
+    What is checked without a key: the SHA-256 digests of the members,
+    which catch a corrupted file (a truncated download, a flipped bit) but
+    not a deliberate edit, since anyone can recompute them. An edited file
+    is still refused if it is malformed, but a well-formed edit (other
+    weights, other parameters that fit them) loads. To detect any edit, save
+    with a secret ``key`` and pass the same key here.
 
     Parameters
     ----------
     path : str or path-like
         A file written by :func:`save`.
+    key : bytes or str, default=None
+        The secret the file was saved with. When given, the file must carry
+        a valid HMAC-SHA256 signature made with it.
 
     Returns
     -------
@@ -355,54 +306,15 @@ def load(path):
     ------
     ValueError
         When the file is not an sk_deepunsup model, has an unknown format
-        version, or was altered after saving.
+        version, is corrupt or malformed, exceeds a size limit, or (with
+        ``key``) is unsigned or its signature does not match.
+    TypeError
+        When the file names a class outside the list above.
     """
-    st = _safetensors()
-    name = os.fspath(path)
-    try:
-        with zipfile.ZipFile(name) as zf:
-            names = set(zf.namelist())
-            if "manifest.json" not in names:
-                raise ValueError("no manifest.json")
-            manifest = json.loads(zf.read("manifest.json"))
-            blobs = {m: zf.read(m) for m in _MEMBERS if m in names}
-    except (zipfile.BadZipFile, ValueError, KeyError, UnicodeDecodeError) as exc:
-        raise ValueError(
-            f"{name!r} is not an sk_deepunsup model file (written by "
-            f"sk_deepunsup.save): {exc}."
-        ) from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise ValueError(
-            f"{name!r} is not an sk_deepunsup model file (written by sk_deepunsup.save)."
-        )
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(
-            f"{name!r} has format version {version!r}; this sk_deepunsup reads version "
-            f"{FORMAT_VERSION}. Load it with the sk_deepunsup version that saved it "
-            f"({manifest.get('library_version')})."
-        )
-    hashes = manifest.get("sha256", {})
-    for member in _MEMBERS:
-        if member not in blobs or hashlib.sha256(blobs[member]).hexdigest() != hashes.get(member):
-            raise ValueError(
-                f"{name!r}: {member} is missing or was changed after saving (checksum "
-                "mismatch); the file is corrupt or was tampered with."
-            )
-    try:
-        with np.load(io.BytesIO(blobs["arrays.npz"]), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        tensors = st.load(blobs["weights.safetensors"])
-        tree = json.loads(blobs["estimator.json"])
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"{name!r} could not be read: {exc}") from None
-    reader = _Reader(arrays, tensors)
-    if not isinstance(tree, dict) or tree.get("$t") != "estimator":
-        raise ValueError(f"{name!r} holds no estimator; the file is corrupt.")
-    estimator = reader.estimator(tree)
-    if reader.unavailable:
+    estimator, unavailable = read_file(path, key)
+    if unavailable:
         warnings.warn(
-            f"{type(estimator).__name__} was fitted on {', '.join(sorted(reader.unavailable))}, "
+            f"{type(estimator).__name__} was fitted on {', '.join(sorted(unavailable))}, "
             "which is not available here; it was loaded on the CPU.",
             UserWarning,
         )

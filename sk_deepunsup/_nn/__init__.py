@@ -4,6 +4,7 @@ This subpackage never imports scikit-learn; the estimators in the parent
 package are thin layers over it.
 """
 
+from . import distributed
 from .data import BatchSource, SparseRowSource, StreamedRowSource, TensorSource
 from .losses import (
     clustering_objective,
@@ -47,6 +48,7 @@ from .training import (
 
 __all__ = [
     "ACTIVATIONS",
+    "distributed",
     "BatchSource",
     "SparseRowSource",
     "StreamedRowSource",

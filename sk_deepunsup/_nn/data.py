@@ -15,6 +15,12 @@ Every source shuffles with the same permutation, drawn from the engine's
 generator, so a fit is reproducible and the same data trains identically
 whichever way it is stored.
 
+Data-parallel training (:mod:`.distributed`) passes ``part=(rank,
+world_size)``: every rank draws the same permutation and the same global
+batches, and serves only its contiguous share of each (so a rank of a
+streamed source reads only its rows of the file); every rank gets the same
+number of batches, some possibly empty.
+
 Nothing here imports scikit-learn.
 """
 
@@ -25,6 +31,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from . import distributed
+
 __all__ = [
     "BatchSource",
     "SparseRowSource",
@@ -32,6 +40,7 @@ __all__ = [
     "TensorSource",
     "batch_bounds",
     "chunk_rows",
+    "local_bounds",
 ]
 
 #: Elements (rows x features) of one inference chunk or host-read block: about
@@ -46,6 +55,20 @@ def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
         # A batch of one breaks batch norm and gives a noisy step: merge it.
         bounds[-2:] = [(bounds[-2][0], n)]
     return bounds
+
+
+def local_bounds(
+    n: int, batch_size: int, part: tuple[int, int] = (0, 1)
+) -> list[tuple[int, int]]:
+    """Rank ``part[0]``'s ``[start, stop)`` within each global batch of :func:`batch_bounds`."""
+    rank, world = part
+    if world == 1:
+        return batch_bounds(n, batch_size)
+    out = []
+    for start, stop in batch_bounds(n, batch_size):
+        lo, hi = distributed.share(stop - start, rank, world)
+        out.append((start + lo, start + hi))
+    return out
 
 
 def chunk_rows(n_features: int, limit: int = 8192) -> int:
@@ -111,11 +134,20 @@ class BatchSource:
         shuffle: bool = False,
         generator: torch.Generator | None = None,
         with_index: bool = False,
+        part: tuple[int, int] = (0, 1),
     ) -> Iterator[tuple[torch.Tensor, ...]]:
-        """One epoch of ``(x,)`` or ``(x, row_index)`` mini-batches."""
-        bounds = batch_bounds(self.n_samples, batch_size)
-        if shuffle:
-            order = self.permutation(generator)
+        """One epoch of ``(x,)`` or ``(x, row_index)`` mini-batches.
+
+        The permutation is drawn when this is called. ``part=(rank,
+        world_size)`` serves that rank's share of each global batch of
+        ``batch_size`` rows.
+        """
+        bounds = local_bounds(self.n_samples, batch_size, part)
+        order = self.permutation(generator) if shuffle else None
+        return self._batches(bounds, order, with_index)
+
+    def _batches(self, bounds, order, with_index):
+        if order is not None:
             host = order.cpu().numpy()
             order = order.to(self.device)
             for start, stop in bounds:
@@ -129,21 +161,36 @@ class BatchSource:
                 else:
                     yield (x,)
 
-    def chunks(self, chunk_size: int | None = None) -> Iterator[torch.Tensor]:
-        """All rows in order, ``chunk_size`` at a time (default: about 64 MB)."""
+    def chunks(
+        self, chunk_size: int | None = None, *, part: tuple[int, int] = (0, 1)
+    ) -> Iterator[torch.Tensor]:
+        """All rows in order, ``chunk_size`` at a time (default: about 64 MB).
+
+        ``part=(rank, world_size)``: only that rank's contiguous share.
+        """
         size = chunk_size or chunk_rows(self.n_features)
-        for start in range(0, self.n_samples, size):
-            yield self.slice(start, min(start + size, self.n_samples))
+        lo, hi = distributed.share(self.n_samples, *part)
+        for start in range(lo, hi, size):
+            yield self.slice(start, min(start + size, hi))
 
     def value_range(self) -> tuple[float, float]:
-        """Smallest and largest value (NaN if any value is NaN), read in chunks."""
+        """Smallest and largest value (NaN if any value is NaN), read in chunks.
+
+        Under data-parallel training each rank reads its share (a collective).
+        """
         lo, hi = np.inf, -np.inf
-        for chunk in self.chunks():
+        for chunk in self.chunks(part=(distributed.rank(), distributed.world_size())):
             # torch's min/max propagate NaN; Python's min/max would drop it
             chunk_lo, chunk_hi = float(chunk.min()), float(chunk.max())
             if np.isnan(chunk_lo) or np.isnan(chunk_hi):
-                return np.nan, np.nan
+                lo = hi = np.nan
+                break
             lo, hi = min(lo, chunk_lo), max(hi, chunk_hi)
+        if distributed.is_active():
+            los, his = distributed.all_values(lo), distributed.all_values(hi)
+            if np.isnan(los + his).any():
+                return np.nan, np.nan
+            lo, hi = min(los), max(his)
         return lo, hi
 
 
@@ -171,11 +218,17 @@ class TensorSource(BatchSource):
         index = torch.as_tensor(index, device=self.device)
         return TensorSource(self.x[index], *(t[index] for t in self.extra))
 
-    def batches(self, batch_size, *, shuffle=False, generator=None, with_index=False):
+    def batches(
+        self, batch_size, *, shuffle=False, generator=None, with_index=False, part=(0, 1)
+    ):
+        order = self.permutation(generator).to(self.device) if shuffle else None
+        if part[1] > 1:  # a share of each batch: gather only those rows
+            return self._shares(local_bounds(self.n_samples, batch_size, part), order, with_index)
+        return self._whole(batch_size, order, with_index)
+
+    def _whole(self, batch_size, order, with_index):
         data = (self.x, *self.extra)
-        order = None
-        if shuffle:
-            order = self.permutation(generator).to(self.device)
+        if order is not None:
             data = tuple(t[order] for t in data)
         for start, stop in batch_bounds(self.n_samples, batch_size):
             batch = tuple(t[start:stop] for t in data)
@@ -187,6 +240,16 @@ class TensorSource(BatchSource):
                 )
                 batch = (*batch, index)
             yield batch
+
+    def _shares(self, bounds, order, with_index):
+        for start, stop in bounds:
+            index = (
+                order[start:stop]
+                if order is not None
+                else torch.arange(start, stop, device=self.device)
+            )
+            batch = tuple(t[index] for t in (self.x, *self.extra))
+            yield (*batch, index) if with_index else batch
 
     def value_range(self):
         if self.x.numel() == 0:

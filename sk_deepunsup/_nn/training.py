@@ -10,6 +10,14 @@ On the CPU, a :class:`~.threads.ThreadPolicy` sets torch's thread count
 for the steps (by a rule that does not depend on the load) and restores the
 global setting afterwards.
 
+Inside a ``torch.distributed`` process group of several ranks (see
+:mod:`.distributed`) the same loop trains data-parallel: ``batch_size`` is the
+*global* batch, every rank computes the gradient of its share and the shares
+are summed (weighted by their rows) before the one Adam step every rank takes,
+so the weights stay identical and a fit follows the single-process one with the
+same ``batch_size``. Losses, validation losses and stopping decisions are
+reduced over the ranks; only rank 0 shows progress.
+
 Nothing here imports scikit-learn.
 """
 
@@ -24,7 +32,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .data import BatchSource, TensorSource
+from . import distributed
+from .data import BatchSource, TensorSource, batch_bounds
 from .losses import student_t_assignment, target_distribution
 from .modules import set_generator
 from .optim import FlatAdam
@@ -145,6 +154,19 @@ class Trainer:
         Give each step a private stream of torch's global generator, seeded
         from this (for users' modules whose layers draw from it); the
         caller's global generator is left as it was.
+
+    Notes
+    -----
+    Under data-parallel training (:mod:`.distributed`) ``batch_size`` is the
+    global batch: each of ``W`` ranks computes the mean loss of its share
+    (about ``batch_size / W`` rows), its gradient is weighted by its share of
+    the rows, the weighted gradients are summed across ranks, and every rank
+    takes the same Adam step. Shuffling draws one permutation per epoch on
+    every rank from the same generator state (rank 0's, broadcast), so the
+    batches are those of a single-process fit with the same seed; the noise a
+    loss draws (dropout, denoising, VAE samples) comes from a per-rank stream.
+    Objectives that count the rows they trained on (``loss_fn.rows_seen``,
+    e.g. KL annealing) count the global batch.
     """
 
     def __init__(
@@ -193,6 +215,8 @@ class Trainer:
         self.history = History()
         self.stop_requested = False
         self.optimizer: FlatAdam | None = None
+        #: ``(rank, world_size)`` of the running fit; ``(0, 1)`` when not distributed
+        self.part = (0, 1)
 
     # -- the loop, outermost first -------------------------------------------------
 
@@ -205,6 +229,14 @@ class Trainer:
         data = as_source(data)
         if validation_data is not None:
             validation_data = as_source(validation_data)
+        self.part = (distributed.rank(), distributed.world_size())
+        if self.distributed:
+            distributed.check_same(data.n_samples, "the number of training samples")
+            if validation_data is not None:
+                distributed.check_same(validation_data.n_samples, "the validation samples")
+            if self.generator is None:  # every rank must draw the same permutations
+                seed = distributed.broadcast_object(int(torch.randint(2**62, (1,))))
+                self.generator = torch.Generator(device=data.device).manual_seed(seed)
         on_cpu = data.device.type == "cpu"
         self.threads = ThreadPolicy(
             self.n_threads if on_cpu else torch.get_num_threads(),
@@ -234,6 +266,9 @@ class Trainer:
             weight_decay=self.weight_decay,
             state=self.optimizer_state,
         )
+        if self.distributed:  # start from rank 0's weights, as DDP does
+            distributed.broadcast_(self.optimizer.flat)
+            self._sync_buffers()
         initial = snapshot(self.module)
         best_state = None
         no_improvement = 0
@@ -247,6 +282,8 @@ class Trainer:
                 if self.stop_requested:
                     break
                 loss = self.run_epoch(data)
+                if self.distributed:
+                    self._sync_buffers()
                 self._check_finite(loss, "training")
                 history.loss.append(loss)
                 monitored = loss
@@ -267,6 +304,8 @@ class Trainer:
                     bar.set_postfix(self._postfix(), refresh=False)
                 for cb in self.callbacks:
                     cb.on_epoch_end(self)
+                if self.distributed:
+                    self.stop_requested = distributed.any_true(self.stop_requested)
                 if (
                     self.n_iter_no_change is not None
                     and no_improvement >= self.n_iter_no_change
@@ -277,7 +316,11 @@ class Trainer:
             # The last step can overflow even when the last batch loss did not.
             if not bool(torch.isfinite(self.optimizer.flat).all()):
                 self._check_finite(math.nan, "training")
+            if self.distributed:  # leave every rank's generator in one state
+                self._sync_generator()
         except KeyboardInterrupt:
+            if self.distributed:
+                raise  # the ranks cannot agree on where they stopped: end the job
             history.interrupted = True
             if best_state is not None:
                 self.module.load_state_dict(best_state)
@@ -320,15 +363,25 @@ class Trainer:
             for cb in self.callbacks
             if type(cb).on_batch_end is not Callback.on_batch_end
         ]
+        if self.distributed:
+            self._sync_generator()
         batches = data.batches(
             self.batch_size,
             shuffle=self.shuffle,
             generator=self.generator,
             with_index=self.with_index,
+            part=self.part,
         )
-        for batch in batches:
+        sizes = None
+        if self.distributed:
+            self._fork_generator()
+            sizes = [stop - start for start, stop in batch_bounds(data.n_samples, self.batch_size)]
+        for i, batch in enumerate(batches):
             with self.threads.step():
-                loss = self.batch_step(batch)
+                if sizes is None:
+                    loss = self.batch_step(batch)
+                else:
+                    loss = self.shared_step(batch, sizes[i])
             size = batch[0].shape[0]
             if total is None:
                 total = loss * size
@@ -339,8 +392,12 @@ class Trainer:
             if batch_callbacks:
                 for cb in batch_callbacks:
                     cb.on_batch_end(self)
+                if self.distributed:
+                    self.stop_requested = distributed.any_true(self.stop_requested)
                 if self.stop_requested:
                     break
+        if self.distributed:
+            total, n_seen = distributed.all_sum(float(total), n_seen)
         return float(total) / n_seen
 
     def batch_step(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -351,6 +408,28 @@ class Trainer:
         self.optimizer.step()
         return loss.detach()
 
+    def shared_step(self, batch: tuple[torch.Tensor, ...], global_rows: int) -> torch.Tensor:
+        """One data-parallel Adam step: ``batch`` is this rank's share of ``global_rows``.
+
+        The gradient of the share's mean loss, weighted by its share of the
+        rows, is summed over the ranks (one all-reduce of the flat gradient,
+        DDP's bucket): the gradient of the global batch's mean loss.
+        """
+        self.optimizer.zero_grad()
+        rows = batch[0].shape[0]
+        if rows:
+            loss = self.loss_fn(self.module, *batch)
+            loss.backward()
+            self.optimizer.grad.mul_(rows / global_rows)
+            loss = loss.detach()
+        else:  # a global batch smaller than the ranks: this rank has no rows
+            loss = self.optimizer.flat.new_zeros(())
+        if hasattr(self.loss_fn, "rows_seen"):  # annealing schedules count the global batch
+            self.loss_fn.rows_seen += global_rows - rows
+        distributed.all_sum_(self.optimizer.grad)
+        self.optimizer.step()
+        return loss
+
     @torch.no_grad()
     def evaluate(self, data) -> float:
         """Mean loss over ``data`` in evaluation mode (no dropout, no noise)."""
@@ -359,12 +438,20 @@ class Trainer:
         try:
             total = 0.0
             size = max(self.batch_size, 4096)
-            for batch in data.batches(size, with_index=self.with_index):
-                loss = self.loss_fn(self.module, *batch)
-                total += float(loss) * batch[0].shape[0]
+            for batch in data.batches(size, with_index=self.with_index, part=self.part):
+                if batch[0].shape[0]:
+                    loss = self.loss_fn(self.module, *batch)
+                    total += float(loss) * batch[0].shape[0]
+            if self.distributed:
+                (total,) = distributed.all_sum(total)
             return total / data.n_samples
         finally:
             self.module.train()
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the running fit is data-parallel over several ranks."""
+        return self.part[1] > 1
 
     @property
     def optimizer_state_dict(self) -> dict | None:
@@ -381,6 +468,29 @@ class Trainer:
                 "StandardScaler or MinMaxScaler)."
             )
 
+    def _sync_buffers(self) -> None:
+        """Rank 0's buffers (batch-norm statistics) on every rank, as DDP does."""
+        for buf in self.module.buffers():
+            distributed.broadcast_(buf)
+
+    def _sync_generator(self) -> None:
+        """Rank 0's generator state on every rank: the next permutation is shared."""
+        if self.generator is not None:
+            state = self.generator.get_state()
+            self.generator.set_state(distributed.broadcast_(state))
+
+    def _fork_generator(self) -> None:
+        """Give ranks other than 0 their own noise stream for the rest of the epoch.
+
+        Rank 0 keeps its stream (without noise its draws are those of a
+        single-process fit); the others reseed from a draw of the shared state.
+        """
+        rank = self.part[0]
+        if rank and self.generator is not None:
+            g = self.generator
+            seed = int(torch.randint(2**62, (1,), generator=g, device=g.device))
+            g.manual_seed(seed + rank)
+
     def _postfix(self) -> dict[str, str]:
         h = self.history
         post = {"loss": f"{h.loss[-1]:.4g}"}
@@ -389,7 +499,7 @@ class Trainer:
         return post
 
     def _progress_bar(self):
-        if not self.verbose:
+        if not self.verbose or self.part[0] != 0:
             return None
         from tqdm.auto import tqdm
 
@@ -412,7 +522,9 @@ class TargetUpdater(Callback):
     falls below ``tol``.
 
     ``trainer.module`` must have ``encoder`` and ``centers``; ``data`` is the
-    training data (a :class:`~.data.BatchSource` or a tensor), read in chunks.
+    training data (a :class:`~.data.BatchSource` or a tensor), read in chunks;
+    under data-parallel training each rank reads its share and Q is gathered,
+    so P and the label-change test are those of the whole data on every rank.
     """
 
     def __init__(self, data, alpha: float, update_interval: int, tol: float):
@@ -429,12 +541,15 @@ class TargetUpdater(Callback):
     def refresh(self, trainer: Trainer) -> None:
         module = trainer.module
         module.eval()
+        # under data-parallel training each rank assigns its share of the rows
+        # and the shares are gathered: every rank holds the same Q
         q = torch.cat(
             [
                 student_t_assignment(module.encoder(xb), module.centers, self.alpha)
-                for xb in self.data.chunks()
+                for xb in self.data.chunks(part=trainer.part)
             ]
         )
+        q = distributed.all_gather_rows(q) if trainer.distributed else q
         module.train()
         labels = q.argmax(dim=1)
         if self.labels is not None:

@@ -1,0 +1,251 @@
+"""Data-parallel training on ``torch.distributed``: who this process is, and the reductions.
+
+When ``fit`` runs inside a ``torch.distributed`` process group of more than
+one process (started by ``torchrun``, SLURM or any launcher that sets
+``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``; or initialised
+by the user), the engine (:mod:`.training`) trains data-parallel: every rank
+draws the same permutation, reads only its share of each global batch, and
+the gradients are summed across ranks before every optimiser step, so every
+rank takes the same step and ends with the same weights. Without a process
+group nothing here communicates and training is exactly single-process.
+
+A launcher's environment without an initialised group is enough: the first
+:func:`is_active` call initialises it (``gloo`` for CPU tensors, ``nccl`` for
+CUDA ones when CUDA is available, each rank on ``cuda:LOCAL_RANK``), with a
+timeout of ``SK_DEEPUNSUP_DIST_TIMEOUT`` seconds (default 1800): how long a
+rank waits in a collective, e.g. while rank 0 builds a neighbour graph.
+
+Every function that communicates is a *collective*: all ranks must call it,
+in the same order. They are only called from ``fit``.
+
+Nothing here imports scikit-learn.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import timedelta
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "all_gather_rows",
+    "all_sum",
+    "all_sum_",
+    "all_values",
+    "any_true",
+    "broadcast_",
+    "broadcast_object",
+    "cached",
+    "check_same",
+    "is_active",
+    "is_main",
+    "local_device",
+    "map_rows",
+    "on_main",
+    "rank",
+    "share",
+    "world_size",
+    "writes_files",
+]
+
+#: Environment a launcher sets (torchrun, SLURM via srun + torchrun, Kubernetes).
+LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _init_from_env() -> None:
+    """Initialise the default process group when a launcher set the environment."""
+    if not all(v in os.environ for v in LAUNCHER_ENV):
+        return
+    if int(os.environ["WORLD_SIZE"]) <= 1 or not dist.is_available():
+        return
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    seconds = float(os.environ.get("SK_DEEPUNSUP_DIST_TIMEOUT", 1800))
+    if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group(backend=backend, timeout=timedelta(seconds=seconds))
+
+
+def is_active() -> bool:
+    """Whether this process is one of several ranks of an initialised process group."""
+    if not dist.is_available():
+        return False
+    if not dist.is_initialized():
+        _init_from_env()
+        if not dist.is_initialized():
+            return False
+    return dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's rank (0 without a process group)."""
+    return dist.get_rank() if is_active() else 0
+
+
+def world_size() -> int:
+    """Number of ranks (1 without a process group)."""
+    return dist.get_world_size() if is_active() else 1
+
+
+def is_main() -> bool:
+    """Whether this rank prints progress and writes files (rank 0, or no group)."""
+    return rank() == 0
+
+
+def writes_files() -> bool:
+    """False on ranks other than 0 of an initialised group (never initialises one)."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def share(n: int, part: int | None = None, parts: int | None = None) -> tuple[int, int]:
+    """``[start, stop)`` of rank ``part``'s contiguous share of ``n`` rows.
+
+    The first ``n % parts`` ranks get one row more, as ``numpy.array_split``.
+    Defaults: this rank of this group.
+    """
+    part = rank() if part is None else part
+    parts = world_size() if parts is None else parts
+    base, extra = divmod(n, parts)
+    start = part * base + min(part, extra)
+    return start, start + base + (part < extra)
+
+
+def local_device(device: torch.device) -> torch.device:
+    """``cuda`` without an index becomes ``cuda:LOCAL_RANK`` under a launcher."""
+    if device.type == "cuda" and device.index is None and is_active():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
+    return device
+
+
+def _comm_device() -> torch.device:
+    """Where collective tensors must live: CUDA for an NCCL-only group, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _staged(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` itself when the group can reduce it in place, else a copy that can."""
+    backend = dist.get_backend()
+    if tensor.device.type == "cuda" and "nccl" in backend:
+        return tensor
+    if tensor.device.type == "cpu" and backend != "nccl":
+        return tensor
+    return tensor.to(_comm_device())
+
+
+def all_sum_(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over the ranks, in place; every rank gets the same values."""
+    staged = _staged(tensor)
+    dist.all_reduce(staged, op=dist.ReduceOp.SUM)
+    if staged is not tensor:
+        tensor.copy_(staged)
+    return tensor
+
+
+def all_sum(*values: float) -> list[float]:
+    """Each value summed over the ranks (one collective for all of them)."""
+    t = torch.tensor(values, dtype=torch.float64)
+    return all_sum_(t).tolist()
+
+
+def any_true(flag: bool) -> bool:
+    """Whether ``flag`` is true on any rank."""
+    return all_sum(float(bool(flag)))[0] > 0
+
+
+def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Overwrite ``tensor`` on every rank with rank ``src``'s, in place."""
+    staged = _staged(tensor)
+    dist.broadcast(staged, src=src)
+    if staged is not tensor:
+        tensor.copy_(staged)
+    return tensor
+
+
+def broadcast_object(obj, src: int = 0):
+    """Rank ``src``'s ``obj`` (picklable) on every rank; ``obj`` itself without a group."""
+    if not is_active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src, device=_comm_device())
+    return box[0]
+
+
+def on_main(fn: Callable[[], object]):
+    """``fn()`` computed on rank 0 only and sent to every rank (a global step, once)."""
+    if not is_active():
+        return fn()
+    return broadcast_object(fn() if is_main() else None)
+
+
+def cached(memorized, func: Callable):
+    """A joblib cache of ``func`` that a data-parallel fit can use on every rank.
+
+    Rank 0 decides hit or miss (and reads or writes the cache); on a hit the
+    others get its result, on a miss every rank calls ``func`` (which trains
+    data-parallel) and rank 0 stores what it computed. Without a process
+    group, or without a cache (``memory=None``), ``memorized`` itself.
+    """
+    if not is_active() or type(memorized).__name__ == "NotMemorizedFunc":
+        return memorized
+
+    def call(*args, **kwargs):
+        hit = on_main(lambda: bool(memorized.check_call_in_cache(*args, **kwargs)))
+        if hit:
+            return on_main(lambda: memorized(*args, **kwargs))
+        return memorized(*args, **kwargs) if is_main() else func(*args, **kwargs)
+
+    return call
+
+
+def all_gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """The ranks' tensors concatenated along rows in rank order (row counts may differ)."""
+    if not is_active():
+        return tensor
+    n = world_size()
+    sizes = torch.zeros(n, dtype=torch.int64)
+    sizes[rank()] = tensor.shape[0]
+    all_sum_(sizes)
+    longest = int(sizes.max())
+    padded = _staged(tensor.contiguous()).new_zeros((longest, *tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    gathered = [torch.empty_like(padded) for _ in range(n)]
+    dist.all_gather(gathered, padded)
+    rows = [g[: int(k)] for g, k in zip(gathered, sizes)]
+    return torch.cat(rows).to(tensor.device)
+
+
+def all_values(value: float) -> list[float]:
+    """``value`` of every rank, in rank order (the same list on every rank)."""
+    slots = torch.zeros(world_size(), dtype=torch.float64)
+    slots[rank()] = value
+    return all_sum_(slots).tolist()
+
+
+def map_rows(fn: Callable, X):
+    """``fn(X)`` for a row-wise ``fn`` returning a numpy array, each rank computing its share.
+
+    Every rank slices its contiguous share of X's rows (reading only those of
+    a memmap or store), applies ``fn``, and the results are gathered in row
+    order; without a process group (or with fewer rows than ranks), ``fn(X)``.
+    """
+    if not is_active() or X.shape[0] < world_size():
+        return fn(X)
+    lo, hi = share(X.shape[0])
+    part = torch.from_numpy(np.ascontiguousarray(fn(X[lo:hi])))
+    return all_gather_rows(part).numpy()
+
+
+def check_same(value: int, what: str) -> None:
+    """ValueError on every rank unless ``value`` is the same on every rank."""
+    values = all_values(float(value))
+    if min(values) != max(values):
+        raise ValueError(
+            f"The ranks of this torch.distributed job disagree on {what}: "
+            f"{[int(v) for v in values]} (rank order). Every rank must call fit with "
+            "the same data (e.g. the same file opened as a memmap) and parameters."
+        )

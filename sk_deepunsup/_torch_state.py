@@ -1,0 +1,177 @@
+"""Torch objects in an estimator's state, stored without running code on reading.
+
+Shared by pickling (``TorchStateMixin.__getstate__``/``__setstate__``) and by
+:func:`sk_deepunsup.load`:
+
+- :func:`rebuild_checked` rebuilds a network from the estimator's parameters
+  only after a dry build on the ``meta`` device (no memory) showed that its
+  tensors have exactly the shapes of the stored weights, so parameters that
+  describe a huge network cannot allocate it;
+- :func:`pack_module` / :func:`unpack_module` store a user's own torch module
+  (a custom encoder) as a skeleton whose tensors are replaced by references
+  into a ``torch.load(weights_only=True)`` payload: its classes are pickled by
+  the enclosing pickle, where an allow-list unpickler sees them, and its
+  tensors never go through ``torch.load(weights_only=False)``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+__all__ = [
+    "all_finite", "holds_tensor", "pack_module", "rebuild_checked", "tensor_layout",
+    "unpack_module",
+]
+
+
+class _OnMeta(TorchFunctionMode):
+    """Every tensor created while active lands on the meta device: shapes, no memory."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if "device" in kwargs:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def tensor_layout(tensors) -> dict:
+    """``{name: (shape, is floating point)}``: what must agree before weights are loaded."""
+    return {k: (tuple(t.shape), t.is_floating_point()) for k, t in tensors.items()}
+
+
+def _first_line(exc: Exception) -> str:
+    """An error's first line, without the C++ frames torch appends."""
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def _describe_mismatch(expected: dict, stored: dict) -> str:
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        return f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+    for key in expected:
+        if expected[key] != stored[key]:
+            return (
+                f"{key} has shape {list(stored[key][0])} in the file, the parameters "
+                f"describe {list(expected[key][0])}"
+            )
+    return "different tensors"  # pragma: no cover - only the cases above differ
+
+
+def rebuild_checked(estimator, name: str, layout: dict) -> nn.Module:
+    """``estimator._rebuild_module(name)``, built only if its tensors match ``layout``.
+
+    ``layout`` is :func:`tensor_layout` of the stored weights. Any failure of
+    the dry build means parameters the estimator cannot have been fitted with:
+    a ``ValueError`` says so, and nothing of the described size is allocated.
+    """
+    cls = type(estimator).__name__
+    try:
+        with torch.device("meta"), _OnMeta():
+            probe = estimator._rebuild_module(name)
+        expected = None if probe is None else tensor_layout(probe.state_dict())
+    except Exception as exc:  # parameters read from a file: any failure means corrupt
+        raise ValueError(
+            f"{cls} cannot rebuild its network {name!r} from the stored parameters "
+            f"({type(exc).__name__}: {_first_line(exc)}); the file is corrupt or was edited."
+        ) from None
+    if expected is None:
+        raise ValueError(
+            f"{cls} has no network {name!r} to rebuild; the file is corrupt or was "
+            "written by a different version."
+        )
+    if expected != layout:
+        raise ValueError(
+            f"the saved weights of {cls}.{name} do not fit the network rebuilt from "
+            f"its parameters ({_describe_mismatch(expected, layout)}); the file is "
+            "corrupt or was edited."
+        )
+    return estimator._rebuild_module(name)
+
+
+def holds_tensor(value, depth: int = 0) -> bool:
+    """Whether ``value`` is a tensor or a dict/list/tuple that holds one."""
+    if isinstance(value, torch.Tensor):
+        return True
+    if depth > 8:
+        return False
+    if isinstance(value, dict):
+        return any(holds_tensor(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(holds_tensor(v, depth + 1) for v in value)
+    return False
+
+
+class TensorRef:
+    """Stands in a packed module for the tensor ``index`` of its payload."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = int(index)
+
+    def __reduce__(self):
+        return (TensorRef, (self.index,))
+
+
+def _module_tensors(module: nn.Module):
+    """Each (owner submodule, place, attribute name, tensor) holding a tensor."""
+    for sub in module.modules():
+        for place in ("_parameters", "_buffers"):
+            for key, value in getattr(sub, place).items():
+                if isinstance(value, (torch.Tensor, TensorRef)):
+                    yield sub, place, key, value
+        for key, value in vars(sub).items():
+            if isinstance(value, (torch.Tensor, TensorRef)):
+                yield sub, None, key, value
+
+
+def pack_module(module: nn.Module):
+    """``(skeleton, tensors)``: a copy of ``module`` with each tensor a :class:`TensorRef`.
+
+    ``tensors`` is a list of ``(data, is_parameter, requires_grad)``; a
+    tensor shared by two places (tied weights) is stored once.
+    """
+    memo, tensors = {}, []
+    for _, _, _, value in _module_tensors(module):
+        if id(value) not in memo:
+            memo[id(value)] = TensorRef(len(tensors))
+            tensors.append(
+                (value.detach(), isinstance(value, nn.Parameter), bool(value.requires_grad))
+            )
+    return copy.deepcopy(module, memo), tensors
+
+
+def unpack_module(skeleton, tensors: list, where: str) -> nn.Module:
+    """Put the tensors :func:`pack_module` took out back into ``skeleton``."""
+    if not isinstance(skeleton, nn.Module):
+        raise ValueError(f"{where} is not a torch module; the pickle is corrupt.")
+    restored = {}
+    for sub, place, key, ref in list(_module_tensors(skeleton)):
+        if not isinstance(ref, TensorRef) or not 0 <= ref.index < len(tensors):
+            raise ValueError(f"{where} refers to a missing tensor; the pickle is corrupt.")
+        if ref.index not in restored:
+            data, is_parameter, requires_grad = tensors[ref.index]
+            if not isinstance(data, torch.Tensor):
+                raise ValueError(f"{where} holds a tensor that is not one; the pickle is corrupt.")
+            restored[ref.index] = (
+                nn.Parameter(data, requires_grad=requires_grad) if is_parameter
+                else data.requires_grad_(requires_grad and data.is_floating_point())
+            )
+        if place is None:
+            sub.__dict__[key] = restored[ref.index]
+        else:
+            getattr(sub, place)[key] = restored[ref.index]
+    return skeleton
+
+
+def all_finite(tensors) -> bool:
+    """Whether every floating-point tensor holds only finite values."""
+    return all(
+        bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point() and t.numel()
+    )
