@@ -112,11 +112,12 @@ class DeepEmbeddingClusterer(
         ``None`` pretrains a ``DeepAutoencoder(n_components=10,
         hidden_layer_sizes=(500, 500))`` for 150 epochs or 2 million sample
         visits, whichever is fewer (at least 10 epochs), so pretraining time
-        stops growing with the data between 13 334 and 200 000 samples. An unfitted one is cloned and pretrained on X with its
-        parameters. A fitted one is copied and used as is (it is never
-        changed); note that ``clone``, and so ``GridSearchCV``, turns it back
-        into an unfitted one, pretrained again in every fit (use ``memory``
-        to pretrain once per fold). This estimator's ``device``, ``verbose``
+        stops growing with the data between 13 334 and 200 000 samples. An
+        unfitted one is cloned and pretrained on X with its parameters. A
+        fitted one is copied and used as is (it is never changed); note that
+        ``clone``, and so ``GridSearchCV``, turns it back into an unfitted
+        one, pretrained again in every fit (use ``memory`` to pretrain once
+        per fold). This estimator's ``device``, ``verbose``
         and ``n_threads`` override the autoencoder's, and its
         ``random_state`` seeds an autoencoder that has none.
     embedding : {"auto", "neighbors", "autoencoder"} or NeighborEmbedding, \

@@ -84,8 +84,9 @@ class NeighborEmbedding(
         ``sklearn.neighbors.NearestNeighbors``).
     loss : {"infonce", "umap"}, default="infonce"
         ``"infonce"``: a contrastive loss with the Cauchy kernel
-        ``1 / (1 + d^2)``, close to t-SNE. ``"umap"``: UMAP's fuzzy cross-entropy with negative
-        sampling and the kernel ``1 / (1 + a d^(2b))`` set by ``min_dist``.
+        ``1 / (1 + d^2)``, close to t-SNE. ``"umap"``: UMAP's fuzzy
+        cross-entropy with negative sampling and the kernel
+        ``1 / (1 + a d^(2b))`` set by ``min_dist``.
     min_dist : float >= 0, default=0.1
         How tightly ``loss="umap"`` may pack neighbours (UMAP's parameter).
     min_shared_neighbors : float in [0, 1), default=0.0
