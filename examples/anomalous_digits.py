@@ -1,4 +1,6 @@
-"""Find anomalous digits with an autoencoder, and look at the worst ones.
+"""
+Find anomalous digits with an autoencoder, and look at the worst ones
+=====================================================================
 
 We build a data set that is mostly one digit, "3", with about 5% of other
 digits mixed in as contamination, and ask ``AutoencoderOutlierDetector`` to

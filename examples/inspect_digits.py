@@ -1,4 +1,6 @@
-"""Look inside models of the digits: loss curves, embeddings, reconstructions.
+"""
+Look inside models of the digits: loss curves, embeddings, reconstructions
+==========================================================================
 
 This example fits a ``DeepEmbeddingClusterer`` on scikit-learn's 8x8 digit
 images (behind a ``MinMaxScaler``) and saves three figures made with the

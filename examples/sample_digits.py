@@ -1,4 +1,6 @@
-"""Generate new handwritten digits with a variational autoencoder.
+"""
+Generate new handwritten digits with a variational autoencoder
+==============================================================
 
 A ``VariationalAutoencoder`` learns to map each 8x8 digit image to a
 distribution over 8 latent variables and back. Once fitted it is a

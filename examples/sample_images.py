@@ -1,4 +1,6 @@
-"""Sample new images from a convolutional variational autoencoder.
+"""
+Sample new images from a convolutional variational autoencoder
+==============================================================
 
 ``VariationalAutoencoder(image_shape=...)`` is convolutional: strided
 convolutions map each image to a Gaussian posterior over the latent
@@ -7,11 +9,13 @@ X stays a 2-D array, one image a row. Once fitted, ``sample`` draws codes
 from the prior and decodes them into new images.
 
 By default the example trains on scikit-learn's 8x8 digits (34 s measured on
-2 CPU cores with one other program running, load average 1.7); ``--fashion`` trains on Fashion-MNIST 28x28 images from
-``../shared/datasets`` instead (use a GPU, or ``--n-samples``/``--max-iter``
-to keep it short on a CPU). It saves ``samples.png``: real images on the
-top rows, samples from the prior below, and prints the mean ELBO of held-out
-images beside that of uniform noise (real images should score far higher).
+2 CPU cores with one other program running, load average 1.7). ``--fashion``
+trains on Fashion-MNIST 28x28 images instead (Debian's
+``dataset-fashion-mnist`` package, read through the project's data-set
+loader); use a GPU, or ``--n-samples``/``--max-iter`` to keep it short on a
+CPU. It saves ``samples.png``: real images on the top rows, samples from the
+prior below, and prints the mean ELBO of held-out images beside that of
+uniform noise (real images should score far higher). Run it with::
 
     python examples/sample_images.py
     python examples/sample_images.py --fashion --n-samples 10000 --max-iter 30

@@ -1,4 +1,6 @@
-"""Train an autoencoder data-parallel on a file no process loads whole; save it once.
+"""
+Train an autoencoder data-parallel on a file no process loads whole; save it once
+=================================================================================
 
 Run it with torch's launcher, one process per GPU (or a few on the CPU)::
 
@@ -20,6 +22,9 @@ batch instead of loaded, so the default (1.2 M rows, 307 MB) shows the
 streamed path. On 2 busy CPU cores an epoch of the default takes about 20 s
 with 2 ranks; try ``--n-samples 300000`` for a quicker look (then each rank loads
 the 77 MB whole, as a single process would).
+
+This example is not run when the documentation is built: it needs a
+``torchrun`` launch of several processes.
 """
 
 import argparse

@@ -112,13 +112,12 @@ class DeepEmbeddingClusterer(
         ``None`` pretrains a ``DeepAutoencoder(n_components=10,
         hidden_layer_sizes=(500, 500))`` for 150 epochs or 2 million sample
         visits, whichever is fewer (at least 10 epochs), so pretraining time
-        stops growing with the data between 13 334 and 200 000 samples (the DEC paper's
-        ``(500, 500, 2000)`` was slower and no better on the benchmarks in
-        the README). An unfitted one is cloned and pretrained on X with its
-        parameters. A fitted one is copied and used as is (it is never
-        changed); note that ``clone``, and so ``GridSearchCV``, turns it back
-        into an unfitted one, pretrained again in every fit (use ``memory``
-        to pretrain once per fold). This estimator's ``device``, ``verbose``
+        stops growing with the data between 13 334 and 200 000 samples. An
+        unfitted one is cloned and pretrained on X with its parameters. A
+        fitted one is copied and used as is (it is never changed); note that
+        ``clone``, and so ``GridSearchCV``, turns it back into an unfitted
+        one, pretrained again in every fit (use ``memory`` to pretrain once
+        per fold). This estimator's ``device``, ``verbose``
         and ``n_threads`` override the autoencoder's, and its
         ``random_state`` seeds an autoencoder that has none.
     embedding : {"auto", "neighbors", "autoencoder"} or NeighborEmbedding, \
@@ -127,17 +126,14 @@ default="auto"
         :class:`NeighborEmbedding` of X (10 dimensions, UMAP's loss with
         ``min_dist=0``), in which distances mirror X's neighbourhoods; the
         clusters are initialised in it and refined by DEC's KL loss (the
-        N2D idea, with a network: new samples need no refit). On the
-        benchmarks in the README it beats the autoencoder route on digits,
-        Fashion-MNIST, iris, wine and breast cancer. ``"autoencoder"``: the autoencoder route (DEC/IDEC) with
+        N2D idea, with a network: new samples need no refit).
+        ``"autoencoder"``: the autoencoder route (DEC/IDEC) with
         ``autoencoder``. A ``NeighborEmbedding`` instance is used like
         ``autoencoder`` (unfitted: cloned and fitted on X; fitted: copied).
         ``"auto"``: ``"autoencoder"`` when ``autoencoder`` is given, else
         ``"neighbors"``; but with an image autoencoder (``image_shape``
         set), the neighbour embedding is fitted to its code and chained to
-        its encoder, and clustering runs there (N2D; on a 10 000-image
-        Fashion-MNIST subset NMI 0.660, against 0.631 for DEC/IDEC and 0.602
-        for k-means on the same code, and 0.623 for UMAP + k-means). A
+        its encoder, and clustering runs there (N2D). A
         neighbour embedding has no decoder unless its
         ``reconstruction_weight > 0``, so ``reconstruction_weight`` below
         only applies when it has one.
@@ -207,7 +203,7 @@ default="auto"
         Whether training stopped on ``tol`` rather than ``max_iter``.
     interrupted_ : bool
         Whether Ctrl-C (KeyboardInterrupt) ended the fit early; the model is
-        usable all the same (see the README).
+        usable all the same.
     loss_curve_ : list of float
         Mean clustering loss of each epoch.
     label_changes_ : list of float

@@ -84,9 +84,9 @@ class NeighborEmbedding(
         ``sklearn.neighbors.NearestNeighbors``).
     loss : {"infonce", "umap"}, default="infonce"
         ``"infonce"``: a contrastive loss with the Cauchy kernel
-        ``1 / (1 + d^2)``, close to t-SNE (the better map on the benchmark in
-        the README). ``"umap"``: UMAP's fuzzy cross-entropy with negative
-        sampling and the kernel ``1 / (1 + a d^(2b))`` set by ``min_dist``.
+        ``1 / (1 + d^2)``, close to t-SNE. ``"umap"``: UMAP's fuzzy
+        cross-entropy with negative sampling and the kernel
+        ``1 / (1 + a d^(2b))`` set by ``min_dist``.
     min_dist : float >= 0, default=0.1
         How tightly ``loss="umap"`` may pack neighbours (UMAP's parameter).
     min_shared_neighbors : float in [0, 1), default=0.0
@@ -97,11 +97,8 @@ class NeighborEmbedding(
         keeps its strongest edge. 0 keeps the whole graph.
     negative_sample_rate : int, default=60
         Negative pairs per edge (drawn from the batch, so more of them cost
-        little). On digits, 60 rather than 10 raised the map's
-        trustworthiness from 0.982 to 0.984 with ``loss="infonce"``; with
-        ``loss="umap"`` it over-repels (trust 0.951 against 0.966 with 10
-        negatives and no noise): pass ``negative_sample_rate=10, noise=0``
-        with that loss.
+        little). 60 suits ``loss="infonce"``; ``loss="umap"`` over-repels
+        with it: pass ``negative_sample_rate=10, noise=0`` with that loss.
     noise : float >= 0, default=1.0
         Gaussian noise added to the inputs while training, relative to the
         data's scale: the noise vector's expected length is ``noise`` times
@@ -110,11 +107,7 @@ class NeighborEmbedding(
         evenly over the features. The network then learns to map each
         training point's surroundings, not the point alone, to its place,
         so ``transform`` places new samples more faithfully. The scale
-        actually used is ``noise_scale_``. On digits (seeds 0-2), 1.0 kept
-        held-out samples' trustworthiness at 0.984 of the training samples'
-        (0.96 without noise; 0.980 with 0.85, at 0.002 more training
-        trustworthiness); 1.0 is a standard deviation of about 0.175 per
-        min-max scaled pixel there. 0 trains on the clean points.
+        actually used is ``noise_scale_``. 0 trains on the clean points.
     hidden_layer_sizes : array-like of int, default=(128, 128)
         Hidden widths of the default MLP.
     activation : str, default="relu"
