@@ -70,8 +70,8 @@ def make_clusterer(n_clusters, seed, verbose, **options):
 def estimate_cluster_seconds(clusterer, n_rows, n_cols):
     """Rough seconds of ``clusterer.fit`` on an ``n_rows x n_cols`` table.
 
-    On the neighbour route: the embedding's training (about 6 million edges,
-    both ends embedded, at least 10 epochs of the graph) plus the
+    On the neighbour route: the embedding's training (its ``max_iter="auto"``
+    budget of edge samples, both ends embedded) plus the
     refinement's epochs through the same encoder. On the autoencoder route:
     pretraining and refinement epochs through the autoencoder.
     """
@@ -85,7 +85,7 @@ def estimate_cluster_seconds(clusterer, n_rows, n_cols):
         embedding = default_clustering_embedding()
     chain = [[n_cols, *embedding.hidden_layer_sizes, embedding.n_components]]
     n_edges = 1.5 * n_rows * embedding.n_neighbors  # the fuzzy union's typical size
-    epochs = embedding._epochs(int(n_edges))
+    epochs = embedding._epochs(n_rows, int(n_edges))
     return estimate_fit_seconds(
         chain, int(2 * n_edges), epochs, embedding.batch_size * 2
     ) + estimate_fit_seconds(chain, n_rows, clusterer.max_iter)

@@ -28,7 +28,9 @@ from .modules import (
 )
 from .neighbors import (
     NEIGHBOR_LOSSES,
+    EdgeSampler,
     Embedder,
+    LinearDecay,
     infonce_edge_loss,
     neighbor_embedding_objective,
     umap_edge_loss,
@@ -72,6 +74,8 @@ __all__ = [
     "elbo",
     "elbo_objective",
     "gaussian_kl",
+    "EdgeSampler",
+    "LinearDecay",
     "infonce_edge_loss",
     "neighbor_embedding_objective",
     "kl_clustering_loss",
