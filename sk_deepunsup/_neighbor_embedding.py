@@ -43,7 +43,9 @@ from ._nn import (
     NEIGHBOR_LOSSES,
     EdgeSampler,
     Embedder,
+    FixedProjection,
     LinearDecay,
+    TensorSource,
     Trainer,
     neighbor_embedding_objective,
 )
@@ -58,6 +60,14 @@ from ._nn import (
 #: twice as many gave 0.985 / 0.977 at twice the time.
 EDGE_SAMPLES_PER_POINT = 700
 EDGE_SAMPLES_RANGE = (600_000, 3_000_000)
+
+#: Dense inputs with more features than this reach the default MLP through a
+#: fixed first layer: their projection on ``PROJECTED_COMPONENTS`` principal
+#: components (the neighbour graph is still built on the inputs themselves).
+#: Training then runs on the projected rows, so the first layer costs 50
+#: rather than 784 multiply-adds per unit on Fashion-MNIST images.
+PROJECT_ABOVE = 256
+PROJECTED_COMPONENTS = 50
 
 
 class NeighborEmbedding(
@@ -177,6 +187,12 @@ class NeighborEmbedding(
         The training data's embedding.
     n_edges_ : int
         Directed edges in the neighbour graph.
+    n_projected_ : int or None
+        Width of the fixed first layer: dense inputs with more than 256
+        features reach the default MLP through their projection on their
+        first 50 principal components (a frozen layer of ``module_``, so
+        ``transform`` takes the original features); None when X goes
+        straight in.
     noise_scale_ : float
         Standard deviation of the training noise per feature (0 without
         ``noise``).
@@ -285,7 +301,7 @@ class NeighborEmbedding(
         self.verbose = verbose
         self.n_threads = n_threads
 
-    def _build_module(self, n_features, generator) -> Embedder:
+    def _build_module(self, n_features, generator, projected=None) -> Embedder:
         if self.encoder is not None:
             if self.reconstruction_weight:
                 raise ValueError(
@@ -295,8 +311,12 @@ class NeighborEmbedding(
             return Embedder(copy.deepcopy(self.encoder))
         hidden = hidden_sizes(self.hidden_layer_sizes)
         encoder = MLP(
-            [n_features, *hidden, self.n_components], self.activation, generator=generator
+            [projected or n_features, *hidden, self.n_components],
+            self.activation,
+            generator=generator,
         )
+        if projected:
+            encoder = nn.Sequential(FixedProjection(n_features, projected), encoder)
         decoder = None
         if self.reconstruction_weight:
             decoder = MLP(
@@ -309,7 +329,9 @@ class NeighborEmbedding(
     def _rebuild_module(self, name: str):
         """An untrained network of the fitted shape, for :func:`sk_deepunsup.load` and unpickling."""
         if name == "module_":
-            return self._build_module(self.n_features_in_, make_generator(0))
+            return self._build_module(
+                self.n_features_in_, make_generator(0), getattr(self, "n_projected_", None)
+            )
         return None
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -347,11 +369,22 @@ class NeighborEmbedding(
             a, b = fit_ab(self.min_dist)
         else:
             a, b = 1.0, 1.0
-        module = self._build_module(X.shape[1], make_generator(seed)).to(device)
+        projection = self._input_projection(X, seed)
+        projected = None if projection is None else projection.components.shape[0]
+        module = self._build_module(X.shape[1], make_generator(seed), projected).to(device)
         generator = make_generator(seed, device)
-        data = make_source(X, device, training=True)
-        if is_streamed(X):
-            check_finite_range(data)
+        if projection is None:
+            trained = module
+            data = make_source(X, device, training=True)
+            if is_streamed(X):
+                check_finite_range(data)
+        else:  # train the layers after the fixed projection on the projected rows
+            projection = projection.to(device)
+            module.encoder[0].load_state_dict(projection.state_dict())
+            trained = Embedder(module.encoder[1])
+            with torch.no_grad():
+                rows = torch.as_tensor(X, dtype=torch.float32, device=device)
+                data = TensorSource(projection(rows))
         edges = EdgeSampler(
             torch.as_tensor(graph.row, dtype=torch.long, device=device),
             torch.as_tensor(graph.col, dtype=torch.long, device=device),
@@ -371,7 +404,7 @@ class NeighborEmbedding(
             generator=generator,
         )
         trainer = Trainer(
-            module,
+            trained,
             objective,
             learning_rate=self.learning_rate_init,
             weight_decay=self.alpha,
@@ -388,6 +421,7 @@ class NeighborEmbedding(
         history = trainer.fit(edges)
 
         self.module_ = module
+        self.n_projected_ = projected
         self.device_ = str(device)
         self.a_, self.b_ = a, b
         self.n_edges_ = int(len(graph.data))
@@ -398,6 +432,25 @@ class NeighborEmbedding(
         if self.n_iter_no_change is not None:
             warn_not_converged(self, history)
         return self
+
+    def _input_projection(self, X, seed):
+        """The fixed first layer (a PCA) for wide dense X; None when it is not used."""
+        if (
+            self.encoder is not None
+            or self.reconstruction_weight
+            or sp.issparse(X)
+            or is_streamed(X)
+            or X.shape[1] <= PROJECT_ABOVE
+            or X.shape[0] <= PROJECTED_COMPONENTS
+        ):
+            return None
+        from sklearn.decomposition import PCA
+
+        pca = PCA(PROJECTED_COMPONENTS, svd_solver="randomized", random_state=seed).fit(X)
+        layer = FixedProjection(X.shape[1], PROJECTED_COMPONENTS)
+        layer.mean.copy_(torch.as_tensor(pca.mean_))
+        layer.components.copy_(torch.as_tensor(pca.components_))
+        return layer
 
     def _epochs(self, n_points: int, n_edges: int) -> int:
         if self.max_iter != "auto":

@@ -40,6 +40,7 @@ __all__ = [
     "NEIGHBOR_LOSSES",
     "EdgeSampler",
     "Embedder",
+    "FixedProjection",
     "LinearDecay",
     "edge_kernel",
     "infonce_edge_loss",
@@ -68,6 +69,25 @@ class Embedder(torch.nn.Module):
 
     def forward(self, x):
         return self.encoder(x)
+
+
+class FixedProjection(torch.nn.Module):
+    """A frozen first layer: ``(x - mean) @ components.T`` (e.g. a PCA fitted outside).
+
+    Its tensors are buffers, not parameters: the optimiser never changes
+    them, and they move and change dtype with the module.
+    """
+
+    def __init__(self, n_features: int, n_components: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("components", torch.zeros(n_components, n_features))
+
+    def forward(self, x):
+        return (x - self.mean) @ self.components.T
+
+    def extra_repr(self):
+        return f"{self.components.shape[1]} -> {self.components.shape[0]}"
 
 
 def edge_kernel(sq_dist, a: float = 1.0, b: float = 1.0):
