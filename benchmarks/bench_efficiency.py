@@ -151,7 +151,7 @@ def warm_up():
             pass
         NeighborEmbedding(max_iter=1).fit(X).transform(X[:10])
         DeepEmbeddingClusterer(3, max_iter=1).fit(X)
-        AutoencoderOutlierDetector(max_iter=1).fit(X)
+        AutoencoderOutlierDetector().fit(X)
 
 
 # -- rows -------------------------------------------------------------------------------

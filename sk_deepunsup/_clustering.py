@@ -32,6 +32,7 @@ from ._autoencoder import (
 from ._code_embedding import pretrain_code_embedding, uses_code_neighbors
 from ._neighbor_embedding import (
     NeighborEmbedding,
+    _encode,
     fit_neighbor_embedding,
     pretrain_neighbor_embedding,
 )
@@ -47,6 +48,7 @@ from ._base import (
 )
 from ._nn import (
     ClusteringAutoencoder,
+    Embedder,
     TargetUpdater,
     Trainer,
     TrainingInterrupted,
@@ -330,16 +332,24 @@ default="auto"
         autoencoder.device_ = str(device)  # unpickling maps tensors to device_
 
         self._say(f"initialising {self.n_clusters} clusters in the embedding")
-        embedding = infer(autoencoder.module_, X, autoencoder._encode, self.n_threads)
+        # a neighbour embedding with a fixed first layer (wide input) is refined
+        # on the projected rows: the frozen layer is applied once, not per step
+        split = getattr(autoencoder, "projected_inputs", lambda X: None)(X)
+        if split is None:
+            X_fit, encoder = X, autoencoder.module_.encoder
+            embedding = infer(autoencoder.module_, X, autoencoder._encode, self.n_threads)
+        else:
+            X_fit, encoder = split
+            embedding = infer(Embedder(encoder), X_fit, _encode, self.n_threads)
         centers = self._initial_centers(embedding, seed)
 
         module = ClusteringAutoencoder(
-            autoencoder.module_.encoder,
+            encoder,
             autoencoder.module_.decoder,
             torch.as_tensor(centers, dtype=torch.float32),
         ).to(device)
         history, updater = self._refine(
-            module, X, reconstruction_weight, reconstruction, seed, device
+            module, X_fit, reconstruction_weight, reconstruction, seed, device
         )
 
         self.autoencoder_ = autoencoder  # its module_ holds the fine-tuned networks
@@ -350,7 +360,7 @@ default="auto"
         self.interrupted_ = self.interrupted_ or history.interrupted
         self.loss_curve_ = history.loss
         self.label_changes_ = updater.label_changes
-        self.labels_ = self._predict_proba(X).argmax(axis=1)
+        self.labels_ = infer(module, X_fit, self._soft_assign, self.n_threads).argmax(axis=1)
         # the updater stops training on tol, so history.stopped_early covers it
         if not self.interrupted_:
             warn_not_converged(self, history)

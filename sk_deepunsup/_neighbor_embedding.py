@@ -68,6 +68,11 @@ EDGE_SAMPLES_RANGE = (600_000, 3_000_000)
 #: rather than 784 multiply-adds per unit on Fashion-MNIST images.
 PROJECT_ABOVE = 256
 PROJECTED_COMPONENTS = 50
+#: Sparse inputs wider than ``PROJECT_ABOVE`` get latent semantic analysis
+#: instead: a truncated SVD on this many components, rows scaled to unit
+#: length (scikit-learn's text-clustering recipe), and the neighbour graph is
+#: built on those rows.
+LSA_COMPONENTS = 100
 
 
 class NeighborEmbedding(
@@ -301,7 +306,8 @@ class NeighborEmbedding(
         self.verbose = verbose
         self.n_threads = n_threads
 
-    def _build_module(self, n_features, generator, projected=None) -> Embedder:
+    def _build_module(self, n_features, generator, projection=None) -> Embedder:
+        """The network; ``projection`` (a FixedProjection or its shape) is its frozen first layer."""
         if self.encoder is not None:
             if self.reconstruction_weight:
                 raise ValueError(
@@ -311,12 +317,15 @@ class NeighborEmbedding(
             return Embedder(copy.deepcopy(self.encoder))
         hidden = hidden_sizes(self.hidden_layer_sizes)
         encoder = MLP(
-            [projected or n_features, *hidden, self.n_components],
+            [n_features if projection is None else projection.components.shape[0],
+             *hidden, self.n_components],
             self.activation,
             generator=generator,
         )
-        if projected:
-            encoder = nn.Sequential(FixedProjection(n_features, projected), encoder)
+        if projection is not None:
+            layer = FixedProjection(n_features, *projection.components.shape[:1],
+                                    normalize=projection.normalize)
+            encoder = nn.Sequential(layer, encoder)
         decoder = None
         if self.reconstruction_weight:
             decoder = MLP(
@@ -329,9 +338,11 @@ class NeighborEmbedding(
     def _rebuild_module(self, name: str):
         """An untrained network of the fitted shape, for :func:`sk_deepunsup.load` and unpickling."""
         if name == "module_":
-            return self._build_module(
-                self.n_features_in_, make_generator(0), getattr(self, "n_projected_", None)
-            )
+            kind, width = getattr(self, "input_projection_", None), getattr(self, "n_projected_", None)
+            shape = None
+            if kind is not None:
+                shape = FixedProjection(self.n_features_in_, width, normalize=kind == "lsa")
+            return self._build_module(self.n_features_in_, make_generator(0), shape)
         return None
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -355,8 +366,14 @@ class NeighborEmbedding(
         device = resolve_device(self.device)
         seed = self._training_seed(first_call=True)
         k = min(self.n_neighbors, n_samples - 1)
-        # the graph search needs the rows in memory (sparse rows stay sparse)
-        graph_X = X if sp.issparse(X) else as_dense(X)
+        projection = self._input_projection(X, seed)
+        projected = None if projection is None else project(projection, X)
+        # the graph search needs the rows in memory (sparse rows stay sparse);
+        # wide sparse rows are searched in their LSA projection, as LSA + k-means does
+        if projection is not None and projection.normalize:
+            graph_X = projected
+        else:
+            graph_X = X if sp.issparse(X) else as_dense(X)
         idx, dist = nearest_neighbors(graph_X, k, self.metric, self.neighbors_algorithm, seed)
         graph = prune_shared_neighbors(
             fuzzy_neighbor_graph(idx, dist), idx, self.min_shared_neighbors
@@ -364,14 +381,12 @@ class NeighborEmbedding(
         noise_scale = 0.0
         if self.noise:
             spacing = float(np.median(dist.mean(axis=1))) if dist.size else 0.0
-            noise_scale = self.noise * spacing / np.sqrt(X.shape[1])
+            noise_scale = self.noise * spacing / np.sqrt(graph_X.shape[1])
         if self.loss == "umap":
             a, b = fit_ab(self.min_dist)
         else:
             a, b = 1.0, 1.0
-        projection = self._input_projection(X, seed)
-        projected = None if projection is None else projection.components.shape[0]
-        module = self._build_module(X.shape[1], make_generator(seed), projected).to(device)
+        module = self._build_module(X.shape[1], make_generator(seed), projection).to(device)
         generator = make_generator(seed, device)
         if projection is None:
             trained = module
@@ -379,12 +394,9 @@ class NeighborEmbedding(
             if is_streamed(X):
                 check_finite_range(data)
         else:  # train the layers after the fixed projection on the projected rows
-            projection = projection.to(device)
             module.encoder[0].load_state_dict(projection.state_dict())
             trained = Embedder(module.encoder[1])
-            with torch.no_grad():
-                rows = torch.as_tensor(X, dtype=torch.float32, device=device)
-                data = TensorSource(projection(rows))
+            data = TensorSource(torch.as_tensor(projected, dtype=torch.float32, device=device))
         edges = EdgeSampler(
             torch.as_tensor(graph.row, dtype=torch.long, device=device),
             torch.as_tensor(graph.col, dtype=torch.long, device=device),
@@ -421,7 +433,8 @@ class NeighborEmbedding(
         history = trainer.fit(edges)
 
         self.module_ = module
-        self.n_projected_ = projected
+        self.n_projected_ = None if projection is None else projected.shape[1]
+        self.input_projection_ = self._projection_kind(projection)
         self.device_ = str(device)
         self.a_, self.b_ = a, b
         self.n_edges_ = int(len(graph.data))
@@ -434,23 +447,52 @@ class NeighborEmbedding(
         return self
 
     def _input_projection(self, X, seed):
-        """The fixed first layer (a PCA) for wide dense X; None when it is not used."""
+        """The fixed first layer for wide X (None when X goes in as it is).
+
+        Dense: a PCA on ``PROJECTED_COMPONENTS``. Sparse: latent semantic
+        analysis, a truncated SVD on ``LSA_COMPONENTS`` then unit-length
+        rows (scikit-learn's text-clustering recipe).
+        """
+        sparse = sp.issparse(X)
+        width = LSA_COMPONENTS if sparse else PROJECTED_COMPONENTS
         if (
             self.encoder is not None
             or self.reconstruction_weight
-            or sp.issparse(X)
             or is_streamed(X)
             or X.shape[1] <= PROJECT_ABOVE
-            or X.shape[0] <= PROJECTED_COMPONENTS
+            or min(X.shape) <= width
         ):
             return None
-        from sklearn.decomposition import PCA
+        from sklearn.decomposition import PCA, TruncatedSVD
 
-        pca = PCA(PROJECTED_COMPONENTS, svd_solver="randomized", random_state=seed).fit(X)
-        layer = FixedProjection(X.shape[1], PROJECTED_COMPONENTS)
-        layer.mean.copy_(torch.as_tensor(pca.mean_))
-        layer.components.copy_(torch.as_tensor(pca.components_))
+        layer = FixedProjection(X.shape[1], width, normalize=sparse)
+        if sparse:
+            svd = TruncatedSVD(width, random_state=seed).fit(X)
+            layer.components.copy_(torch.as_tensor(svd.components_))
+        else:
+            pca = PCA(width, svd_solver="randomized", random_state=seed).fit(X)
+            layer.mean.copy_(torch.as_tensor(pca.mean_))
+            layer.components.copy_(torch.as_tensor(pca.components_))
         return layer
+
+    @staticmethod
+    def _projection_kind(projection):
+        if projection is None:
+            return None
+        return "lsa" if projection.normalize else "pca"
+
+    def projected_inputs(self, X):
+        """X after the fixed first layer, and the network that follows it.
+
+        For a fitted embedding with an input projection (``n_projected_``):
+        ``(rows, encoder)`` where ``encoder(rows)`` embeds X as
+        ``module_.encoder(X)`` does, and shares its weights; else None. A
+        clusterer refines ``encoder`` on ``rows`` instead of the wide X.
+        """
+        if getattr(self, "input_projection_", None) is None:
+            return None
+        first, rest = self.module_.encoder[0], self.module_.encoder[1]
+        return project(first, X), rest
 
     def _epochs(self, n_points: int, n_edges: int) -> int:
         if self.max_iter != "auto":
@@ -503,6 +545,20 @@ class NeighborEmbedding(
 
 def _encode(module, x):
     return module.encoder(x)
+
+
+def project(layer, X) -> np.ndarray:
+    """``layer`` (a FixedProjection) applied to X, dense or sparse, in float32 numpy."""
+    components = layer.components.detach().cpu().numpy().astype(np.float64)
+    mean = layer.mean.detach().cpu().numpy().astype(np.float64)
+    if sp.issparse(X):
+        rows = np.asarray(X @ components.T) - mean @ components.T
+    else:
+        rows = as_dense(X) @ components.T - mean @ components.T
+    if layer.normalize:
+        norm = np.linalg.norm(rows, axis=1, keepdims=True)
+        rows = rows / np.maximum(norm, np.finfo(np.float64).tiny)
+    return rows.astype(np.float32)
 
 
 # -- the route DeepEmbeddingClusterer takes with embedding="neighbors" -------------------

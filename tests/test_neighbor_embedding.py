@@ -322,3 +322,17 @@ def test_clusterer_route_choice():
     np.testing.assert_array_equal(fitted.transform(X), before)  # never changed
     with pytest.raises(ValueError, match="fitted NeighborEmbedding expects 4"):
         dec.fit(X[:, :3])
+
+
+def test_wide_sparse_input_goes_through_lsa_and_the_clusterer_refines_after_it():
+    import scipy.sparse as sp
+
+    X, y = make_blobs(300, centers=3, n_features=400, random_state=0)
+    S = sp.csr_matrix(np.where(np.abs(X) > 8, np.abs(X), 0.0))  # sparse, non-negative
+    ne = small(max_iter=1).fit(S)
+    assert (ne.input_projection_, ne.n_projected_) == ("lsa", 100)
+    rows = ne.module_.encoder[0](torch.as_tensor(S.toarray(), dtype=torch.float32))
+    np.testing.assert_allclose(rows.norm(dim=1).numpy(), 1.0, atol=1e-5)  # unit-length rows
+    clusterer = DeepEmbeddingClusterer(3, max_iter=2, random_state=0, device="cpu").fit(S)
+    np.testing.assert_array_equal(clusterer.predict(S), clusterer.labels_)
+    assert clusterer.autoencoder_.input_projection_ == "lsa"

@@ -74,20 +74,28 @@ class Embedder(torch.nn.Module):
 class FixedProjection(torch.nn.Module):
     """A frozen first layer: ``(x - mean) @ components.T`` (e.g. a PCA fitted outside).
 
-    Its tensors are buffers, not parameters: the optimiser never changes
-    them, and they move and change dtype with the module.
+    With ``normalize``, each projected row is then scaled to unit length
+    (latent semantic analysis: a truncated SVD, then a normaliser). Its
+    tensors are buffers, not parameters: the optimiser never changes them,
+    and they move and change dtype with the module.
     """
 
-    def __init__(self, n_features: int, n_components: int):
+    def __init__(self, n_features: int, n_components: int, normalize: bool = False):
         super().__init__()
+        self.normalize = bool(normalize)
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("components", torch.zeros(n_components, n_features))
 
     def forward(self, x):
-        return (x - self.mean) @ self.components.T
+        y = (x - self.mean) @ self.components.T
+        if self.normalize:
+            norm = torch.linalg.vector_norm(y, dim=1, keepdim=True)
+            y = y / norm.clamp_min(torch.finfo(y.dtype).tiny)
+        return y
 
     def extra_repr(self):
-        return f"{self.components.shape[1]} -> {self.components.shape[0]}"
+        shape = f"{self.components.shape[1]} -> {self.components.shape[0]}"
+        return shape + (", normalize=True" if self.normalize else "")
 
 
 def edge_kernel(sq_dist, a: float = 1.0, b: float = 1.0):
