@@ -31,6 +31,7 @@ from ._base import (
     validate_input,
     warn_not_converged,
 )
+from ._input_projection import fit_input_projection, project
 from ._neighbor_graph import (
     fit_ab,
     fuzzy_neighbor_graph,
@@ -61,18 +62,6 @@ from ._nn import (
 EDGE_SAMPLES_PER_POINT = 700
 EDGE_SAMPLES_RANGE = (600_000, 3_000_000)
 
-#: Dense inputs with more features than this reach the default MLP through a
-#: fixed first layer: their projection on ``PROJECTED_COMPONENTS`` principal
-#: components (the neighbour graph is still built on the inputs themselves).
-#: Training then runs on the projected rows, so the first layer costs 50
-#: rather than 784 multiply-adds per unit on Fashion-MNIST images.
-PROJECT_ABOVE = 256
-PROJECTED_COMPONENTS = 50
-#: Sparse inputs wider than ``PROJECT_ABOVE`` get latent semantic analysis
-#: instead: a truncated SVD on this many components, rows scaled to unit
-#: length (scikit-learn's text-clustering recipe), and the neighbour graph is
-#: built on those rows.
-LSA_COMPONENTS = 100
 
 
 class NeighborEmbedding(
@@ -307,7 +296,7 @@ class NeighborEmbedding(
         self.n_threads = n_threads
 
     def _build_module(self, n_features, generator, projection=None) -> Embedder:
-        """The network; ``projection`` (a FixedProjection or its shape) is its frozen first layer."""
+        """The network; ``projection`` (a FixedProjection) becomes its frozen first layer."""
         if self.encoder is not None:
             if self.reconstruction_weight:
                 raise ValueError(
@@ -316,15 +305,10 @@ class NeighborEmbedding(
                 )
             return Embedder(copy.deepcopy(self.encoder))
         hidden = hidden_sizes(self.hidden_layer_sizes)
-        encoder = MLP(
-            [n_features if projection is None else projection.components.shape[0],
-             *hidden, self.n_components],
-            self.activation,
-            generator=generator,
-        )
+        width = n_features if projection is None else projection.components.shape[0]
+        encoder = MLP([width, *hidden, self.n_components], self.activation, generator=generator)
         if projection is not None:
-            layer = FixedProjection(n_features, *projection.components.shape[:1],
-                                    normalize=projection.normalize)
+            layer = FixedProjection(n_features, width, normalize=projection.normalize)
             encoder = nn.Sequential(layer, encoder)
         decoder = None
         if self.reconstruction_weight:
@@ -338,10 +322,12 @@ class NeighborEmbedding(
     def _rebuild_module(self, name: str):
         """An untrained network of the fitted shape, for :func:`sk_deepunsup.load` and unpickling."""
         if name == "module_":
-            kind, width = getattr(self, "input_projection_", None), getattr(self, "n_projected_", None)
+            kind = getattr(self, "input_projection_", None)  # absent in older fits
             shape = None
             if kind is not None:
-                shape = FixedProjection(self.n_features_in_, width, normalize=kind == "lsa")
+                shape = FixedProjection(
+                    self.n_features_in_, self.n_projected_, normalize=kind == "lsa"
+                )
             return self._build_module(self.n_features_in_, make_generator(0), shape)
         return None
 
@@ -447,33 +433,10 @@ class NeighborEmbedding(
         return self
 
     def _input_projection(self, X, seed):
-        """The fixed first layer for wide X (None when X goes in as it is).
-
-        Dense: a PCA on ``PROJECTED_COMPONENTS``. Sparse: latent semantic
-        analysis, a truncated SVD on ``LSA_COMPONENTS`` then unit-length
-        rows (scikit-learn's text-clustering recipe).
-        """
-        sparse = sp.issparse(X)
-        width = LSA_COMPONENTS if sparse else PROJECTED_COMPONENTS
-        if (
-            self.encoder is not None
-            or self.reconstruction_weight
-            or is_streamed(X)
-            or X.shape[1] <= PROJECT_ABOVE
-            or min(X.shape) <= width
-        ):
+        """The fixed first layer for wide X; None when X goes in as it is."""
+        if self.encoder is not None or self.reconstruction_weight:
             return None
-        from sklearn.decomposition import PCA, TruncatedSVD
-
-        layer = FixedProjection(X.shape[1], width, normalize=sparse)
-        if sparse:
-            svd = TruncatedSVD(width, random_state=seed).fit(X)
-            layer.components.copy_(torch.as_tensor(svd.components_))
-        else:
-            pca = PCA(width, svd_solver="randomized", random_state=seed).fit(X)
-            layer.mean.copy_(torch.as_tensor(pca.mean_))
-            layer.components.copy_(torch.as_tensor(pca.components_))
-        return layer
+        return fit_input_projection(X, seed)
 
     @staticmethod
     def _projection_kind(projection):
@@ -547,18 +510,6 @@ def _encode(module, x):
     return module.encoder(x)
 
 
-def project(layer, X) -> np.ndarray:
-    """``layer`` (a FixedProjection) applied to X, dense or sparse, in float32 numpy."""
-    components = layer.components.detach().cpu().numpy().astype(np.float64)
-    mean = layer.mean.detach().cpu().numpy().astype(np.float64)
-    if sp.issparse(X):
-        rows = np.asarray(X @ components.T) - mean @ components.T
-    else:
-        rows = as_dense(X) @ components.T - mean @ components.T
-    if layer.normalize:
-        norm = np.linalg.norm(rows, axis=1, keepdims=True)
-        rows = rows / np.maximum(norm, np.finfo(np.float64).tiny)
-    return rows.astype(np.float32)
 
 
 # -- the route DeepEmbeddingClusterer takes with embedding="neighbors" -------------------
