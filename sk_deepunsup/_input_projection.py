@@ -57,7 +57,8 @@ def fit_input_projection(X, seed):
 
 
 def project(layer, X) -> np.ndarray:
-    """``layer`` (a FixedProjection) applied to X, dense or sparse, in float32 numpy."""
+    """``layer`` (a FixedProjection) applied to X, dense or sparse: float32 rows for
+    float32 X, else float64 (as the network's inference runs)."""
     components = layer.components.detach().cpu().numpy().astype(np.float64)
     mean = layer.mean.detach().cpu().numpy().astype(np.float64)
     if sp.issparse(X):
@@ -67,4 +68,4 @@ def project(layer, X) -> np.ndarray:
     if layer.normalize:
         norm = np.linalg.norm(rows, axis=1, keepdims=True)
         rows = rows / np.maximum(norm, np.finfo(np.float64).tiny)
-    return rows.astype(np.float32)
+    return rows.astype(np.float32 if X.dtype == np.float32 else np.float64)

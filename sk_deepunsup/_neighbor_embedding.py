@@ -427,7 +427,10 @@ class NeighborEmbedding(
         self.noise_scale_ = noise_scale
         self.loss_curve_ = history.loss
         self.n_iter_ = history.n_iter
-        self.embedding_ = infer(module, X, _encode, self.n_threads)
+        # with a fixed first layer, embed the projected rows (not the wide X again)
+        self.embedding_ = infer(
+            trained, X if projected is None else projected, _encode, self.n_threads
+        )
         if self.n_iter_no_change is not None:
             warn_not_converged(self, history)
         return self
