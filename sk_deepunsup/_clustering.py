@@ -33,6 +33,7 @@ from ._autoencoder import (
 from ._code_embedding import pretrain_code_embedding, uses_code_neighbors
 from ._neighbor_embedding import (
     NeighborEmbedding,
+    _encode,
     fit_neighbor_embedding,
     pretrain_neighbor_embedding,
 )
@@ -49,6 +50,7 @@ from ._base import (
 from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._nn import (
     ClusteringAutoencoder,
+    Embedder,
     distributed,
     TargetUpdater,
     Trainer,
@@ -331,24 +333,33 @@ default="auto"
         autoencoder.device_ = str(device)  # unpickling maps tensors to device_
 
         self._say(f"initialising {self.n_clusters} clusters in the embedding")
+        # a neighbour embedding with a fixed first layer (wide input) is refined
+        # on the projected rows: the frozen layer is applied once, not per step
+        split = getattr(autoencoder, "projected_inputs", lambda X: None)(X)
+        if split is None:
+            X_fit, encoder = X, autoencoder.module_.encoder
+            network, encode = autoencoder.module_, autoencoder._encode
+        else:
+            X_fit, encoder = split
+            network, encode = Embedder(encoder), _encode
         embedding = distributed.map_rows(  # each rank its share, under data-parallel fits
-            lambda rows: infer(autoencoder.module_, rows, autoencoder._encode, self.n_threads), X
+            lambda rows: infer(network, rows, encode, self.n_threads), X_fit
         )
         # k-means once, on rank 0, under data-parallel training: all start alike
         centers = distributed.on_main(lambda: self._initial_centers(embedding, seed))
 
         module = ClusteringAutoencoder(
-            autoencoder.module_.encoder,
+            encoder,
             autoencoder.module_.decoder,
             torch.as_tensor(centers, dtype=torch.float32),
         ).to(device)
         initial = {k: v.detach().clone() for k, v in module.state_dict().items()}
         history, updater = self._refine(
-            module, X, reconstruction_weight, reconstruction, seed, device
+            module, X_fit, reconstruction_weight, reconstruction, seed, device
         )
 
         with finishing() as held:
-            proba = self._final_assignment(module, autoencoder, X, initial, embedding)
+            proba = self._final_assignment(module, X_fit, initial, embedding)
             centers = module.centers.detach().cpu().numpy().astype(np.float64)
             self.autoencoder_ = autoencoder  # its module_ holds the fine-tuned networks
             self.cluster_centers_ = centers
@@ -507,16 +518,16 @@ default="auto"
             )
         return np.stack([embedding[labels == c].mean(axis=0) for c in found])
 
-    def _final_assignment(self, module, autoencoder, X, initial, embedding):
-        """Soft assignments after refinement, or, if refinement emptied clusters
-        that the initial k-means clustering filled, those of the state before it
-        (``module`` is restored: its encoder is ``autoencoder``'s)."""
+    def _final_assignment(self, module, X_fit, initial, embedding):
+        """Soft assignments of ``X_fit`` after refinement, or, if refinement emptied
+        clusters that the initial k-means clustering filled, those of the state
+        before it (``module`` is restored; its encoder is the representation's)."""
 
         def assign():
             centers = module.centers.detach().cpu().numpy().astype(np.float64)
             forward = functools.partial(self._soft_assign, centers=centers)
             return distributed.map_rows(
-                lambda rows: infer(autoencoder.module_, rows, forward, self.n_threads), X
+                lambda rows: infer(module, rows, forward, self.n_threads), X_fit
             )
 
         proba = assign()

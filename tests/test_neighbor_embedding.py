@@ -21,8 +21,11 @@ from sk_deepunsup._neighbor_graph import (
     nearest_neighbors,
     prune_shared_neighbors,
 )
+from sk_deepunsup._nn import Trainer
 from sk_deepunsup._nn.neighbors import (
+    EdgeSampler,
     Embedder,
+    LinearDecay,
     infonce_edge_loss,
     neighbor_embedding_objective,
     umap_edge_loss,
@@ -233,6 +236,64 @@ def test_objective_trains_an_embedder():
         neighbor_embedding_objective(data, "tsne")
 
 
+def test_edge_sampler_draws_edges_in_proportion_to_weight():
+    head, tail = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 0])
+    sampler = EdgeSampler(head, tail, torch.tensor([1.0, 3.0, 0.0]))
+    gen = torch.Generator().manual_seed(0)
+    batches = list(sampler.batches(2, generator=gen))
+    assert len(batches) == 2  # an epoch draws as many edges as the graph has
+    draws = torch.cat([h for h, _ in sampler.batches(30_000, generator=gen)])
+    share = torch.bincount(draws, minlength=3).float() / len(draws)
+    assert share[1] == pytest.approx(0.75, abs=0.02) and share[2] == 0  # weight 0: never
+    again = [h for h, _ in sampler.batches(2, generator=torch.Generator().manual_seed(0))]
+    assert all(torch.equal(a, b[0]) for a, b in zip(again, batches))
+    with pytest.raises(ValueError, match="no edges"):
+        EdgeSampler(head[:0], tail[:0], torch.ones(0))
+
+
+def test_objective_embeds_each_distinct_point_once():
+    data = torch.randn(6, 3)
+    seen = []
+
+    class Counting(torch.nn.Linear):
+        def forward(self, x):
+            seen.append(x.shape[0])
+            return super().forward(x)
+
+    objective = neighbor_embedding_objective(data, "infonce", negative_sample_rate=4)
+    head, tail = torch.tensor([0, 1, 1, 2]), torch.tensor([1, 0, 2, 1])
+    objective(Embedder(Counting(3, 2)), head, tail).backward()
+    assert seen == [3]  # points 0, 1, 2 once each, not 8 edge ends
+
+
+def test_linear_decay_brings_the_step_size_to_zero():
+    module = torch.nn.Linear(2, 1)
+    x = torch.randn(8, 2)
+    decay = LinearDecay(n_steps=4)
+    trainer = Trainer(
+        module, lambda m, xb: m(xb).square().mean(), learning_rate=0.1, batch_size=4,
+        max_iter=2, n_iter_no_change=None, callbacks=[decay], n_threads=1,
+    )
+    trainer.fit(x)
+    assert decay.initial == 0.1 and trainer.optimizer.lr == 0.0
+
+
+def test_wide_dense_input_goes_through_a_fixed_pca_layer():
+    X = np.random.RandomState(0).rand(120, 300)
+    ne = small(max_iter=1).fit(X)
+    assert ne.n_projected_ == 50
+    projection = ne.module_.encoder[0]
+    assert not any(p is projection.mean for p in ne.module_.parameters())
+    C = projection.components.numpy().astype(np.float64)
+    np.testing.assert_allclose(C @ C.T, np.eye(50), atol=1e-4)  # orthonormal directions
+    np.testing.assert_allclose(projection.mean.numpy(), X.mean(axis=0), atol=1e-5)
+    captured = ((X - X.mean(axis=0)) @ C.T).var(axis=0).sum()
+    best = PCA(50, svd_solver="full").fit(X).explained_variance_.sum() * (119 / 120)
+    assert captured == pytest.approx(best, rel=0.02)  # the leading principal components
+    np.testing.assert_allclose(ne.transform(X), ne.embedding_, atol=1e-5)
+    assert small(max_iter=1).fit(X[:, :200]).n_projected_ is None  # narrow: X goes in as is
+
+
 # -- the clusterer's neighbour route ------------------------------------------------------
 
 
@@ -261,3 +322,17 @@ def test_clusterer_route_choice():
     np.testing.assert_array_equal(fitted.transform(X), before)  # never changed
     with pytest.raises(ValueError, match="fitted NeighborEmbedding expects 4"):
         dec.fit(X[:, :3])
+
+
+def test_wide_sparse_input_goes_through_lsa_and_the_clusterer_refines_after_it():
+    import scipy.sparse as sp
+
+    X, y = make_blobs(300, centers=3, n_features=400, random_state=0)
+    S = sp.csr_matrix(np.where(np.abs(X) > 8, np.abs(X), 0.0))  # sparse, non-negative
+    ne = small(max_iter=1).fit(S)
+    assert (ne.input_projection_, ne.n_projected_) == ("lsa", 100)
+    rows = ne.module_.encoder[0](torch.as_tensor(S.toarray(), dtype=torch.float32))
+    np.testing.assert_allclose(rows.norm(dim=1).numpy(), 1.0, atol=1e-5)  # unit-length rows
+    clusterer = DeepEmbeddingClusterer(3, max_iter=2, random_state=0, device="cpu").fit(S)
+    np.testing.assert_array_equal(clusterer.predict(S), clusterer.labels_)
+    assert clusterer.autoencoder_.input_projection_ == "lsa"

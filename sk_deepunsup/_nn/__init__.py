@@ -29,7 +29,10 @@ from .modules import (
 )
 from .neighbors import (
     NEIGHBOR_LOSSES,
+    EdgeSampler,
     Embedder,
+    FixedProjection,
+    LinearDecay,
     infonce_edge_loss,
     neighbor_embedding_objective,
     umap_edge_loss,
@@ -74,6 +77,9 @@ __all__ = [
     "elbo",
     "elbo_objective",
     "gaussian_kl",
+    "EdgeSampler",
+    "FixedProjection",
+    "LinearDecay",
     "infonce_edge_loss",
     "neighbor_embedding_objective",
     "kl_clustering_loss",

@@ -2,11 +2,15 @@
 
 The estimator layer builds a weighted k-nearest-neighbour graph of the data
 (a fuzzy simplicial set, as in UMAP) and hands its edges to the engine as the
-training "data": each batch is a set of edges ``(head, tail, weight)``. The
-objective embeds both ends of every edge with the network, and contrasts the
-pair against *negative* pairs formed by re-pairing the batch's heads with
-other points of the batch (the in-batch negative sampling of parametric
-UMAP: no extra forward pass).
+training "data" (an :class:`EdgeSampler`): each batch is a set of edges
+``(head, tail)`` drawn in proportion to their weight, as UMAP samples them.
+The objective embeds each distinct point of the batch once with the network
+(a batch of 2048 edges among 1 800 points touches most points several times:
+one forward pass per point, not two per edge), and contrasts every edge
+against *negative* pairs formed by re-pairing its head with other points of
+the batch (the in-batch negative sampling of parametric UMAP: no extra
+forward pass). :class:`LinearDecay` lowers the step size linearly to zero
+over the run, as UMAP anneals its own.
 
 Two losses are offered:
 
@@ -24,13 +28,20 @@ Nothing here imports scikit-learn.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from .data import BatchSource
 from .losses import reconstruction_loss
+from .training import Callback
 
 __all__ = [
     "NEIGHBOR_LOSSES",
+    "EdgeSampler",
     "Embedder",
+    "FixedProjection",
+    "LinearDecay",
     "edge_kernel",
     "infonce_edge_loss",
     "negative_pairs",
@@ -60,6 +71,33 @@ class Embedder(torch.nn.Module):
         return self.encoder(x)
 
 
+class FixedProjection(torch.nn.Module):
+    """A frozen first layer: ``(x - mean) @ components.T`` (e.g. a PCA fitted outside).
+
+    With ``normalize``, each projected row is then scaled to unit length
+    (latent semantic analysis: a truncated SVD, then a normaliser). Its
+    tensors are buffers, not parameters: the optimiser never changes them,
+    and they move and change dtype with the module.
+    """
+
+    def __init__(self, n_features: int, n_components: int, normalize: bool = False):
+        super().__init__()
+        self.normalize = bool(normalize)
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("components", torch.zeros(n_components, n_features))
+
+    def forward(self, x):
+        y = (x - self.mean) @ self.components.T
+        if self.normalize:
+            norm = torch.linalg.vector_norm(y, dim=1, keepdim=True)
+            y = y / norm.clamp_min(torch.finfo(y.dtype).tiny)
+        return y
+
+    def extra_repr(self):
+        shape = f"{self.components.shape[1]} -> {self.components.shape[0]}"
+        return shape + (", normalize=True" if self.normalize else "")
+
+
 def edge_kernel(sq_dist, a: float = 1.0, b: float = 1.0):
     """Similarity ``1 / (1 + a * sq_dist^b)`` of pairs at squared distance ``sq_dist``."""
     if b == 1.0:
@@ -67,24 +105,79 @@ def edge_kernel(sq_dist, a: float = 1.0, b: float = 1.0):
     return 1.0 / (1.0 + a * sq_dist.clamp_min(1e-12).pow(b))
 
 
-def negative_pairs(z_head, z_tail, n_negatives: int, generator=None):
-    """``n_negatives`` random partners per head, drawn from the batch's points.
+def negative_pairs(pool, n_heads: int, n_negatives: int, generator=None):
+    """``n_negatives`` random partners for each of ``n_heads`` heads, drawn from ``pool``.
 
-    Returns a tensor of shape ``(n_negatives, batch, n_components)``: row
-    ``r`` holds the ``r``-th negative partner of every head, drawn uniformly
-    from the batch's heads and tails (a point may, rarely, meet its own
-    neighbour or itself; with batches of hundreds of edges this is noise).
+    ``pool`` holds the embedded points of the batch (each distinct point
+    once). Returns a tensor of shape ``(n_negatives, n_heads,
+    n_components)``: row ``r`` holds the ``r``-th negative partner of every
+    head, drawn uniformly from the pool (a point may, rarely, meet its own
+    neighbour or itself; with batches of hundreds of points this is noise).
     """
-    pool = torch.cat([z_head, z_tail])
     idx = torch.randint(
         pool.shape[0],
-        (n_negatives, z_head.shape[0]),
+        (n_negatives, n_heads),
         generator=generator,
         device=pool.device,
     )
     # index_select's backward sums repeated rows in a fixed order; the
     # backward of advanced indexing (pool[idx]) does not on several threads
     return pool.index_select(0, idx.flatten()).view(*idx.shape, pool.shape[1])
+
+
+class EdgeSampler(BatchSource):
+    """A graph's edges as batches ``(head, tail)`` drawn in proportion to their weight.
+
+    An epoch draws as many edges (with replacement) as the graph has, each
+    with probability ``weight / weight.sum()``: strong edges are trained on
+    more often, as UMAP's ``epochs_per_sample`` does, and the loss needs no
+    weights. The draws come from the engine's generator, so a fit is
+    reproducible.
+
+    Parameters
+    ----------
+    head, tail : LongTensor of shape (n_edges,)
+        The edges' ends (row indices of the points).
+    weight : Tensor of shape (n_edges,)
+        Their (positive) weights.
+    """
+
+    def __init__(self, head: torch.Tensor, tail: torch.Tensor, weight: torch.Tensor):
+        if not len(head):
+            raise ValueError("the neighbour graph has no edges to train on")
+        self.head, self.tail = head, tail
+        # float64 cumulative weights keep millions of small weights distinct
+        self.cumulative = torch.cumsum(weight.to(torch.float64), 0)
+        self.n_samples = int(head.shape[0])
+        self.n_features = 2
+        self.device = head.device
+        self.dtype = head.dtype
+
+    def batches(self, batch_size, *, shuffle=False, generator=None, with_index=False):
+        """One epoch of ``(head, tail)`` batches of ``batch_size`` weighted draws."""
+        total = float(self.cumulative[-1])
+        last = self.n_samples - 1
+        for _ in range(max(1, math.ceil(self.n_samples / batch_size))):
+            u = torch.rand(
+                batch_size, generator=generator, device=self.device, dtype=torch.float64
+            )
+            edge = torch.searchsorted(self.cumulative, u * total).clamp_max_(last)
+            yield self.head[edge], self.tail[edge]
+
+
+class LinearDecay(Callback):
+    """Lowers the optimiser's step size linearly to zero over ``n_steps`` steps."""
+
+    def __init__(self, n_steps: int):
+        self.n_steps = max(1, int(n_steps))
+        self.initial = None
+
+    def on_train_begin(self, trainer) -> None:
+        self.initial = trainer.optimizer.lr
+
+    def on_batch_end(self, trainer) -> None:
+        left = max(0.0, 1.0 - trainer.history.n_steps / self.n_steps)
+        trainer.optimizer.lr = self.initial * left
 
 
 def umap_edge_loss(z_head, z_tail, z_neg, weight, a: float, b: float):
@@ -126,9 +219,12 @@ def neighbor_embedding_objective(
 ):
     """Training loss of a neighbour embedding, for :class:`~.training.Trainer`.
 
-    Batches are edges ``(head, tail, weight)``: row indices into ``data`` (a
-    tensor, or a batch source from :mod:`.data`, e.g. sparse rows densified
-    per batch) and the edge's membership strength. ``module`` is an :class:`Embedder`; with
+    Batches are edges ``(head, tail)`` drawn in proportion to their weight
+    (an :class:`EdgeSampler`), or ``(head, tail, weight)`` to weight each
+    edge's term instead: row indices into ``data`` (a tensor, or a batch
+    source from :mod:`.data`, e.g. sparse rows densified per batch). Each
+    distinct point of the batch is embedded once; the negatives are drawn
+    among them. ``module`` is an :class:`Embedder`; with
     ``reconstruction_weight > 0`` its decoder's reconstruction error of the
     batch's points (as in parametric UMAP) is added. ``noise > 0`` embeds
     the points with Gaussian noise of that standard deviation added (in
@@ -141,20 +237,23 @@ def neighbor_embedding_objective(
 
     rows = data.rows if hasattr(data, "rows") else data.__getitem__
 
-    def objective(module, head, tail, weight):
-        x = rows(torch.cat([head, tail]))
+    def objective(module, head, tail, weight=None):
+        points, ends = torch.unique(torch.cat([head, tail]), return_inverse=True)
+        x = rows(points)
         inp = x
         if noise and module.training:
             inp = x + noise * torch.randn(
                 x.shape, generator=generator, device=x.device, dtype=x.dtype
             )
         z = module.encoder(inp)
-        z_head, z_tail = z.split(head.shape[0])
+        n_heads = head.shape[0]
+        z_head, z_tail = z[ends[:n_heads]], z[ends[n_heads:]]
+        if weight is None:
+            weight = torch.ones(n_heads, device=z.device, dtype=z.dtype)
+        z_neg = negative_pairs(z, n_heads, negative_sample_rate, generator)
         if loss == "umap":
-            z_neg = negative_pairs(z_head, z_tail, negative_sample_rate, generator)
             value = umap_edge_loss(z_head, z_tail, z_neg, weight, a, b)
         else:
-            z_neg = negative_pairs(z_head, z_tail, negative_sample_rate, generator)
             value = infonce_edge_loss(z_head, z_tail, z_neg, weight)
         if reconstruction_weight:
             value = value + reconstruction_weight * reconstruction_loss(

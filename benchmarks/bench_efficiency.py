@@ -1,0 +1,317 @@
+"""Wall and CPU time of the library's defaults against the shallow tools a user would pick instead.
+
+    python benchmarks/bench_efficiency.py [--rows map digits fashion blobs shuttle text tables]
+                                          [--repeats 1] [--seeds 0]
+
+Each row fits ours and the peer in one process, both warmed up first (numba's
+and torch's one-off start-up excluded on both sides), alternating, with
+default threads on both sides; it prints wall seconds, CPU seconds of the
+process (user + system of all its threads: less noisy than wall time on a
+busy machine), the ratio of ours to the peer, the quality figure of both and
+the load average. Rows:
+
+- ``map``: digits (min-max scaled), ``NeighborEmbedding(n_components=2)`` vs
+  ``umap.UMAP(n_components=2)`` fitted on a random 80 %; trustworthiness (10
+  neighbours) and 5-NN accuracy of the training map, and the held-out 20 %'s
+  trustworthiness over the training one (UMAP's ``transform`` beside ours);
+- ``digits``, ``fashion`` (a fixed random 10 000 Fashion-MNIST images / 255),
+  ``blobs`` (200 000 x 50, 10 centres, standardised):
+  ``DeepEmbeddingClusterer(n_clusters=10)`` vs UMAP(10) + ``KMeans(10)``; NMI
+  (and ACC);
+- ``shuttle``: ODDS shuttle (a fixed 20 000-row subsample, standardised),
+  ``AutoencoderOutlierDetector()`` vs ``IsolationForest()`` fit; ROC AUC;
+- ``text``: 20 Newsgroups TF-IDF (``TfidfVectorizer(max_df=0.5, min_df=5,
+  stop_words="english")``): the text recipe (LSA: ``TruncatedSVD(100)`` +
+  ``Normalizer``, then ``DeepEmbeddingClusterer(20)``) vs LSA + UMAP(10) +
+  ``KMeans(20)``, and the raw TF-IDF matrix given straight to
+  ``DeepEmbeddingClusterer(20)`` vs the recipe; NMI, with LSA + k-means's;
+- ``tables``: iris, wine, breast cancer (``StandardScaler``), the clusterer's
+  NMI against k-means's per seed (quality only; each fit is under a second).
+
+Fashion-MNIST, ODDS and 20 Newsgroups come from the project's data installer
+(see the README's benchmark section); a row whose data or peer is missing is
+skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine, make_blobs
+from sklearn.decomposition import TruncatedSVD
+from sklearn.ensemble import IsolationForest
+from sklearn.manifold import trustworthiness
+from sklearn.metrics import normalized_mutual_info_score, roc_auc_score
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler, Normalizer, StandardScaler
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+DATASETS = os.path.abspath(os.path.join(HERE, "..", "..", "shared", "datasets"))
+from sk_deepunsup import (  # noqa: E402
+    AutoencoderOutlierDetector,
+    DeepEmbeddingClusterer,
+    NeighborEmbedding,
+)
+from sk_deepunsup.metrics import clustering_accuracy  # noqa: E402
+
+
+class Skipped(Exception):
+    """A row whose data or peer is not installed."""
+
+
+def real(name, *args):
+    sys.path.insert(0, DATASETS)
+    try:
+        import real as loader
+
+        return getattr(loader, name)(*args)
+    except (ImportError, OSError) as exc:
+        raise Skipped(f"{name} data not installed ({exc})") from None
+
+
+def umap_(**params):
+    try:
+        import umap
+    except ImportError:
+        raise Skipped("umap-learn is not installed") from None
+    return umap.UMAP(**params)
+
+
+def timed(fn):
+    """``fn()``'s result, wall seconds and CPU seconds of this process."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cpu, wall = time.process_time(), time.perf_counter()
+        out = fn()
+        return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def load():
+    return os.getloadavg()[0]
+
+
+def compare(label, ours, peer, quality, repeats):
+    """Run ``ours`` and ``peer`` alternately ``repeats`` times; print one row.
+
+    ``ours``/``peer`` take the repeat index (a seed) and return a fitted
+    result; ``quality(result)`` gives a dict of figures.
+    """
+    rows = {"ours": [], "peer": []}
+    for r in range(repeats):
+        for side, fn in (("ours", ours), ("peer", peer)) if r % 2 == 0 else (
+            ("peer", peer), ("ours", ours)
+        ):
+            out, wall, cpu = timed(lambda: fn(r))
+            rows[side].append((wall, cpu, quality(out)))
+    (w_o, c_o), (w_p, c_p) = (
+        np.mean([x[:2] for x in rows[s]], axis=0) for s in ("ours", "peer")
+    )
+    q_o = {k: np.mean([x[2][k] for x in rows["ours"]]) for k in rows["ours"][0][2]}
+    q_p = {k: np.mean([x[2][k] for x in rows["peer"]]) for k in rows["peer"][0][2]}
+    figures = ", ".join(f"{k} {q_o[k]:.3f} vs {q_p.get(k, np.nan):.3f}" for k in q_o)
+    print(
+        f"| {label} | {w_o:.1f} s | {w_p:.1f} s | {w_o / w_p:.2f}x | "
+        f"cpu {c_o:.1f} s vs {c_p:.1f} s ({c_o / c_p:.2f}x) | {figures} | load {load():.1f} |",
+        flush=True,
+    )
+
+
+def cluster_scores(y):
+    def score(labels):
+        return {
+            "NMI": normalized_mutual_info_score(y, labels),
+            "ACC": clustering_accuracy(y, labels),
+        }
+
+    return score
+
+
+def umap_kmeans(X, k, seed):
+    Z = umap_(n_components=10, random_state=seed).fit_transform(X)
+    return KMeans(k, n_init=10, random_state=seed).fit_predict(Z)
+
+
+def warm_up():
+    """numba's and torch's one-off compiles, untimed."""
+    X = MinMaxScaler().fit_transform(load_digits().data[:300])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            umap_(n_components=2).fit(X).transform(X[:10])
+        except Skipped:
+            pass
+        NeighborEmbedding(max_iter=1).fit(X).transform(X[:10])
+        DeepEmbeddingClusterer(3, max_iter=1).fit(X)
+        AutoencoderOutlierDetector().fit(X)
+
+
+# -- rows -------------------------------------------------------------------------------
+
+
+def row_map(args):
+    digits = load_digits()
+    X, y = MinMaxScaler().fit_transform(digits.data), digits.target
+    for seed in args.seeds:
+        perm = np.random.RandomState(seed).permutation(len(X))
+        cut = int(0.8 * len(X))
+        train, held = perm[:cut], perm[cut:]
+
+        def fit(est):
+            Z = est.fit_transform(X[train])
+            return Z, est.transform(X[held])
+
+        def quality(out):
+            Z, H = out
+            trust = trustworthiness(X[train], Z, n_neighbors=10)
+            held_trust = trustworthiness(X[held], H, n_neighbors=10)
+            knn = cross_val_score(KNeighborsClassifier(5), Z, y[train], cv=5).mean()
+            return {"trust": trust, "5-NN": knn, "held/train": held_trust / trust}
+
+        compare(
+            f"digits 2-D map, seed {seed}",
+            lambda r: fit(NeighborEmbedding(n_components=2, random_state=seed + r)),
+            lambda r: fit(umap_(n_components=2, random_state=seed + r)),
+            quality,
+            args.repeats,
+        )
+
+
+def clustering_row(label, X, y, k, args):
+    for seed in args.seeds:
+        compare(
+            f"{label}, seed {seed}",
+            lambda r: DeepEmbeddingClusterer(k, random_state=seed + r).fit_predict(X),
+            lambda r: umap_kmeans(X, k, seed + r),
+            cluster_scores(y),
+            args.repeats,
+        )
+
+
+def row_digits(args):
+    digits = load_digits()
+    clustering_row(
+        "digits clustering", MinMaxScaler().fit_transform(digits.data), digits.target, 10, args
+    )
+
+
+def row_fashion(args):
+    X, y = real("fashion_mnist")
+    keep = np.random.RandomState(0).choice(len(X), 10_000, replace=False)
+    clustering_row(
+        "Fashion-MNIST 10k clustering", X[keep].astype(np.float32) / 255.0, y[keep], 10, args
+    )
+
+
+def row_blobs(args):
+    X, y = make_blobs(200_000, n_features=50, centers=10, random_state=0)
+    clustering_row("200 000 x 50 blobs", StandardScaler().fit_transform(X), y, 10, args)
+
+
+def row_shuttle(args):
+    X, y = real("odds", "shuttle")
+    keep = np.random.RandomState(0).choice(len(X), 20_000, replace=False)
+    X, y = StandardScaler().fit_transform(X[keep]), y[keep]
+    for seed in args.seeds:
+        compare(
+            f"ODDS shuttle detector fit, seed {seed}",
+            lambda r: AutoencoderOutlierDetector(random_state=seed + r).fit(X),
+            lambda r: IsolationForest(random_state=seed + r).fit(X),
+            lambda est: {"AUC": roc_auc_score(y, -est.score_samples(X))},
+            args.repeats,
+        )
+
+
+def row_text(args):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts, y = real("newsgroups")
+    y = np.asarray(y)
+    k = len(np.unique(y))
+    X = TfidfVectorizer(max_df=0.5, min_df=5, stop_words="english").fit_transform(texts)
+    print(f"20 Newsgroups TF-IDF {X.shape[0]} x {X.shape[1]}, {k} groups", flush=True)
+
+    def lsa(seed):
+        return make_pipeline(TruncatedSVD(100, random_state=seed), Normalizer()).fit_transform(X)
+
+    def recipe(seed):
+        return DeepEmbeddingClusterer(k, random_state=seed).fit_predict(lsa(seed))
+
+    for seed in args.seeds:
+        base, _, _ = timed(lambda: KMeans(k, n_init=10, random_state=seed).fit_predict(lsa(seed)))
+        print(f"LSA + k-means NMI {normalized_mutual_info_score(y, base):.3f}", flush=True)
+        compare(
+            f"20NG recipe vs LSA + UMAP + k-means, seed {seed}",
+            recipe,
+            lambda r: umap_kmeans(lsa(seed + r), k, seed + r),
+            cluster_scores(y),
+            args.repeats,
+        )
+        compare(
+            f"20NG raw TF-IDF to the clusterer vs the recipe, seed {seed}",
+            lambda r: DeepEmbeddingClusterer(k, random_state=seed + r).fit_predict(X),
+            lambda r: recipe(seed + r),
+            cluster_scores(y),
+            args.repeats,
+        )
+
+
+def row_tables(args):
+    for name, loader in (("iris", load_iris), ("wine", load_wine),
+                         ("breast cancer", load_breast_cancer)):
+        X, y = loader(return_X_y=True)
+        X = StandardScaler().fit_transform(X)
+        k = len(np.unique(y))
+        for seed in (0, 1, 2):
+            (ours, wall, _), (km, wall_km, _) = (
+                timed(lambda: DeepEmbeddingClusterer(k, random_state=seed).fit_predict(X)),
+                timed(lambda: KMeans(k, n_init=10, random_state=seed).fit_predict(X)),
+            )
+            a, b = normalized_mutual_info_score(y, ours), normalized_mutual_info_score(y, km)
+            print(f"| {name} (standardised), seed {seed} | {wall:.1f} s | {wall_km:.2f} s | | | "
+                  f"NMI {a:.3f} vs k-means {b:.3f} {'ok' if a >= b else 'BELOW'} |", flush=True)
+
+
+ROWS = {
+    "map": row_map,
+    "digits": row_digits,
+    "fashion": row_fashion,
+    "blobs": row_blobs,
+    "shuttle": row_shuttle,
+    "text": row_text,
+    "tables": row_tables,
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="fits of each side per seed, alternating which goes first")
+    args = parser.parse_args()
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+          f"load average {load():.2f}", flush=True)
+    warm_up()
+    print("| row | ours wall | peer wall | ratio | CPU time | quality (ours vs peer) | load |")
+    print("|---|---:|---:|---:|---|---|---|")
+    for name in args.rows:
+        try:
+            ROWS[name](args)
+        except Skipped as exc:
+            print(f"| {name} | skipped: {exc} |", flush=True)
+    print(f"load average after {load():.2f}")
+
+
+if __name__ == "__main__":
+    main()
