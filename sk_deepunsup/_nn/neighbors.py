@@ -32,7 +32,7 @@ import math
 
 import torch
 
-from .data import BatchSource
+from .data import BatchSource, local_bounds
 from .losses import reconstruction_loss
 from .training import Callback
 
@@ -153,15 +153,22 @@ class EdgeSampler(BatchSource):
         self.device = head.device
         self.dtype = head.dtype
 
-    def batches(self, batch_size, *, shuffle=False, generator=None, with_index=False):
-        """One epoch of ``(head, tail)`` batches of ``batch_size`` weighted draws."""
+    def batches(
+        self, batch_size, *, shuffle=False, generator=None, with_index=False, part=(0, 1)
+    ):
+        """One epoch of ``(head, tail)`` batches of ``batch_size`` weighted draws.
+
+        ``part=(rank, world_size)``: every rank draws the same global batch
+        (the generators agree) and keeps its share of it.
+        """
         total = float(self.cumulative[-1])
         last = self.n_samples - 1
+        lo, hi = local_bounds(batch_size, batch_size, part)[0]
         for _ in range(max(1, math.ceil(self.n_samples / batch_size))):
             u = torch.rand(
                 batch_size, generator=generator, device=self.device, dtype=torch.float64
             )
-            edge = torch.searchsorted(self.cumulative, u * total).clamp_max_(last)
+            edge = torch.searchsorted(self.cumulative, u[lo:hi] * total).clamp_max_(last)
             yield self.head[edge], self.tail[edge]
 
 
