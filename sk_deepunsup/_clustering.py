@@ -24,19 +24,8 @@ from sklearn.metrics import pairwise_distances_argmin, silhouette_score
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory
 
-from ._autoencoder import (
-    DeepAutoencoder,
-    PretrainingInterrupted,
-    fit_autoencoder,
-    prepare_autoencoder,
-)
-from ._code_embedding import pretrain_code_embedding, uses_code_neighbors
-from ._neighbor_embedding import (
-    NeighborEmbedding,
-    _encode,
-    fit_neighbor_embedding,
-    pretrain_neighbor_embedding,
-)
+from ._autoencoder import DeepAutoencoder
+from ._neighbor_embedding import NeighborEmbedding, _encode
 from ._base import (
     TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
@@ -58,32 +47,10 @@ from ._nn import (
     clustering_objective,
     student_t_assignment,
 )
+from ._pretraining import pretrain_representation
 
 #: Rows scored by :meth:`DeepEmbeddingClusterer.score` (a fixed subsample beyond it).
 SCORE_SAMPLE_SIZE = 4000
-
-
-#: Pretraining budget of the default autoencoder: this many sample visits
-#: (epochs x samples), at most 150 and at least 10 epochs. Data sets of up to
-#: 13 334 samples get 150 epochs; from there to 200 000 samples pretraining
-#: takes about the same time whatever the size (fewer epochs of more samples,
-#: as many optimisation steps), and it grows linearly beyond.
-PRETRAINING_SAMPLES = 2_000_000
-
-
-def pretraining_epochs(n_samples: int) -> int:
-    """Epochs the default autoencoder pretrains for on ``n_samples`` samples."""
-    return int(min(150, max(10, math.ceil(PRETRAINING_SAMPLES / n_samples))))
-
-
-def default_autoencoder(n_samples: int) -> DeepAutoencoder:
-    """The autoencoder pretrained when ``autoencoder=None``."""
-    return DeepAutoencoder(
-        n_components=10,
-        hidden_layer_sizes=(500, 500),
-        max_iter=pretraining_epochs(n_samples),
-        tol=1e-5,
-    )
 
 
 class DeepEmbeddingClusterer(
@@ -326,9 +293,8 @@ default="auto"
             )
         device = resolve_device(self.device)
         seed = self._training_seed(first_call=True)
-        self.interrupted_ = False
-
-        autoencoder, reconstruction_weight, reconstruction = self._pretrain(X, seed)
+        pretrained = pretrain_representation(self, X, seed)
+        autoencoder, reconstruction_weight, reconstruction, self.interrupted_ = pretrained
         autoencoder.module_.to(device)
         autoencoder.device_ = str(device)  # unpickling maps tensors to device_
 
@@ -385,63 +351,6 @@ default="auto"
     def _say(self, message: str) -> None:
         if self.verbose and distributed.is_main():
             print(f"{type(self).__name__}: {message}", file=sys.stderr, flush=True)
-
-    def _pretrain(self, X, seed: int):
-        """Phase 1: the representation, pretrained on X (or the fitted one given).
-
-        Returns it with the reconstruction weight and loss the refinement
-        uses (none for a neighbour embedding without a decoder: DEC).
-        """
-        if self._uses_neighbor_embedding():
-            self._say(f"pretraining the neighbour embedding on {X.shape[0]} samples")
-            cached_fit = self._cached(fit_neighbor_embedding)
-            try:
-                embedding = pretrain_neighbor_embedding(self, X, seed, cached_fit)
-            except PretrainingInterrupted as stop:
-                self.interrupted_ = True  # later phases run as briefly as they can
-                embedding = stop.autoencoder
-            weight = self.reconstruction_weight if embedding.module_.decoder is not None else 0.0
-            return embedding, weight, "mse"
-        autoencoder, needs_fit = prepare_autoencoder(
-            self, X, lambda: default_autoencoder(X.shape[0]), seed
-        )
-        if not needs_fit:
-            return self._code_route(X, autoencoder, seed)
-        if self.memory is not None and self.random_state is None:
-            warnings.warn(
-                "memory caches the pretrained autoencoder keyed on its seed, and "
-                "random_state=None draws a new seed every fit, so nothing would be "
-                "reused; set random_state to an int.",
-                UserWarning,
-            )
-        self._say(
-            f"pretraining the autoencoder for up to {autoencoder.max_iter} epochs "
-            f"on {X.shape[0]} samples"
-        )
-        pretrain = self._cached(fit_autoencoder)
-        try:
-            autoencoder = pretrain(autoencoder, X, quiet=self.autoencoder is None)
-        except PretrainingInterrupted as stop:
-            self.interrupted_ = True  # later phases run as briefly as they can
-            autoencoder = stop.autoencoder
-        return self._code_route(X, autoencoder, seed)
-
-    def _code_route(self, X, autoencoder, seed):
-        """The pretrained autoencoder, or with an image one and ``embedding="auto"``
-        the neighbour embedding of its code chained to it (N2D; see _code_embedding)."""
-        if not uses_code_neighbors(self) or self.interrupted_:
-            return autoencoder, self.reconstruction_weight, autoencoder.loss
-        self._say(f"pretraining the neighbour embedding of the code of {X.shape[0]} samples")
-        cached_fit = self._cached(fit_neighbor_embedding)
-        try:
-            pair = pretrain_code_embedding(
-                self, X, autoencoder, seed,
-                lambda owner, code, s: pretrain_neighbor_embedding(owner, code, s, cached_fit),
-            )
-        except PretrainingInterrupted:
-            self.interrupted_ = True  # the autoencoder alone, as when it was interrupted
-            return autoencoder, self.reconstruction_weight, autoencoder.loss
-        return pair, 0.0, "mse"  # no decoder: DEC
 
     def _refine(self, module, X, reconstruction_weight, loss, seed, device):
         """Phase 3: DEC/IDEC self-training of the encoder and the centres."""

@@ -136,11 +136,11 @@ def test_unfitted_autoencoder_is_not_fitted_in_place(blobs):
 
 
 def test_default_autoencoder_is_pretrained_when_none(blobs, monkeypatch):
-    import sk_deepunsup._clustering as clustering
+    import sk_deepunsup._pretraining as pretraining
 
     X, _ = blobs
     monkeypatch.setattr(
-        clustering, "default_autoencoder", lambda n_samples: small_ae(n_components=3)
+        pretraining, "default_autoencoder", lambda n_samples: small_ae(n_components=3)
     )
     dec = DeepEmbeddingClusterer(
         3, embedding="autoencoder", n_init=2, max_iter=5, random_state=0
@@ -252,7 +252,7 @@ def test_pandas_and_pickle(blobs):
 
 
 def test_pretraining_budget_is_set_in_sample_visits():
-    from sk_deepunsup._clustering import default_autoencoder, pretraining_epochs
+    from sk_deepunsup._pretraining import default_autoencoder, pretraining_epochs
 
     assert pretraining_epochs(1797) == 150  # small data: the full budget
     assert pretraining_epochs(13_334) == 150
