@@ -472,8 +472,9 @@ def _recommend(args):
     if args.n > len(items):
         raise InputError(f"--n {args.n} is more than the {len(items)} items in RATINGS; "
                          "ask for fewer")
+    chosen = {"model": args.model} if args.model is not None else {}
     recommender = make_recommender(args.seed, args.verbose, threshold=args.threshold,
-                                   model=args.model, **_network_kwargs(args))
+                                   **chosen, **_network_kwargs(args))
     hidden = list(np.atleast_1d(recommender.hidden_layer_sizes))
     d = recommender.n_components
     _say_if_long(estimate_fit_seconds([[len(items), *hidden, 2 * d],

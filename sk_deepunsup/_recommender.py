@@ -415,14 +415,15 @@ n_features_in_, feature_names_in_
             The fitted estimator.
         """
         X = _binarize(validate_input(self, X, reset=True, training=True), self.threshold)
-        if self.model != "vae" and self.model != "dae":
+        if self.model in ("ease", "hybrid"):
             check_ease_memory(X.shape[1])
-        if self.model != "hybrid" and isinstance(getattr(self, "module_", None), Blend):
-            del self.module_  # another model: no warm start from the blend
+        previous = getattr(self, "module_", None)
+        if isinstance(previous, ItemItem) or (isinstance(previous, Blend) and self.model != "hybrid"):
+            del self.module_  # nothing to warm-start from
         self.l2_ = self.mix_ = self.validation_ndcg_ = None
         auto = self.l2 == "auto" or (self.model == "hybrid" and self.mix == "auto")
         split = None
-        if self.model != "vae" and self.model != "dae" and auto:
+        if self.model in ("ease", "hybrid") and auto:
             split = _validation_split(X, draw_seed(self.random_state))
         if self.model == "ease":
             self._fit_ease(X, split)
@@ -441,30 +442,44 @@ n_features_in_, feature_names_in_
         self._fit(X, incremental=False)
 
     def _solve_ease(self, X, split):
-        """EASE's item-item module on X with ``l2`` (or the validated one); its validation scores."""
+        """EASE's item-item module on X; with a split, also the scores of its fit part.
+
+        ``l2="auto"`` walks :data:`L2_LADDER` from 500 towards the better
+        neighbour while the validation NDCG@100 rises. Only the best scores
+        are kept.
+        """
         device = resolve_device(self.device)
         dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.l2_ = 500.0 if self.l2 == "auto" else float(self.l2)
         val_scores = None
-        if self.l2 == "auto" and split is not None:
+        if split is not None:
             X_fit, X_val = split
             gram = gram_matrix(X_fit, INFERENCE_CHUNK).to(device, dtype)
-            found = {}
+            ndcg, best = {}, {}
 
-            def evaluate(i):
-                if i not in found:
-                    scores = dense_product(X_fit, ease_weights(gram, L2_LADDER[i]))
-                    found[i] = (_validation_ndcg(scores, X_fit, X_val), scores)
-                return found[i][0]
+            def evaluate(l2):
+                if l2 not in ndcg:
+                    scores = dense_product(X_fit, ease_weights(gram, l2))
+                    ndcg[l2] = _validation_ndcg(scores, X_fit, X_val)
+                    if ndcg[l2] >= max(ndcg.values()):
+                        best.update(l2=l2, scores=scores)
+                return ndcg[l2]
 
-            i = L2_LADDER.index(500.0)
-            step = 1 if evaluate(i + 1) > evaluate(i) else -1
-            while 0 <= i + step < len(L2_LADDER) and evaluate(i + step) > evaluate(i):
-                i += step
-            self.l2_ = L2_LADDER[i]
-            self.validation_ndcg_, val_scores = found[i]
+            if self.l2 == "auto":
+                i = L2_LADDER.index(500.0)
+                step = 1 if evaluate(L2_LADDER[i + 1]) > evaluate(L2_LADDER[i]) else -1
+                while 0 <= i + step < len(L2_LADDER) and (
+                    evaluate(L2_LADDER[i + step]) > evaluate(L2_LADDER[i])
+                ):
+                    i += step
+                self.l2_ = L2_LADDER[i]
+            else:
+                evaluate(self.l2_)
+            self.validation_ndcg_ = ndcg[self.l2_]
+            val_scores = best["scores"]
+            if best["l2"] != self.l2_:  # a tie walked past
+                val_scores = dense_product(X_fit, ease_weights(gram, self.l2_))
             del gram
-        else:
-            self.l2_ = 500.0 if self.l2 == "auto" else float(self.l2)
         weight = ease_weights(gram_matrix(X, INFERENCE_CHUNK).to(device, dtype), self.l2_)
         return ItemItem(X.shape[1], weight.to(torch.float32)).to(device), val_scores
 
@@ -486,8 +501,6 @@ n_features_in_, feature_names_in_
         elif X_val is None:
             self.mix_ = 0.5
         else:
-            if ease_val is None:
-                ease_val = dense_product(X_fit, item_item.weight.detach().double().cpu())
             deep_val = infer(network, X_fit, self._scores, self.n_threads)
             shallow = standardize_rows(torch.as_tensor(ease_val, dtype=torch.float64)).numpy()
             deep = standardize_rows(torch.as_tensor(deep_val, dtype=torch.float64)).numpy()

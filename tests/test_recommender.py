@@ -368,3 +368,12 @@ def test_early_stopping_and_progress_bar_through_the_engine(split, capsys):
     assert len(rec.validation_loss_curve_) == len(rec.loss_curve_) == rec.n_iter_ == 4
     assert "AutoencoderRecommender" in capsys.readouterr().err
     assert rec.transform(X_train[:5]).shape == (5, 8)
+
+
+def test_refit_with_another_model_starts_afresh(split):
+    X_train, _ = split
+    rec = AutoencoderRecommender("ease", l2=7.0, warm_start=True, max_iter=3, **SMALL)
+    for model in ("ease", "hybrid", "vae", "ease", "dae", "hybrid"):
+        rec.set_params(model=model, mix=0.3).fit(X_train)
+        assert rec.recommend(X_train[:2], n_items=3).shape == (2, 3)
+    assert (rec.l2_, rec.mix_, rec.validation_ndcg_) == (7.0, 0.3, None)  # nothing validated
