@@ -68,7 +68,7 @@ def gram_matrix(X, chunk_elements: int) -> torch.Tensor:
         for start in range(0, X.shape[0], step):
             rows = np.asarray(X[start : start + step], dtype=np.float64)
             gram += rows.T @ rows
-    return torch.as_tensor(np.asarray(gram, dtype=np.float64))
+    return torch.as_tensor(np.ascontiguousarray(gram, dtype=np.float64))
 
 
 def dense_product(X, weight: torch.Tensor) -> np.ndarray:
@@ -85,7 +85,7 @@ def ease_weights(gram: torch.Tensor, l2: float) -> torch.Tensor:
     definite for ``l2 > 0``).
     """
     active = torch.nonzero(gram.diagonal() > 0).ravel()
-    B = torch.zeros_like(gram)
+    B = torch.zeros(gram.shape, dtype=gram.dtype, device=gram.device)
     if active.numel() == 0:
         return B
     G = gram.index_select(0, active).index_select(1, active)
@@ -112,9 +112,13 @@ class ItemItem(nn.Module):
         super().__init__()
         if weight is None:
             weight = torch.zeros(n_items, n_items)
-        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.weight = nn.Parameter(weight.contiguous(), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Histories are sparse: on the CPU a sparse product is about twice as fast.
+        if x.device.type == "cpu" and x.layout == torch.strided and x.dim() == 2:
+            if int(torch.count_nonzero(x)) < 0.1 * x.numel():
+                return torch.sparse.mm(x.to_sparse(), self.weight.to(x.dtype))
         return x @ self.weight
 
 
