@@ -576,8 +576,11 @@ n_features_in_, feature_names_in_
         out = np.empty((X.shape[0], n_items), dtype=np.int64)
         popular = -self.item_popularity_.astype(np.float64)  # ascending argsort key
         chunk = max(1, INFERENCE_CHUNK * 64 // max(limit, 1))
+        weights_dtype = torch.empty(0, dtype=next(self.module_.parameters()).dtype).numpy().dtype
         for start in range(0, X.shape[0], chunk):
             rows = X[start : start + chunk]
+            if sp.issparse(rows) or isinstance(rows, np.ndarray):
+                rows = rows.astype(weights_dtype, copy=False)  # 0/1: exact; no module copy
             scores = infer(self.module_, rows, self._scores, self.n_threads)
             scores = scores.astype(np.float64, copy=False)
             seen = rows.toarray() != 0 if sp.issparse(rows) else np.asarray(rows) != 0
