@@ -1,5 +1,6 @@
 """AutoencoderRecommender (EASE, Mult-VAE/DAE, their blend), the ranking metrics and helpers."""
 
+import io
 import pickle
 
 import numpy as np
@@ -377,3 +378,17 @@ def test_refit_with_another_model_starts_afresh(split):
         rec.set_params(model=model, mix=0.3).fit(X_train)
         assert rec.recommend(X_train[:2], n_items=3).shape == (2, 3)
     assert (rec.l2_, rec.mix_, rec.validation_ndcg_) == (7.0, 0.3, None)  # nothing validated
+
+
+def test_cli_recommends_with_the_chosen_model(tmp_path, capsys):
+    from sk_deepunsup._cli import main
+
+    X = taste_groups(n_users=60, seed=2).tocoo()
+    table = pd.DataFrame({"who": X.row, "what": X.col + 100, "stars": 5})
+    table.to_csv(tmp_path / "r.csv", index=False)
+    assert main(["recommend", str(tmp_path / "r.csv"), "--user-col", "who", "--item-col",
+                 "what", "--rating-col", "stars", "--model", "ease", "-n", "3", "-q"]) == 0
+    out = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    M, users, items = interaction_matrix(table, "who", "what", "stars")
+    expected = AutoencoderRecommender("ease", random_state=0).fit(M).recommend(M, n_items=3)
+    assert out["item"].tolist() == items[expected].ravel().tolist()
