@@ -85,12 +85,27 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
+#: Users whose held-out interactions score ``l2`` and ``mix`` in fit (at most).
+N_VALIDATION_USERS = 5000
+
+
 def _validation_split(X, seed):
-    """20 % of each user's interactions held out, or None when none could be."""
+    """20 % of each user's interactions held out, or None when none could be.
+
+    Returns the training part and, for at most :data:`N_VALIDATION_USERS`
+    users with held-out items (chosen at random), their training and held-out
+    rows.
+    """
     X_fit, X_val = train_test_split_interactions(
         sp.csr_matrix(X), test_size=0.2, min_interactions=2, random_state=seed
     )
-    return None if X_val.nnz == 0 else (X_fit, X_val)
+    users = np.flatnonzero(np.diff(X_val.indptr))
+    if users.size == 0:
+        return None
+    if users.size > N_VALIDATION_USERS:
+        rng = np.random.RandomState(seed)
+        users = np.sort(rng.choice(users, N_VALIDATION_USERS, replace=False))
+    return X_fit, X_fit[users], X_val[users]
 
 
 def _validation_ndcg(scores, X_fit, X_val):
@@ -213,7 +228,8 @@ class AutoencoderRecommender(AutoencoderBase):
         The VAE's weight in the blend (``"hybrid"`` only, else ``None``).
     validation_ndcg_ : float or None
         NDCG@100 of the held-out 20 % with the chosen ``l2_`` / ``mix_``
-        (``None`` when nothing was chosen by validation).
+        (``None`` when nothing was chosen by validation). At most 5000 users
+        with held-out items are scored.
     item_popularity_ : ndarray of shape (n_features_in_,)
         Number of training users with each item (positives).
     device_, loss_curve_, validation_loss_curve_, best_loss_, n_iter_, \
@@ -453,14 +469,14 @@ n_features_in_, feature_names_in_
         self.l2_ = 500.0 if self.l2 == "auto" else float(self.l2)
         val_scores = None
         if split is not None:
-            X_fit, X_val = split
+            X_fit, history, X_val = split
             gram = gram_matrix(X_fit, INFERENCE_CHUNK).to(device, dtype)
             ndcg, best = {}, {}
 
             def evaluate(l2):
                 if l2 not in ndcg:
-                    scores = dense_product(X_fit, ease_weights(gram, l2))
-                    ndcg[l2] = _validation_ndcg(scores, X_fit, X_val)
+                    scores = dense_product(history, ease_weights(gram, l2))
+                    ndcg[l2] = _validation_ndcg(scores, history, X_val)
                     if ndcg[l2] >= max(ndcg.values()):
                         best.update(l2=l2, scores=scores)
                 return ndcg[l2]
@@ -478,7 +494,7 @@ n_features_in_, feature_names_in_
             self.validation_ndcg_ = ndcg[self.l2_]
             val_scores = best["scores"]
             if best["l2"] != self.l2_:  # a tie walked past
-                val_scores = dense_product(X_fit, ease_weights(gram, self.l2_))
+                val_scores = dense_product(history, ease_weights(gram, self.l2_))
             del gram
         weight = ease_weights(gram_matrix(X, INFERENCE_CHUNK).to(device, dtype), self.l2_)
         return ItemItem(X.shape[1], weight.to(torch.float32)).to(device), val_scores
@@ -493,7 +509,7 @@ n_features_in_, feature_names_in_
         item_item, ease_val = self._solve_ease(X, split)
         if isinstance(getattr(self, "module_", None), Blend):
             self.module_ = self.module_.network  # warm_start continues the network
-        X_fit, X_val = split if split is not None else (X, None)
+        X_fit, history, X_val = split if split is not None else (X, None, None)
         self._fit_network(X_fit)
         network = self.module_
         if self.mix != "auto":
@@ -501,11 +517,11 @@ n_features_in_, feature_names_in_
         elif X_val is None:
             self.mix_ = 0.5
         else:
-            deep_val = infer(network, X_fit, self._scores, self.n_threads)
+            deep_val = infer(network, history, self._scores, self.n_threads)
             shallow = standardize_rows(torch.as_tensor(ease_val, dtype=torch.float64)).numpy()
             deep = standardize_rows(torch.as_tensor(deep_val, dtype=torch.float64)).numpy()
             ndcg = {
-                w: _validation_ndcg((1 - w) * shallow + w * deep, X_fit, X_val)
+                w: _validation_ndcg((1 - w) * shallow + w * deep, history, X_val)
                 for w in np.round(np.linspace(0, 1, 11), 1)
             }
             self.mix_ = float(max(ndcg, key=ndcg.get))
@@ -521,8 +537,10 @@ n_features_in_, feature_names_in_
     def decision_function(self, X):
         """Score of every item for each history in X; higher is recommended first.
 
-        The scores are the decoder's logits (the log of the multinomial
-        probability, up to a per-user constant). Computed in chunks of rows.
+        For ``"vae"`` and ``"dae"`` the decoder's logits (the log of the
+        multinomial probability, up to a per-user constant), for ``"ease"``
+        ``X @ B``, for ``"hybrid"`` the mix of both after standardising each
+        row. Computed in chunks of rows.
 
         Parameters
         ----------
