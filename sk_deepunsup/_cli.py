@@ -76,8 +76,8 @@ def make_recommender(seed, verbose, **options):
     verbose : bool
         Show a progress bar on stderr.
     **options
-        ``max_iter``, ``hidden_layer_sizes``, ``n_components`` and
-        ``threshold``; None keeps the default.
+        ``model``, ``max_iter``, ``hidden_layer_sizes``, ``n_components``
+        and ``threshold``; None keeps the default.
 
     Returns
     -------
@@ -161,7 +161,7 @@ def _build_parser():
     recommend = commands.add_parser(
         "recommend",
         help="recommend items to the users of a (user, item[, rating]) table",
-        description="Fit AutoencoderRecommender (Mult-VAE) on the interactions in "
+        description="Fit AutoencoderRecommender (EASE beside a Mult-VAE) on the interactions in "
         "RATINGS (one row per user-item interaction) and write, for every user, "
         "the N best items they have not interacted with, as CSV rows "
         "(user, rank, item); rank 1 is best. Users without any positive "
@@ -184,6 +184,9 @@ def _build_parser():
                            "FILE instead of standard output")
     recommend.add_argument("--seed", type=lambda s: _count(s, 0), default=0, metavar="S",
                            help="random seed (default: 0)")
+    recommend.add_argument("--model", choices=("hybrid", "ease", "vae", "dae"),
+                           help="hybrid (EASE beside a Mult-VAE, the default), ease "
+                           "(seconds, memory grows with items squared), vae or dae")
     _network_options(recommend)
     return parser
 
@@ -411,8 +414,9 @@ def _recommend(args):
     if args.n > len(items):
         raise InputError(f"--n {args.n} is more than the {len(items)} items in RATINGS; "
                          "ask for fewer")
+    chosen = {"model": args.model} if args.model is not None else {}
     recommender = make_recommender(args.seed, args.verbose, threshold=args.threshold,
-                                   **_network_kwargs(args))
+                                   **chosen, **_network_kwargs(args))
     _status(args.verbose, f"fitting {type(recommender).__name__} ...")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -1,5 +1,6 @@
-"""AutoencoderRecommender, the ranking metrics and the interaction helpers."""
+"""AutoencoderRecommender (EASE, Mult-VAE/DAE, their blend), the ranking metrics and helpers."""
 
+import io
 import pickle
 
 import numpy as np
@@ -12,7 +13,9 @@ from sklearn.model_selection import GridSearchCV
 import sk_deepunsup
 from sk_deepunsup import AutoencoderRecommender, interaction_matrix, recommendations_frame
 from sk_deepunsup._nn import VAEModule, elbo_objective
+from sk_deepunsup._nn import recommend as nn_recommend
 from sk_deepunsup._nn.modules import MLP, NormalizedInput
+from sk_deepunsup._nn.recommend import ease_weights, gram_matrix
 from sk_deepunsup.metrics import ndcg_at_k, recall_at_k
 from sk_deepunsup.model_selection import train_test_split_interactions
 
@@ -65,11 +68,11 @@ def masked(scores, X_train):
 # -- learning ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["vae", "dae"])
+@pytest.mark.parametrize("model", ["hybrid", "ease", "vae", "dae"])
 def test_beats_popularity_on_held_out_items(split, model, fitted):
     X_train, X_test = split
-    rec = fitted if model == "vae" else AutoencoderRecommender(
-        "dae", max_iter=60, random_state=0, **SMALL
+    rec = fitted if model == "hybrid" else AutoencoderRecommender(
+        model, max_iter=60, random_state=0, **SMALL
     ).fit(X_train)
     baseline = ndcg_at_k(X_test, masked(popularity_scores(X_train), X_train), k=10)
     ours = ndcg_at_k(X_test, masked(rec.decision_function(X_train), X_train), k=10)
@@ -79,16 +82,77 @@ def test_beats_popularity_on_held_out_items(split, model, fitted):
     )
 
 
-def test_new_users_are_folded_in_without_refit():
+@pytest.mark.parametrize("model", ["hybrid", "ease"])
+def test_new_users_are_folded_in_without_refit(model):
     X = taste_groups(n_users=300, seed=1)
     seen, new = X[:240], X[240:]
-    rec = AutoencoderRecommender(max_iter=60, random_state=0, **SMALL).fit(seen)
+    rec = AutoencoderRecommender(model, max_iter=60, random_state=0, **SMALL).fit(seen)
     new_train, new_test = train_test_split_interactions(new, random_state=0)
     state = {k: v.clone() for k, v in rec.module_.state_dict().items()}
     ours = rec.score(new_train, new_test)
     baseline = ndcg_at_k(new_test, masked(popularity_scores(seen)[:60], new_train), k=60)
     assert ours > baseline + 0.1
     assert all(torch.equal(state[k], v) for k, v in rec.module_.state_dict().items())
+
+
+def steck_ease(X, l2):
+    """EASE as written in Steck (2019), for comparison."""
+    G = X.T @ X + l2 * np.eye(X.shape[1])
+    P = np.linalg.inv(G)
+    B = P / (-np.diag(P))
+    np.fill_diagonal(B, 0.0)
+    return B
+
+
+def test_ease_is_the_closed_form_on_dense_and_sparse_input(split):
+    X_train, _ = split
+    dense = X_train.toarray()
+    dense[:, 5] = 0  # an item nobody has: its row and column of B stay zero
+    rec = AutoencoderRecommender("ease", l2=30.0, **SMALL).fit(sp.csr_matrix(dense))
+    B = rec.module_.weight.detach().numpy()
+    np.testing.assert_allclose(B, steck_ease(dense, 30.0), atol=1e-6)
+    assert not B[5].any() and not B[:, 5].any() and not np.diag(B).any()
+    assert rec.l2_ == 30.0 and rec.mix_ is None and rec.validation_ndcg_ is None
+    np.testing.assert_allclose(rec.decision_function(dense), dense @ B, rtol=1e-5, atol=1e-6)
+    again = AutoencoderRecommender("ease", l2=30.0, **SMALL).fit(dense)
+    np.testing.assert_array_equal(again.recommend(dense), rec.recommend(sp.csr_matrix(dense)))
+    with pytest.raises(ValueError, match="model='ease' has no latent space"):
+        rec.transform(dense)
+
+
+def test_gram_matrix_of_streamed_rows_matches_sparse(split, tmp_path):
+    X_train, _ = split
+    stored = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="w+", shape=X_train.shape)
+    stored[:] = X_train.toarray()
+    streamed = gram_matrix(stored, chunk_elements=1)  # one row per chunk
+    torch.testing.assert_close(streamed, gram_matrix(X_train, chunk_elements=1))
+    torch.testing.assert_close(
+        ease_weights(streamed, 10.0), torch.as_tensor(steck_ease(X_train.toarray(), 10.0))
+    )
+
+
+def test_ease_refuses_when_item_item_matrix_does_not_fit(split, monkeypatch):
+    X_train, _ = split
+    monkeypatch.setattr(nn_recommend, "ease_memory_bytes", lambda n: 2**62)
+    for model in ("ease", "hybrid"):
+        with pytest.raises(ValueError, match="EASE needs about .* GiB for its 60 x 60 .*model='vae'"):
+            AutoencoderRecommender(model, **SMALL).fit(X_train)
+    AutoencoderRecommender("vae", max_iter=1, **SMALL).fit(X_train)  # linear memory: allowed
+
+
+def test_auto_l2_and_mix_are_chosen_on_validation(split, fitted):
+    X_train, _ = split
+    assert fitted.l2_ in nn_recommend.L2_LADDER and 0 <= fitted.mix_ <= 1
+    assert 0 < fitted.validation_ndcg_ <= 1
+    # mix=0 ranks as EASE alone, mix=1 as the VAE alone (the same l2 and network)
+    kw = dict(l2=fitted.l2_, max_iter=60, random_state=0, **SMALL)
+    shallow = AutoencoderRecommender(mix=0.0, **kw).fit(X_train)
+    ease = AutoencoderRecommender("ease", **kw).fit(X_train)
+    np.testing.assert_array_equal(shallow.recommend(X_train), ease.recommend(X_train))
+    deep = AutoencoderRecommender(mix=1.0, **kw).fit(X_train)
+    vae = AutoencoderRecommender("vae", **kw).fit(X_train)
+    np.testing.assert_array_equal(deep.recommend(X_train), vae.recommend(X_train))
+    assert (deep.mix_, deep.validation_ndcg_) == (1.0, None)
 
 
 # -- recommend -------------------------------------------------------------------
@@ -188,9 +252,13 @@ def test_grid_search_with_held_out_matrix_as_y(split):
     scores = search.cv_results_["mean_test_score"]
     assert np.all((scores > 0) & (scores <= 1))
     assert search.best_params_["model"] in ("vae", "dae")
+    search = GridSearchCV(
+        AutoencoderRecommender("ease"), {"l2": [1.0, 10.0, 100.0]}, cv=2
+    ).fit(X_train, X_test)
+    assert search.best_estimator_.l2_ == search.best_params_["l2"]
 
 
-@pytest.mark.parametrize("model", ["vae", "dae"])
+@pytest.mark.parametrize("model", ["hybrid", "ease", "vae", "dae"])
 def test_pickle_and_save_load_round_trip(model, split, tmp_path):
     X_train, _ = split
     rec = AutoencoderRecommender(model, max_iter=3, random_state=0, **SMALL).fit(X_train)
@@ -301,3 +369,41 @@ def test_early_stopping_and_progress_bar_through_the_engine(split, capsys):
     assert len(rec.validation_loss_curve_) == len(rec.loss_curve_) == rec.n_iter_ == 4
     assert "AutoencoderRecommender" in capsys.readouterr().err
     assert rec.transform(X_train[:5]).shape == (5, 8)
+
+
+def test_refit_with_another_model_starts_afresh(split):
+    X_train, _ = split
+    rec = AutoencoderRecommender("ease", l2=7.0, warm_start=True, max_iter=3, **SMALL)
+    for model in ("ease", "hybrid", "vae", "ease", "dae", "hybrid"):
+        rec.set_params(model=model, mix=0.3).fit(X_train)
+        assert rec.recommend(X_train[:2], n_items=3).shape == (2, 3)
+    assert (rec.l2_, rec.mix_, rec.validation_ndcg_) == (7.0, 0.3, None)  # nothing validated
+
+
+def test_cli_recommends_with_the_chosen_model(tmp_path, capsys):
+    from sk_deepunsup._cli import main
+
+    X = taste_groups(n_users=60, seed=2).tocoo()
+    table = pd.DataFrame({"who": X.row, "what": X.col + 100, "stars": 5})
+    table.to_csv(tmp_path / "r.csv", index=False)
+    assert main(["recommend", str(tmp_path / "r.csv"), "--user-col", "who", "--item-col",
+                 "what", "--rating-col", "stars", "--model", "ease", "-n", "3", "-q"]) == 0
+    out = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    M, users, items = interaction_matrix(table, "who", "what", "stars")
+    expected = AutoencoderRecommender("ease", random_state=0).fit(M).recommend(M, n_items=3)
+    assert out["item"].tolist() == items[expected].ravel().tolist()
+
+
+def test_validation_scores_at_most_n_validation_users(split, monkeypatch):
+    from sk_deepunsup import _recommender
+
+    X_train, _ = split
+    X_fit, history, X_val = _recommender._validation_split(X_train, 0)
+    assert history.shape == X_val.shape == (X_train.shape[0], 60)  # all have held-out items
+    assert abs(X_fit + X_val - X_train).sum() == 0
+    monkeypatch.setattr(_recommender, "N_VALIDATION_USERS", 30)
+    _, history, X_val = _recommender._validation_split(X_train, 0)
+    assert history.shape == X_val.shape == (30, 60) and np.all(np.diff(X_val.indptr) > 0)
+    assert (history.multiply(X_val)).nnz == 0
+    rec = AutoencoderRecommender(max_iter=3, random_state=0, **SMALL).fit(X_train)
+    assert 0 < rec.validation_ndcg_ <= 1
