@@ -61,8 +61,9 @@ def _binarize(X, threshold):
         raise ValueError(
             f"Negative values in data passed to X (minimum {data.min():.4g}); the "
             "recommender reads "
-            "non-negative interactions (counts, ratings or 0/1). Map dislikes to 0 or "
-            "use threshold= to keep only ratings above a level."
+            "non-negative interactions (counts, ratings or 0/1). Map dislikes to 0 "
+            "(np.clip(X, 0, None)), or shift signed ratings to be non-negative and set "
+            "threshold= to the level that counts as a like."
         )
     cut = (data >= threshold) if threshold is not None else (data > 0)
     if sp.issparse(X):
@@ -648,6 +649,13 @@ n_features_in_, feature_names_in_
                     "y must be the held-out interactions, a matrix of the same shape "
                     f"as X {Xv.shape}; got an array of shape {np.shape(y)}. See "
                     "sk_deepunsup.model_selection.train_test_split_interactions."
+                )
+            y = y if sp.issparse(y) else np.asarray(y, dtype=np.float64)
+            values = y.data if sp.issparse(y) else y
+            if not np.isfinite(values).all():
+                raise ValueError(
+                    "y contains NaN or infinity; it must hold the held-out interactions "
+                    "(0 where there is none)."
                 )
             y_true, exclude = y, True
             if tuple(y.shape) != tuple(Xv.shape):

@@ -91,3 +91,15 @@ def test_detector_needs_two_samples_per_subsample():
     X = np.random.RandomState(0).rand(20, 4)
     with pytest.raises(ValueError, match="max_samples"):
         AutoencoderOutlierDetector(max_samples=1).fit(X)
+
+
+def test_recommender_score_checks_y():
+    from sk_deepunsup import AutoencoderRecommender
+
+    X = (np.random.RandomState(0).rand(60, 30) < 0.2).astype(np.float32)
+    rec = AutoencoderRecommender(model="ease", random_state=0).fit(X)
+    assert 0.0 <= rec.score(X, X.tolist()) <= 1.0  # a nested list is a matrix too
+    with pytest.raises(ValueError, match="y contains NaN or infinity"):
+        rec.score(X, np.where(X > 0, np.nan, 0.0))
+    with pytest.raises(ValueError, match=r"np\.clip\(X, 0, None\)"):
+        AutoencoderRecommender(model="ease").fit(X - 2)
