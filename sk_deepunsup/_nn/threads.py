@@ -47,15 +47,15 @@ __all__ = [
 #: 2.3-2.9x with one other busy process.
 MACS_PER_THREAD = 1e9
 
-#: Held by every step that sets torch's process-wide state (see module doc).
+#: Held by every step that sets torch's process-wide state (see module doc), and
+#: while policies register: one lock, so no two can be taken in opposite orders.
 _STEP_LOCK = threading.RLock()
 _users = {"count": 0, "baseline": None}
-_users_lock = threading.Lock()
 
 
 def _acquire_baseline() -> int:
     """Register a policy; returns the caller's thread setting (the cap)."""
-    with _users_lock:
+    with _STEP_LOCK:
         if _users["count"] == 0:
             _users["baseline"] = torch.get_num_threads()
         _users["count"] += 1
@@ -63,12 +63,10 @@ def _acquire_baseline() -> int:
 
 
 def _release_baseline() -> None:
-    with _users_lock:
+    with _STEP_LOCK:
         _users["count"] -= 1
-        if _users["count"] == 0:
-            with _STEP_LOCK:
-                if torch.get_num_threads() != _users["baseline"]:
-                    torch.set_num_threads(_users["baseline"])
+        if _users["count"] == 0 and torch.get_num_threads() != _users["baseline"]:
+            torch.set_num_threads(_users["baseline"])
 
 
 @contextmanager
