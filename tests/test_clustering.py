@@ -323,7 +323,7 @@ def test_ctrl_c_in_initialisation_ends_fit_with_usable_model(blobs, monkeypatch)
 
 def test_ctrl_c_in_refinement_keeps_a_usable_model(blobs, monkeypatch):
     from sk_deepunsup._nn import TrainingInterrupted
-    from sk_deepunsup._nn.training import TargetUpdater
+    from sk_deepunsup._nn.dec import TargetUpdater
 
     X, _ = blobs
     ae = small_ae(random_state=0).fit(X)

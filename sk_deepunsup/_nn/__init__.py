@@ -37,13 +37,13 @@ from .neighbors import (
     neighbor_embedding_objective,
     umap_edge_loss,
 )
+from .dec import TargetUpdater
 from .optim import FlatAdam
 from .threads import ThreadPolicy, torch_threads
 from .training import (
     Callback,
     History,
     NonFiniteLossError,
-    TargetUpdater,
     Trainer,
     TrainingInterrupted,
     snapshot,
