@@ -611,7 +611,3 @@ class DeepAutoencoder(AutoencoderBase):
         scores : ndarray of shape (n_samples,)
         """
         return super().score_samples(X)
-
-
-# Shared with the clusterer and the detector; they import them from here.
-from ._pretraining import PretrainingInterrupted, fit_autoencoder, prepare_autoencoder  # noqa: E402,F401

@@ -45,6 +45,7 @@ from ._nn import (
     Trainer,
     TrainingInterrupted,
     clustering_objective,
+    snapshot,
     student_t_assignment,
 )
 from ._pretraining import pretrain_representation
@@ -319,14 +320,13 @@ default="auto"
             autoencoder.module_.decoder,
             torch.as_tensor(centers, dtype=torch.float32),
         ).to(device)
-        initial = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        initial = snapshot(module)
         history, updater = self._refine(
             module, X_fit, reconstruction_weight, reconstruction, seed, device
         )
 
         with finishing() as held:
-            proba = self._final_assignment(module, X_fit, initial, embedding)
-            centers = module.centers.detach().cpu().numpy().astype(np.float64)
+            proba, centers = self._final_assignment(module, X_fit, initial, embedding)
             self.autoencoder_ = autoencoder  # its module_ holds the fine-tuned networks
             self.cluster_centers_ = centers
             self.device_ = str(device)
@@ -428,23 +428,25 @@ default="auto"
         return np.stack([embedding[labels == c].mean(axis=0) for c in found])
 
     def _final_assignment(self, module, X_fit, initial, embedding):
-        """Soft assignments of ``X_fit`` after refinement, or, if refinement emptied
-        clusters that the initial k-means clustering filled, those of the state
-        before it (``module`` is restored; its encoder is the representation's)."""
+        """The centres and the soft assignments of ``X_fit`` after refinement, or,
+        if refinement emptied clusters that the initial k-means clustering filled,
+        those of the state before it (``module`` is restored; its encoder is the
+        representation's)."""
 
         def assign():
             centers = module.centers.detach().cpu().numpy().astype(np.float64)
             forward = functools.partial(self._soft_assign, centers=centers)
-            return distributed.map_rows(
+            proba = distributed.map_rows(
                 lambda rows: infer(module, rows, forward, self.n_threads), X_fit
             )
+            return proba, centers
 
-        proba = assign()
+        proba, centers = assign()
         found = len(np.unique(proba.argmax(axis=1)))
         start = initial["centers"].cpu().numpy().astype(np.float64)
         before = len(np.unique(pairwise_distances_argmin(embedding, start)))
         if found >= before:
-            return proba
+            return proba, centers
         module.load_state_dict(initial)
         warnings.warn(
             f"The refinement left {found} of n_clusters={self.n_clusters} clusters "

@@ -32,7 +32,8 @@ from safetensors import SafetensorError
 from sklearn.utils._param_validation import InvalidParameterError
 
 from ._base import TorchStateMixin, device_available
-from ._torch_state import all_finite, rebuild_checked, tensor_layout
+from ._nn import all_finite
+from ._torch_state import rebuild_checked, tensor_layout
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "check_key", "class_name", "read_file",

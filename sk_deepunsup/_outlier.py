@@ -10,12 +10,7 @@ from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 
-from ._autoencoder import (
-    AutoencoderBase,
-    PretrainingInterrupted,
-    fit_autoencoder,
-    prepare_autoencoder,
-)
+from ._autoencoder import AutoencoderBase
 from ._base import (
     TRAINING_CONSTRAINTS,
     TorchEstimatorMixin,
@@ -25,6 +20,7 @@ from ._base import (
     validate_input,
 )
 from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
+from ._pretraining import PretrainingInterrupted, fit_autoencoder, prepare_autoencoder
 from ._vae import VariationalAutoencoder
 
 #: samples each autoencoder trains on when ``max_samples="auto"``

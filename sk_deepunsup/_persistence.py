@@ -39,8 +39,7 @@ from ._model_file import (
     safetensors_module,
     signature,
 )
-from ._nn import distributed
-from ._torch_state import all_finite
+from ._nn import all_finite, distributed
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load", "save"]
 

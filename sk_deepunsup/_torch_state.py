@@ -23,7 +23,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 __all__ = [
-    "all_finite", "holds_tensor", "pack_module", "rebuild_checked", "tensor_layout",
+    "holds_tensor", "pack_module", "rebuild_checked", "tensor_layout",
     "unpack_module",
 ]
 
@@ -169,9 +169,3 @@ def unpack_module(skeleton, tensors: list, where: str) -> nn.Module:
             getattr(sub, place)[key] = restored[ref.index]
     return skeleton
 
-
-def all_finite(tensors) -> bool:
-    """Whether every floating-point tensor holds only finite values."""
-    return all(
-        bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point() and t.numel()
-    )

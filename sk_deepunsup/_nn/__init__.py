@@ -39,13 +39,14 @@ from .neighbors import (
 )
 from .dec import TargetUpdater
 from .optim import FlatAdam
-from .threads import ThreadPolicy, torch_threads
+from .threads import ThreadPolicy
 from .training import (
     Callback,
     History,
     NonFiniteLossError,
     Trainer,
     TrainingInterrupted,
+    all_finite,
     snapshot,
 )
 
@@ -57,7 +58,6 @@ __all__ = [
     "StreamedRowSource",
     "TensorSource",
     "ThreadPolicy",
-    "torch_threads",
     "MLP",
     "NEIGHBOR_LOSSES",
     "Embedder",
@@ -86,6 +86,7 @@ __all__ = [
     "reconstruction_loss",
     "reconstruction_objective",
     "set_generator",
+    "all_finite",
     "snapshot",
     "student_t_assignment",
     "target_distribution",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
@@ -37,7 +37,6 @@ __all__ = [
     "GlobalGenerator",
     "ThreadPolicy",
     "threads_for",
-    "torch_threads",
     "weight_macs",
 ]
 
@@ -67,13 +66,6 @@ def _release_baseline() -> None:
         _users["count"] -= 1
         if _users["count"] == 0 and torch.get_num_threads() != _users["baseline"]:
             torch.set_num_threads(_users["baseline"])
-
-
-@contextmanager
-def torch_threads(n: int | None):
-    """Run the body with ``torch.set_num_threads(n)``; restore the setting after."""
-    with ThreadPolicy(n) as policy, policy.step():
-        yield
 
 
 def weight_macs(module: nn.Module | None) -> int:
@@ -229,19 +221,13 @@ class ThreadPolicy:
             count = self._next_count()
             if torch.get_num_threads() != count:
                 torch.set_num_threads(count)
-            swap = self.generator.swapped() if self.generator is not None else None
-            if swap is not None:
-                swap.__enter__()
-            try:
+            with self.generator.swapped() if self.generator is not None else nullcontext():
                 if self._schedule:
                     start = time.perf_counter()
                     yield
                     self._record(count, time.perf_counter() - start)
                 else:
                     yield
-            finally:
-                if swap is not None:
-                    swap.__exit__(None, None, None)
 
     def _record(self, count: int, seconds: float) -> None:
         self._timings[count].append(seconds)

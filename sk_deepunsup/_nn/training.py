@@ -44,6 +44,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainingInterrupted",
     "Trainer",
+    "all_finite",
     "snapshot",
 ]
 
@@ -88,6 +89,13 @@ class History:
 def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of ``module``'s parameters and buffers."""
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def all_finite(tensors) -> bool:
+    """Whether every floating-point tensor holds only finite values."""
+    return all(
+        bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point() and t.numel()
+    )
 
 
 def as_source(data) -> BatchSource:
@@ -335,9 +343,7 @@ class Trainer:
             )
         except NonFiniteLossError:
             # a finite epoch loss can precede a last step that overflowed
-            finite = best_state is not None and all(
-                bool(torch.isfinite(t).all()) for t in best_state.values() if t.is_floating_point()
-            )
+            finite = best_state is not None and all_finite(best_state.values())
             self.module.load_state_dict(best_state if finite else initial)
             raise
         finally:
