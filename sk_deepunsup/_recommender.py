@@ -496,6 +496,7 @@ n_features_in_, feature_names_in_
         self.device_ = str(resolve_device(self.device))
         self.loss_curve_, self.validation_loss_curve_, self.n_iter_ = [], None, 0
         self.best_loss_ = math.inf
+        self.interrupted_ = False
 
     def _fit_hybrid(self, X, split):
         item_item, ease_val = self._solve_ease(X, split)
