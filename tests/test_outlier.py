@@ -99,6 +99,34 @@ def test_auto_contamination_uses_tukey_fence(plane_data):
     assert 0 < np.mean(det.predict(X) == -1) < 0.2
 
 
+def test_large_data_calibrates_on_a_subsample(plane_data, monkeypatch):
+    # above CALIBRATION_SAMPLES rows, the part scales and the "auto" fence
+    # come from a subsample; a float contamination still flags that share
+    # of all training samples
+    from sk_deepunsup import _outlier
+
+    X, y = plane_data
+    monkeypatch.setattr(_outlier, "CALIBRATION_SAMPLES", 100)
+    det = AutoencoderOutlierDetector(fast_ae(), random_state=0).fit(X)
+    scores = det.score_samples(X)
+    q1, q3 = np.percentile(scores, [25, 75])
+    assert det.offset_ != pytest.approx(q1 - 1.5 * (q3 - q1))  # not all the rows
+    assert abs(det.offset_ - (q1 - 1.5 * (q3 - q1))) < 0.5 * (q3 - q1)
+    assert roc_auc_score(y, -scores) > 0.95
+    assert (det.predict(X)[y == 1] == -1).mean() > 0.8
+    shared = AutoencoderOutlierDetector(fast_ae(), contamination=0.1, random_state=0)
+    assert np.mean(shared.fit_predict(X) == -1) == pytest.approx(0.1, abs=1 / len(X))
+
+
+@pytest.mark.parametrize("support_fraction", [0.9, 1.0])
+def test_default_scoring_model_trains_fifty_epochs(plane_data, support_fraction):
+    # the default first model only ranks (RANKING_EPOCHS); the model that
+    # scores, refitted or not, is the 50-epoch default
+    X, _ = plane_data
+    det = AutoencoderOutlierDetector(support_fraction=support_fraction, random_state=0).fit(X)
+    assert det.autoencoder_.max_iter == 50
+
+
 def test_sign_conventions(plane_data):
     X, _ = plane_data
     det = AutoencoderOutlierDetector(fast_ae(), contamination=0.1, random_state=0).fit(X)
