@@ -2,7 +2,10 @@
 
 import ast
 import math
+import os
 import pathlib
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -74,6 +77,28 @@ def test_module_construction_leaves_global_rng_alone():
     before = torch.random.get_rng_state()
     MLP([4, 8, 2], dropout=0.5, batch_norm=True, generator=torch.Generator().manual_seed(1))
     assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_module_construction_has_no_one_off_import():
+    # building from the meta device must not go through torch.empty_like's
+    # Python reference, which imports sympy (half a second in each process)
+    code = (
+        "import sys\n"
+        "import torch\n"
+        "from sk_deepunsup._nn import MLP\n"
+        "from sk_deepunsup._nn.conv import ConvEncoder\n"
+        "mlp = MLP([4, 8, 2], batch_norm=True)\n"
+        "assert all(p.device.type == 'cpu' for p in mlp.parameters())\n"
+        "assert mlp.norms[0].running_var.eq(1).all()\n"
+        "ConvEncoder((1, 8, 8), (4,), (16,), 2, batch_norm=True)\n"
+        "print('sympy' in sys.modules)\n"
+    )
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": root}, check=True,
+    )
+    assert out.stdout.strip() == "False"
 
 
 def test_mlp_is_reproducible_from_generator():

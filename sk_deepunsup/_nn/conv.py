@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .modules import ACTIVATIONS, MLP, Autoencoder, GeneratorDropout
+from .modules import ACTIVATIONS, MLP, Autoencoder, GeneratorDropout, materialize
 
 __all__ = [
     "ConvDecoder",
@@ -82,7 +82,7 @@ class _ConvStack(nn.Module):
         # training step on the CPU (oneDNN; 8x8 images), and the layout cuDNN
         # prefers; outputs are reshaped back to C order.
         self.channels_last = True
-        self.to_empty(device="cpu")
+        materialize(self)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:

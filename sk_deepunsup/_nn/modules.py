@@ -176,6 +176,17 @@ def set_generator(module: nn.Module, generator: torch.Generator | None) -> None:
             sub.generator = generator
 
 
+def materialize(module: nn.Module) -> nn.Module:
+    """``module.to_empty(device="cpu")``: uninitialised CPU storage for its meta tensors.
+
+    ``to_empty`` calls ``torch.empty_like`` on each meta tensor, whose Python
+    reference imports sympy the first time (about half a second, once per
+    process: the first fit's one-off cost); ``torch.empty`` of the same
+    shape and dtype does not.
+    """
+    return module._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device="cpu"))
+
+
 class MLP(nn.Module):
     """A stack of ``Linear`` layers with an activation between them.
 
@@ -227,7 +238,7 @@ class MLP(nn.Module):
             else None
         )
         self.dropout = GeneratorDropout(dropout) if dropout > 0 and hidden else None
-        self.to_empty(device="cpu")
+        materialize(self)
         self.reset_parameters(generator)
 
     @property
