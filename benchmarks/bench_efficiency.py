@@ -1,6 +1,6 @@
 """Wall and CPU time of the library's defaults against the shallow tools a user would pick instead.
 
-    python benchmarks/bench_efficiency.py [--rows map digits fashion blobs shuttle text tables]
+    python benchmarks/bench_efficiency.py [--rows map digits fashion blobs shuttle text tables cli]
                                           [--repeats 1] [--seeds 0]
 
 Each row fits ours and the peer in one process, both warmed up first (numba's
@@ -26,7 +26,16 @@ the load average. Rows:
   ``KMeans(20)``, and the raw TF-IDF matrix given straight to
   ``DeepEmbeddingClusterer(20)`` vs the recipe; NMI, with LSA + k-means's;
 - ``tables``: iris, wine, breast cancer (``StandardScaler``), the clusterer's
-  NMI against k-means's per seed (quality only; each fit is under a second).
+  NMI against k-means's per seed (quality only; each fit is under a second);
+- ``cli``: the command line as a user runs it, each side a whole fresh Python
+  process (imports, reading, fitting, writing): ``sk-deepunsup cluster
+  digits.csv -k 10 -o labels.csv`` (digits written to a CSV file first) and
+  the digits demo ``sk-deepunsup cluster -o labels.csv`` (which also fits
+  k-means for its comparison) vs a script that reads the same data,
+  min-max scales it and runs UMAP(10) + ``KMeans(10)``, writing the labels
+  the same way; each side runs once untimed first (numba's cache, the disk
+  cache), then alternately; CPU time is the child processes'; NMI of the
+  labels.
 
 Fashion-MNIST, ODDS and 20 Newsgroups come from the project's data installer
 (see the README's benchmark section); a row whose data or peer is missing is
@@ -36,8 +45,12 @@ skipped with a note.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -99,18 +112,30 @@ def load():
     return os.getloadavg()[0]
 
 
-def compare(label, ours, peer, quality, repeats):
+def timed_process(fn):
+    """``fn()``'s result, wall seconds and CPU seconds of the child processes it ran."""
+    def children():
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    cpu, wall = children(), time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - wall, children() - cpu
+
+
+def compare(label, ours, peer, quality, repeats, timer=timed):
     """Run ``ours`` and ``peer`` alternately ``repeats`` times; print one row.
 
     ``ours``/``peer`` take the repeat index (a seed) and return a fitted
-    result; ``quality(result)`` gives a dict of figures.
+    result; ``quality(result)`` gives a dict of figures; ``timer`` measures
+    one call (:func:`timed`, or :func:`timed_process` for child processes).
     """
     rows = {"ours": [], "peer": []}
     for r in range(repeats):
         for side, fn in (("ours", ours), ("peer", peer)) if r % 2 == 0 else (
             ("peer", peer), ("ours", ours)
         ):
-            out, wall, cpu = timed(lambda: fn(r))
+            out, wall, cpu = timer(lambda: fn(r))
             rows[side].append((wall, cpu, quality(out)))
     (w_o, c_o), (w_p, c_p) = (
         np.mean([x[:2] for x in rows[s]], axis=0) for s in ("ours", "peer")
@@ -280,6 +305,72 @@ def row_tables(args):
                   f"NMI {a:.3f} vs k-means {b:.3f} {'ok' if a >= b else 'BELOW'} |", flush=True)
 
 
+PEER_SCRIPT = """\
+import sys
+
+import pandas as pd
+import umap
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_digits
+from sklearn.preprocessing import MinMaxScaler
+
+data, output, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+X = load_digits().data if data == "-" else pd.read_csv(data).to_numpy(dtype=float)
+Z = umap.UMAP(n_components=10, random_state=seed).fit_transform(MinMaxScaler().fit_transform(X))
+labels = KMeans(10, n_init=10, random_state=seed).fit_predict(Z)
+pd.DataFrame({"row": range(len(labels)), "cluster": labels}).to_csv(output, index=False)
+"""
+
+
+def row_cli(args):
+    if importlib.util.find_spec("umap") is None:
+        raise Skipped("umap-learn is not installed")
+    import pandas as pd
+
+    digits = load_digits()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (os.path.join(HERE, ".."), env.get("PYTHONPATH")) if p
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        data, script = os.path.join(folder, "digits.csv"), os.path.join(folder, "peer.py")
+        labels = os.path.join(folder, "labels.csv")
+        columns = [f"pixel{i}" for i in range(digits.data.shape[1])]
+        pd.DataFrame(digits.data, columns=columns).to_csv(data, index=False)
+        with open(script, "w") as fh:
+            fh.write(PEER_SCRIPT)
+
+        def run(command, read=True):
+            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
+            return pd.read_csv(labels)["cluster"].to_numpy() if read else None
+
+        def ours(source):
+            given = [] if source == "-" else [source, "-k", "10"]
+            return lambda r: run([sys.executable, "-m", "sk_deepunsup", "cluster", *given,
+                                  "-o", labels, "-q", "--seed", str(r)])
+
+        def peer(source):
+            return lambda r: run([sys.executable, script, source, labels, str(r)])
+
+        def quality(found):
+            return {"NMI": normalized_mutual_info_score(digits.target, found)}
+
+        for label, source in (("`sk-deepunsup cluster digits.csv -k 10`", data),
+                              ("`sk-deepunsup cluster` (digits demo)", "-")):
+            ours(source)(0), peer(source)(0)  # untimed: numba's cache, the disk cache
+            compare(f"{label} vs UMAP + k-means script, whole processes", ours(source),
+                    peer(source), quality, max(3, args.repeats), timer=timed_process)
+        # the share of each side spent importing: the same imports, nothing run
+        imports = {"ours": "import sk_deepunsup._cli",
+                   "peer": "import pandas, umap, sklearn.cluster, sklearn.preprocessing"}
+        compare("imports only (`python -c 'import ...'`), whole processes",
+                lambda r: run([sys.executable, "-c", imports["ours"]], read=False),
+                lambda r: run([sys.executable, "-c", imports["peer"]], read=False),
+                lambda out: {}, max(3, args.repeats), timer=timed_process)
+
+
 ROWS = {
     "map": row_map,
     "digits": row_digits,
@@ -288,6 +379,7 @@ ROWS = {
     "shuttle": row_shuttle,
     "text": row_text,
     "tables": row_tables,
+    "cli": row_cli,
 }
 
 
