@@ -16,10 +16,14 @@ from sklearn.metrics import normalized_mutual_info_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
-from . import __version__
-from ._clustering import DeepEmbeddingClusterer
+from . import (
+    AutoencoderRecommender,
+    DeepEmbeddingClusterer,
+    __version__,
+    interaction_matrix,
+    recommendations_frame,
+)
 from ._neighbor_embedding import default_clustering_embedding
-from ._recommender import AutoencoderRecommender, interaction_matrix, recommendations_frame
 from .metrics import clustering_accuracy
 
 PROG = "sk-deepunsup"
