@@ -38,9 +38,9 @@ from ._nn.recommend import (
     Blend,
     ItemItem,
     check_ease_memory,
-    dense_product,
-    ease_weights,
-    gram_matrix,
+    ease_scorer,
+    ease_solve,
+    ease_spectrum,
     standardize_rows,
 )
 from ._interactions import interaction_matrix, recommendations_frame
@@ -464,24 +464,21 @@ n_features_in_, feature_names_in_
         """EASE's item-item module on X; with a split, also the scores of its fit part.
 
         ``l2="auto"`` walks :data:`L2_LADDER` from 500 towards the better
-        neighbour while the validation NDCG@100 rises. Only the best scores
-        are kept.
+        neighbour while the validation NDCG@100 rises; every step reuses one
+        spectrum of the fit part (:func:`ease_spectrum`).
         """
         device = resolve_device(self.device)
-        dtype = torch.float32 if device.type == "mps" else torch.float64
+        work = torch.device("cpu") if device.type == "mps" else device  # float64 linear algebra
         self.l2_ = 500.0 if self.l2 == "auto" else float(self.l2)
         val_scores = None
         if split is not None:
             X_fit, history, X_val = split
-            gram = gram_matrix(X_fit, INFERENCE_CHUNK).to(device, dtype)
-            ndcg, best = {}, {}
+            scorer = ease_scorer(ease_spectrum(X_fit, INFERENCE_CHUNK, work), history)
+            ndcg = {}
 
             def evaluate(l2):
                 if l2 not in ndcg:
-                    scores = dense_product(history, ease_weights(gram, l2))
-                    ndcg[l2] = _validation_ndcg(scores, history, X_val)
-                    if ndcg[l2] >= max(ndcg.values()):
-                        best.update(l2=l2, scores=scores)
+                    ndcg[l2] = _validation_ndcg(scorer(l2), history, X_val)
                 return ndcg[l2]
 
             if self.l2 == "auto":
@@ -492,15 +489,11 @@ n_features_in_, feature_names_in_
                 ):
                     i += step
                 self.l2_ = L2_LADDER[i]
-            else:
-                evaluate(self.l2_)
-            self.validation_ndcg_ = ndcg[self.l2_]
-            val_scores = best["scores"]
-            if best["l2"] != self.l2_:  # a tie walked past
-                val_scores = dense_product(history, ease_weights(gram, self.l2_))
-            del gram
-        weight = ease_weights(gram_matrix(X, INFERENCE_CHUNK).to(device, dtype), self.l2_)
-        return ItemItem(X.shape[1], weight.to(torch.float32)).to(device), val_scores
+            self.validation_ndcg_ = evaluate(self.l2_)
+            val_scores = scorer(self.l2_)
+            del scorer
+        weight = ease_solve(X, self.l2_, INFERENCE_CHUNK, work).to(device, torch.float32)
+        return ItemItem(X.shape[1], weight).to(device), val_scores
 
     def _fit_ease(self, X, split):
         self.module_, _ = self._solve_ease(X, split)

@@ -15,7 +15,13 @@ from sk_deepunsup import AutoencoderRecommender, interaction_matrix, recommendat
 from sk_deepunsup._nn import VAEModule, elbo_objective
 from sk_deepunsup._nn import recommend as nn_recommend
 from sk_deepunsup._nn.modules import MLP, NormalizedInput
-from sk_deepunsup._nn.recommend import ease_weights, gram_matrix
+from sk_deepunsup._nn.recommend import (
+    ease_scorer,
+    ease_spectrum,
+    ease_weights,
+    gram_matrix,
+    spectral_ease_weights,
+)
 from sk_deepunsup.metrics import ndcg_at_k, recall_at_k
 from sk_deepunsup.model_selection import train_test_split_interactions
 
@@ -129,6 +135,21 @@ def test_gram_matrix_of_streamed_rows_matches_sparse(split, tmp_path):
     torch.testing.assert_close(
         ease_weights(streamed, 10.0), torch.as_tensor(steck_ease(X_train.toarray(), 10.0))
     )
+
+
+@pytest.mark.parametrize("n_users", [20, 100])  # the users' or the items' Gram matrix
+def test_ease_from_the_spectrum_is_the_closed_form_for_every_l2(split, n_users):
+    X = split[0][:n_users].toarray()
+    X[:, 7] = 0  # an item nobody has
+    for data in (X, sp.csr_matrix(X)):
+        spectrum = ease_spectrum(data, 1, torch.device("cpu"))
+        score = ease_scorer(spectrum, data[:5])
+        for l2 in (3.0, 300.0):
+            B = steck_ease(X, l2)
+            np.testing.assert_allclose(spectral_ease_weights(spectrum, l2).numpy(), B, atol=1e-10)
+            np.testing.assert_allclose(score(l2), X[:5] @ B, atol=1e-10)
+    wide = AutoencoderRecommender("ease", l2=3.0, **SMALL).fit(sp.csr_matrix(X))
+    np.testing.assert_allclose(wide.module_.weight.numpy(), steck_ease(X, 3.0), atol=1e-6)
 
 
 def test_ease_refuses_when_item_item_matrix_does_not_fit(split, monkeypatch):
