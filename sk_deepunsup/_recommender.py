@@ -43,76 +43,21 @@ from ._nn.recommend import (
     ease_spectrum,
     standardize_rows,
 )
-from ._interactions import interaction_matrix, recommendations_frame
+from ._interactions import (
+    binarize,
+    interaction_matrix,
+    ladder_search,
+    recommendations_frame,
+    top_k,
+    validation_ndcg,
+    validation_split,
+)
 from .metrics import ndcg_at_k
-from .model_selection import train_test_split_interactions
+
+#: The values of ``mix`` that a validated search tries (from 0.5 outwards).
+MIX_LADDER = tuple(np.round(np.linspace(0, 1, 11), 1).tolist())
 
 __all__ = ["AutoencoderRecommender", "interaction_matrix", "recommendations_frame"]
-
-
-def _binarize(X, threshold):
-    """Validated X -> the same kind of matrix with 1 for each positive, else 0.
-
-    Raises ValueError for negative values (NaN and infinity are refused by
-    validation already).
-    """
-    data = X.data if sp.issparse(X) else X
-    if data.size and data.min() < 0:
-        raise ValueError(
-            f"Negative values in data passed to X (minimum {data.min():.4g}); the "
-            "recommender reads "
-            "non-negative interactions (counts, ratings or 0/1). Map dislikes to 0 "
-            "(np.clip(X, 0, None)), or shift signed ratings to be non-negative and set "
-            "threshold= to the level that counts as a like."
-        )
-    cut = (data >= threshold) if threshold is not None else (data > 0)
-    if sp.issparse(X):
-        out = X.copy()
-        out.data = cut.astype(X.dtype)
-        out.eliminate_zeros()
-        return out
-    return cut.astype(X.dtype)
-
-
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the ``k`` largest scores of each row, best first (ties: lower index)."""
-    if k < scores.shape[1]:
-        part = np.argpartition(-scores, k - 1, axis=1, kind="introselect")[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    # lexsort: by score descending, then by column index ascending
-    order = np.lexsort((part, -part_scores), axis=1)
-    return np.take_along_axis(part, order, axis=1)
-
-
-#: Users whose held-out interactions score ``l2`` and ``mix`` in fit (at most).
-N_VALIDATION_USERS = 5000
-
-
-def _validation_split(X, seed):
-    """20 % of each user's interactions held out, or None when none could be.
-
-    Returns the training part and, for at most :data:`N_VALIDATION_USERS`
-    users with held-out items (chosen at random), their training and held-out
-    rows.
-    """
-    X_fit, X_val = train_test_split_interactions(
-        sp.csr_matrix(X), test_size=0.2, min_interactions=2, random_state=seed
-    )
-    users = np.flatnonzero(np.diff(X_val.indptr))
-    if users.size == 0:
-        return None
-    if users.size > N_VALIDATION_USERS:
-        rng = np.random.RandomState(seed)
-        users = np.sort(rng.choice(users, N_VALIDATION_USERS, replace=False))
-    return X_fit, X_fit[users], X_val[users]
-
-
-def _validation_ndcg(scores, X_fit, X_val):
-    scores = np.array(scores, dtype=np.float64)
-    scores[X_fit.toarray() != 0] = -np.inf
-    return ndcg_at_k(X_val, scores, k=min(100, X_fit.shape[1]))
 
 
 class AutoencoderRecommender(AutoencoderBase):
@@ -414,7 +359,7 @@ n_features_in_, feature_names_in_
                 f"{self.n_features_in_} items seen in fit, in the same column order "
                 "(drop items unknown at fit time)."
             )
-        return _binarize(validate_input(self, X, reset=False), self.threshold)
+        return binarize(validate_input(self, X, reset=False), self.threshold)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -433,7 +378,7 @@ n_features_in_, feature_names_in_
         self : object
             The fitted estimator.
         """
-        X = _binarize(validate_input(self, X, reset=True, training=True), self.threshold)
+        X = binarize(validate_input(self, X, reset=True, training=True), self.threshold)
         if self.model in ("ease", "hybrid"):
             check_ease_memory(X.shape[1])
         previous = getattr(self, "module_", None)
@@ -443,7 +388,7 @@ n_features_in_, feature_names_in_
         auto = self.l2 == "auto" or (self.model == "hybrid" and self.mix == "auto")
         split = None
         if self.model in ("ease", "hybrid") and auto:
-            split = _validation_split(X, draw_seed(self.random_state))
+            split = validation_split(X, draw_seed(self.random_state))
         if self.model == "ease":
             self._fit_ease(X, split)
         elif self.model == "hybrid":
@@ -474,22 +419,13 @@ n_features_in_, feature_names_in_
         if split is not None:
             X_fit, history, X_val = split
             scorer = ease_scorer(ease_spectrum(X_fit, INFERENCE_CHUNK, work), history)
-            ndcg = {}
-
-            def evaluate(l2):
-                if l2 not in ndcg:
-                    ndcg[l2] = _validation_ndcg(scorer(l2), history, X_val)
-                return ndcg[l2]
-
+            ndcg = validation_ndcg(history, X_val)
             if self.l2 == "auto":
-                i = L2_LADDER.index(500.0)
-                step = 1 if evaluate(L2_LADDER[i + 1]) > evaluate(L2_LADDER[i]) else -1
-                while 0 <= i + step < len(L2_LADDER) and (
-                    evaluate(L2_LADDER[i + step]) > evaluate(L2_LADDER[i])
-                ):
-                    i += step
-                self.l2_ = L2_LADDER[i]
-            self.validation_ndcg_ = evaluate(self.l2_)
+                self.l2_, self.validation_ndcg_ = ladder_search(
+                    L2_LADDER, L2_LADDER.index(500.0), lambda l2: ndcg(scorer(l2))
+                )
+            else:
+                self.validation_ndcg_ = ndcg(scorer(self.l2_))
             val_scores = scorer(self.l2_)
             del scorer
         weight = ease_solve(X, self.l2_, INFERENCE_CHUNK, work).to(device, torch.float32)
@@ -516,12 +452,10 @@ n_features_in_, feature_names_in_
             deep_val = infer(network, history, self._scores, self.n_threads)
             shallow = standardize_rows(torch.as_tensor(ease_val, dtype=torch.float64)).numpy()
             deep = standardize_rows(torch.as_tensor(deep_val, dtype=torch.float64)).numpy()
-            ndcg = {
-                w: _validation_ndcg((1 - w) * shallow + w * deep, history, X_val)
-                for w in np.round(np.linspace(0, 1, 11), 1)
-            }
-            self.mix_ = float(max(ndcg, key=ndcg.get))
-            self.validation_ndcg_ = ndcg[self.mix_]
+            ndcg = validation_ndcg(history, X_val)
+            self.mix_, self.validation_ndcg_ = ladder_search(
+                MIX_LADDER, MIX_LADDER.index(0.5), lambda w: ndcg((1 - w) * shallow + w * deep)
+            )
         self.module_ = Blend(item_item, network, variational=True, mix=self.mix_)
 
     @available_if(lambda self: False)
@@ -610,7 +544,7 @@ n_features_in_, feature_names_in_
                         "items some user has not seen; ask for fewer or pass "
                         "exclude_seen=False."
                     )
-            out[start : start + chunk] = _top_k(scores, n_items)
+            out[start : start + chunk] = top_k(scores, n_items)
         return out
 
     def score(self, X, y=None):
@@ -660,7 +594,7 @@ n_features_in_, feature_names_in_
         if exclude:
             seen = (Xv != 0).toarray() if sp.issparse(Xv) else Xv != 0
             scores[seen] = -np.inf
-        y_true = _binarize(sp.csr_matrix(y_true), self.threshold)
+        y_true = binarize(sp.csr_matrix(y_true), self.threshold)
         return ndcg_at_k(y_true, scores, k=k)
 
     def __sklearn_tags__(self):

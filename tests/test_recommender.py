@@ -416,14 +416,14 @@ def test_cli_recommends_with_the_chosen_model(tmp_path, capsys):
 
 
 def test_validation_scores_at_most_n_validation_users(split, monkeypatch):
-    from sk_deepunsup import _recommender
+    from sk_deepunsup import _interactions
 
     X_train, _ = split
-    X_fit, history, X_val = _recommender._validation_split(X_train, 0)
+    X_fit, history, X_val = _interactions.validation_split(X_train, 0)
     assert history.shape == X_val.shape == (X_train.shape[0], 60)  # all have held-out items
     assert abs(X_fit + X_val - X_train).sum() == 0
-    monkeypatch.setattr(_recommender, "N_VALIDATION_USERS", 30)
-    _, history, X_val = _recommender._validation_split(X_train, 0)
+    monkeypatch.setattr(_interactions, "N_VALIDATION_USERS", 30)
+    _, history, X_val = _interactions.validation_split(X_train, 0)
     assert history.shape == X_val.shape == (30, 60) and np.all(np.diff(X_val.indptr) > 0)
     assert (history.multiply(X_val)).nnz == 0
     rec = AutoencoderRecommender(max_iter=3, random_state=0, **SMALL).fit(X_train)
