@@ -9,8 +9,10 @@ from .model_selection import train_test_split_interactions
 __all__ = [
     "N_VALIDATION_USERS",
     "binarize",
+    "check_held_out",
     "interaction_matrix",
     "ladder_search",
+    "rank_items",
     "recommendations_frame",
     "top_k",
     "validation_ndcg",
@@ -127,6 +129,51 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     # lexsort: by score descending, then by column index ascending
     order = np.lexsort((part, -part_scores), axis=1)
     return np.take_along_axis(part, order, axis=1)
+
+
+def rank_items(scores, seen, popularity, n_items, exclude_seen):
+    """The ``n_items`` best columns of each row of ``scores`` (float64, changed in place).
+
+    Rows without any ``seen`` item are ranked by ``popularity`` instead;
+    with ``exclude_seen`` the seen items are left out (ValueError when fewer
+    than ``n_items`` remain for some row).
+    """
+    empty = ~seen.any(axis=1)
+    if empty.any():  # no history: rank by popularity
+        scores[empty] = popularity
+    if exclude_seen:
+        scores[seen] = -np.inf
+        n_unseen = seen.shape[1] - seen.sum(axis=1)
+        if (n_unseen < n_items).any():
+            raise ValueError(
+                f"n_items={n_items} is more than the {int(n_unseen.min())} "
+                "items some user has not seen; ask for fewer or pass "
+                "exclude_seen=False."
+            )
+    return top_k(scores, n_items)
+
+
+def check_held_out(y, shape):
+    """y, the held-out interactions of a ``shape`` matrix of histories, as a sparse or float array."""
+    if not sp.issparse(y) and np.ndim(y) != 2:
+        raise ValueError(
+            "y must be the held-out interactions, a matrix of the same shape "
+            f"as X {shape}; got an array of shape {np.shape(y)}. See "
+            "sk_deepunsup.model_selection.train_test_split_interactions."
+        )
+    y = y if sp.issparse(y) else np.asarray(y, dtype=np.float64)
+    values = y.data if sp.issparse(y) else y
+    if not np.isfinite(values).all():
+        raise ValueError(
+            "y contains NaN or infinity; it must hold the held-out interactions "
+            "(0 where there is none)."
+        )
+    if tuple(y.shape) != tuple(shape):
+        raise ValueError(
+            f"y has shape {tuple(y.shape)} but X has shape {shape}; y must "
+            "hold the held-out interactions of the same users and items."
+        )
+    return y
 
 
 #: Users whose held-out interactions score ``l2`` and ``mix`` in fit (at most).

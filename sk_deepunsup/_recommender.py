@@ -45,10 +45,11 @@ from ._nn.recommend import (
 )
 from ._interactions import (
     binarize,
+    check_held_out,
     interaction_matrix,
     ladder_search,
+    rank_items,
     recommendations_frame,
-    top_k,
     validation_ndcg,
     validation_split,
 )
@@ -522,7 +523,7 @@ n_features_in_, feature_names_in_
             )
         X = self._validated(X)
         out = np.empty((X.shape[0], n_items), dtype=np.int64)
-        popular = -self.item_popularity_.astype(np.float64)  # ascending argsort key
+        popular = self.item_popularity_.astype(np.float64)
         chunk = max(1, INFERENCE_CHUNK * 64 // max(limit, 1))
         weights_dtype = torch.empty(0, dtype=next(self.module_.parameters()).dtype).numpy().dtype
         for start in range(0, X.shape[0], chunk):
@@ -532,19 +533,7 @@ n_features_in_, feature_names_in_
             scores = infer(self.module_, rows, self._scores, self.n_threads)
             scores = scores.astype(np.float64, copy=False)
             seen = rows.toarray() != 0 if sp.issparse(rows) else np.asarray(rows) != 0
-            empty = ~seen.any(axis=1)
-            if empty.any():  # no history: rank by popularity
-                scores[empty] = -popular
-            if exclude_seen:
-                scores[seen] = -np.inf
-                n_unseen = limit - seen.sum(axis=1)
-                if (n_unseen < n_items).any():
-                    raise ValueError(
-                        f"n_items={n_items} is more than the {int(n_unseen.min())} "
-                        "items some user has not seen; ask for fewer or pass "
-                        "exclude_seen=False."
-                    )
-            out[start : start + chunk] = top_k(scores, n_items)
+            out[start : start + chunk] = rank_items(scores, seen, popular, n_items, exclude_seen)
         return out
 
     def score(self, X, y=None):
@@ -571,25 +560,7 @@ n_features_in_, feature_names_in_
         if y is None:
             y_true, exclude = Xv, False
         else:
-            if not sp.issparse(y) and np.ndim(y) != 2:
-                raise ValueError(
-                    "y must be the held-out interactions, a matrix of the same shape "
-                    f"as X {Xv.shape}; got an array of shape {np.shape(y)}. See "
-                    "sk_deepunsup.model_selection.train_test_split_interactions."
-                )
-            y = y if sp.issparse(y) else np.asarray(y, dtype=np.float64)
-            values = y.data if sp.issparse(y) else y
-            if not np.isfinite(values).all():
-                raise ValueError(
-                    "y contains NaN or infinity; it must hold the held-out interactions "
-                    "(0 where there is none)."
-                )
-            y_true, exclude = y, True
-            if tuple(y.shape) != tuple(Xv.shape):
-                raise ValueError(
-                    f"y has shape {tuple(y.shape)} but X has shape {Xv.shape}; y must "
-                    "hold the held-out interactions of the same users and items."
-                )
+            y_true, exclude = check_held_out(y, Xv.shape), True
         scores = self.decision_function(X)
         if exclude:
             seen = (Xv != 0).toarray() if sp.issparse(Xv) else Xv != 0
