@@ -32,8 +32,7 @@ Other data (``--data``), scaled to [0, 1], ``n_clusters`` = number of classes:
 
 - ``fashion``: Fashion-MNIST, the fixed random 10 000 images
   ``np.random.RandomState(0).choice(70000, 10000)``, pixels / 255, flattened
-  (from ``../shared/datasets/real.py``; its install script is
-  ``../shared/datasets/install.sh``);
+  (:func:`sk_deepunsup.datasets.load_fashion_mnist`);
 - ``small``: iris, wine, breast cancer and ``make_blobs(500, centers=4,
   n_features=8, random_state=0)``, each against k-means (``--skip`` still
   applies; ClustPy and spectral clustering are left out there).
@@ -46,9 +45,8 @@ Run from the project root:
     python benchmarks/bench_clustering.py --data fashion --seeds 0 --skip clustpy spectral
     python benchmarks/bench_clustering.py --data small --skip clustpy spectral umap
 
-umap-learn and ClustPy come from ``../shared/peers/install.sh VENV`` (run this
-script with that environment's python, e.g.
-``/work/peers-venv/bin/python benchmarks/bench_clustering.py``).
+umap-learn comes with ``pip install -e ".[benchmarks]"``; ClustPy's rows need
+``pip install --no-deps clustpy`` (they are skipped without it).
 """
 
 from __future__ import annotations
@@ -69,6 +67,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.preprocessing import MinMaxScaler
 
 from sk_deepunsup import DeepEmbeddingClusterer
+from sk_deepunsup.datasets import load_fashion_mnist
 from sk_deepunsup.metrics import clustering_accuracy
 
 N_CLUSTERS = 10
@@ -84,17 +83,10 @@ def load_data():
 
 
 def load_fashion():
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, os.path.join(here, "..", "..", "shared", "datasets"))
     try:
-        from real import fashion_mnist
-
-        X, y = fashion_mnist()
+        X, y = load_fashion_mnist()
     except (ImportError, OSError) as exc:
-        sys.exit(
-            f"Fashion-MNIST is not available ({exc}); install it with "
-            "../shared/datasets/install.sh VENV and run this script with that python."
-        )
+        sys.exit(str(exc))
     keep = np.random.RandomState(0).choice(70000, 10000)
     return X[keep].astype(np.float64) / 255.0, y[keep]
 

@@ -6,7 +6,7 @@ Two cases, each fitted with the same global batch and epochs:
   on 100 000 x 20 Gaussian rows (batch 256);
 - ``conv``: ``DeepAutoencoder(n_components=10, image_shape=(1, 28, 28))`` on
   the first ``--conv-samples`` Fashion-MNIST training images (pixels / 255;
-  batch "auto", i.e. 64), from ``../shared/datasets/real.py``.
+  batch "auto", i.e. 64), from :func:`sk_deepunsup.datasets.load_fashion_mnist`.
 
 On the CPU: one process with 1 thread and with all cores (the better is
 "1 process, best threads"), against ``torchrun --nproc-per-node 2`` with one

@@ -1,7 +1,7 @@
 """Images: conv vs MLP autoencoders, conv clustering, and the engine's epoch vs a hand-written loop.
 
 Data: Fashion-MNIST (70 000 28x28 images, pixels / 255, one image a row),
-from ``../shared/datasets/real.py``; scikit-learn's 8x8 digits for the check
+from :func:`sk_deepunsup.datasets.load_fashion_mnist`; scikit-learn's 8x8 digits for the check
 that the image defaults carry to another image set. Sections (``--skip``
 any of them):
 
@@ -29,10 +29,10 @@ any of them):
 - ``digits``: the same with ``image_shape=(8, 8)`` and all defaults, against
   k-means and UMAP(10) + k-means on scikit-learn's digits (min-max scaled).
 
-Run from the project root (the peers' environment has umap-learn and the data):
+Run from the project root (umap-learn from ``pip install -e ".[benchmarks]"``):
 
-    /work/peers-venv/bin/python benchmarks/bench_images.py
-    /work/peers-venv/bin/python benchmarks/bench_images.py --n-train 10000 --max-iter 20 \
+    python benchmarks/bench_images.py
+    python benchmarks/bench_images.py --n-train 10000 --max-iter 20 \
         --skip clustering digits --threads 1
 
 Timings on a shared machine are noisy: compare figures of one run only.
@@ -55,23 +55,14 @@ from sklearn.metrics import normalized_mutual_info_score
 from sklearn.preprocessing import MinMaxScaler
 
 from sk_deepunsup import DeepAutoencoder, DeepEmbeddingClusterer
+from sk_deepunsup.datasets import load_fashion_mnist
 from sk_deepunsup.metrics import clustering_accuracy
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DATASETS = os.path.join(HERE, "..", "..", "shared", "datasets")
-
-
 def fashion_mnist():
-    sys.path.insert(0, os.path.abspath(DATASETS))
     try:
-        from real import fashion_mnist as load
-
-        X, y = load()
+        X, y = load_fashion_mnist()
     except (ImportError, OSError) as exc:
-        sys.exit(
-            f"Fashion-MNIST is not available ({exc}); install the data sets with "
-            f"{os.path.join(DATASETS, 'install.sh')} and run with that environment's python."
-        )
+        sys.exit(str(exc))
     return X.astype(np.float32) / 255.0, y
 
 

@@ -12,9 +12,10 @@ held-out columns are blank). Figures:
 - ratio: held trust / trust (the target is >= 0.98);
 - fit s: wall-clock seconds of ``fit`` (a busy machine inflates it).
 
-Run from the project root, with a python that has umap-learn for the UMAP row:
+Run from the project root, with umap-learn for the UMAP row
+(``pip install -e ".[benchmarks]"``):
 
-    /work/peers-venv/bin/python benchmarks/bench_neighbor_embedding.py [--seeds 0 1 2]
+    python benchmarks/bench_neighbor_embedding.py [--seeds 0 1 2]
 """
 
 from __future__ import annotations

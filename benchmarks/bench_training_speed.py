@@ -17,8 +17,7 @@ best of ``--repeats`` runs is reported. Run from the project root:
     python benchmarks/bench_training_speed.py              # both cases
     python benchmarks/bench_training_speed.py --case small --repeats 5
 
-skorch comes from ``../shared/peers/install.sh VENV`` (run this script with
-that environment's python).
+skorch comes with ``pip install -e ".[benchmarks]"``.
 """
 
 from __future__ import annotations

@@ -37,26 +37,19 @@ cores shared with other jobs (load average 11.9).
 # sphinx_gallery_thumbnail_path = "gallery_output/fashion_clusters.png"
 
 import argparse
-import os
-import sys
 
 import numpy as np
 from sklearn.metrics import normalized_mutual_info_score
 
 from sk_deepunsup import DeepAutoencoder, DeepEmbeddingClusterer
+from sk_deepunsup.datasets import load_fashion_mnist
 from sk_deepunsup.metrics import clustering_accuracy
 
-DATASETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "datasets")
 CLASSES = ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 
 
-def load_fashion_mnist():
-    sys.path.insert(0, os.path.abspath(DATASETS))
-    try:
-        from real import fashion_mnist
-        X, y = fashion_mnist()
-    except (ImportError, OSError) as exc:
-        sys.exit(f"Fashion-MNIST is not available ({exc}); run {DATASETS}/install.sh first.")
+def load_images():
+    X, y = load_fashion_mnist()  # its error says how to install the data
     return X.astype(np.float32) / 255.0, y
 
 
@@ -92,7 +85,7 @@ def main():
     parser.add_argument("--output", default="fashion_clusters.png")
     args = parser.parse_args()
 
-    X, y = load_fashion_mnist()
+    X, y = load_images()
     keep = np.random.RandomState(0).choice(len(X), args.n_samples, replace=False)
     X, y = X[keep], y[keep]
 

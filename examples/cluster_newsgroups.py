@@ -25,8 +25,6 @@ average 9.7; 63 s with one other program running, load average 1.7).
    :language: none
 """
 
-import os
-import sys
 import time
 
 import numpy as np
@@ -38,14 +36,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer
 
 from sk_deepunsup import DeepEmbeddingClusterer
+from sk_deepunsup.datasets import load_newsgroups
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets"))
-try:
-    import real
-
-    texts, groups = real.newsgroups()
-except ImportError as exc:
-    sys.exit(f"20 Newsgroups is not installed ({exc}); run ../shared/datasets/install.sh")
+texts, groups = load_newsgroups()  # its error says how to install the corpus
 
 model = make_pipeline(
     TfidfVectorizer(max_df=0.5, min_df=5, stop_words="english"),

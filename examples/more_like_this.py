@@ -30,8 +30,6 @@ average 10.5; 91 s with one other program running, load average 1.8).
    :language: none
 """
 
-import os
-import sys
 import time
 
 import numpy as np
@@ -42,14 +40,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer
 
 from sk_deepunsup import DeepAutoencoder
+from sk_deepunsup.datasets import load_newsgroups
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets"))
-try:
-    import real
-
-    texts, groups = real.newsgroups()
-except ImportError as exc:
-    sys.exit(f"20 Newsgroups is not installed ({exc}); run ../shared/datasets/install.sh")
+texts, groups = load_newsgroups()  # its error says how to install the corpus
 
 
 def same_group_share(embedding, metric="cosine"):

@@ -22,26 +22,18 @@ uniform noise (real images should score far higher). Run it with::
 """
 
 import argparse
-import os
-import sys
 
 import numpy as np
 from sklearn.datasets import load_digits
 
 from sk_deepunsup import VariationalAutoencoder
-
-DATASETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "datasets")
+from sk_deepunsup.datasets import load_fashion_mnist
 
 
 def load_images(fashion: bool, n_samples: int):
     if not fashion:
         return (load_digits().data / 16.0)[:n_samples], (8, 8)
-    sys.path.insert(0, os.path.abspath(DATASETS))
-    try:
-        from real import fashion_mnist
-        X, _ = fashion_mnist()
-    except (ImportError, OSError) as exc:
-        sys.exit(f"Fashion-MNIST is not available ({exc}); run {DATASETS}/install.sh first.")
+    X, _ = load_fashion_mnist()  # its error says how to install the data
     keep = np.random.RandomState(0).permutation(len(X))[:n_samples]
     return X[keep].astype(np.float32) / 255.0, (28, 28)
 

@@ -1,6 +1,6 @@
 """Deep unsupervised learning as scikit-learn estimators, over a PyTorch core."""
 
-from . import metrics, model_selection
+from . import datasets, metrics, model_selection
 from ._autoencoder import DeepAutoencoder
 from ._clustering import DeepEmbeddingClusterer
 from ._neighbor_embedding import NeighborEmbedding
@@ -19,6 +19,7 @@ __all__ = [
     "NeighborEmbedding",
     "VariationalAutoencoder",
     "__version__",
+    "datasets",
     "interaction_matrix",
     "load",
     "metrics",

@@ -1,97 +1,38 @@
-"""DeepAutoencoder: a nonlinear alternative to PCA."""
+"""DeepAutoencoder: a nonlinear alternative to PCA, and the base of the autoencoders."""
 
 from __future__ import annotations
 
-import math
 from numbers import Real
 
 import numpy as np
 import torch
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    _fit_context,
-)
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import (
-    FLOAT_DTYPES,
-    NETWORK_CONSTRAINTS,
-    TRAINING_CONSTRAINTS,
-    TorchEstimatorMixin,
-    check_loss_range,
-    hidden_sizes,
-    infer,
-    is_streamed,
-    make_generator,
-    make_source,
-    resolve_device,
-    validate_input,
-    warn_not_converged,
-)
-from ._nn import (
-    Trainer,
-    build_autoencoder,
-    decode_output,
-    reconstruction_loss,
-)
+from ._base import NETWORK_CONSTRAINTS, NetworkEstimator
 from ._images import (
+    CONV_AUTO_BATCH_SIZE,
     IMAGE_CONSTRAINTS,
     accelerated,
-    CONV_AUTO_BATCH_SIZE,
     auto_hidden_sizes,
     build_network,
     network_signature,
 )
-from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
+from ._interrupts import restore_on_interrupt
+from ._nn import build_autoencoder, decode_output, reconstruction_loss
 from ._nn.losses import RECONSTRUCTION_LOSSES, reconstruction_objective
+from ._tensors import infer
+from ._validation import FLOAT_DTYPES, check_loss_range, hidden_sizes, validate_input
 
 
-class AutoencoderBase(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimatorMixin, BaseEstimator
-):
-    """Fitting, streaming and inference shared by the autoencoder estimators.
+class EncoderMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
+    """``transform``, ``inverse_transform`` and ``score_samples`` of a fitted ``module_``.
 
-    Subclasses say how to build the network (``_build_module``), what to
-    minimise (``_objective``), how to embed (``_encode``), decode
-    (``_decode``) and score a sample (``_score_samples_tensor``).
+    For estimators whose network encodes to ``n_components`` and decodes back:
+    they say how to embed (``_encode``), decode (``_decode``) and score a
+    sample (``_score_samples_tensor``).
     """
-
-    _parameter_constraints: dict = {
-        **NETWORK_CONSTRAINTS,
-        **TRAINING_CONSTRAINTS,
-        **IMAGE_CONSTRAINTS,
-        "hidden_layer_sizes": [StrOptions({"auto"}), *NETWORK_CONSTRAINTS["hidden_layer_sizes"]],
-        "loss": [StrOptions(set(RECONSTRUCTION_LOSSES))],
-    }
-
-    # -- hooks -----------------------------------------------------------------------
-
-    _encoder_outputs = 1
-
-    def _build_module(self, n_features: int, hidden: list[int], generator: torch.Generator):
-        """The user's modules, a conv net (``image_shape``) or the MLP."""
-        return build_network(
-            self,
-            n_features,
-            hidden,
-            generator,
-            lambda: build_autoencoder(
-                n_features,
-                self.n_components,
-                hidden,
-                activation=self.activation,
-                dropout=self.dropout,
-                batch_norm=self.batch_norm,
-                encoder_outputs=self._encoder_outputs,
-                generator=generator,
-            ),
-        )
-
-    def _objective(self, generator: torch.Generator):
-        raise NotImplementedError
 
     def _encode(self, module, x):
         return module.encoder(x)
@@ -101,196 +42,6 @@ class AutoencoderBase(
 
     def _score_samples_tensor(self, module, x):
         raise NotImplementedError
-
-    def _after_fit(self, module, data) -> None:
-        """Called after ``fit`` (not ``partial_fit``) trained ``module`` on ``data``."""
-
-    # -- fitting ---------------------------------------------------------------------
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    @restore_on_interrupt
-    def fit(self, X, y=None):
-        """Train the network on X for up to ``max_iter`` epochs.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data. Standardise it first (``StandardScaler``), or scale
-            it to [0, 1] for ``loss="bce"``. Sparse matrices are densified one
-            batch at a time; numpy memmaps over 256 MB, h5py datasets and zarr
-            arrays are read batch by batch (never loaded whole).
-        y : None
-            Ignored; present for API consistency.
-
-        Returns
-        -------
-        self : object
-            The fitted estimator.
-        """
-        X = validate_input(self, X, reset=True, training=True)
-        return self._fit(X, incremental=False)
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    @restore_on_interrupt
-    def partial_fit(self, X, y=None):
-        """Train for one epoch over X, continuing from the current state.
-
-        The first call builds the network; later calls keep its weights and
-        the optimizer's moments, so calling it on successive chunks streams
-        data that does not fit in memory.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            A chunk of training data.
-        y : None
-            Ignored; present for API consistency.
-
-        Returns
-        -------
-        self : object
-            The updated estimator.
-        """
-        first = not hasattr(self, "module_")
-        X = validate_input(self, X, reset=first, training=True)
-        return self._fit(X, incremental=True)
-
-    def _hidden_sizes(self) -> list[int]:
-        """``hidden_layer_sizes`` as a list of ints, validated ("auto" resolved)."""
-        given = self.hidden_layer_sizes
-        if isinstance(given, str) and given == "auto":
-            given = auto_hidden_sizes(self)
-        return hidden_sizes(given, self.hidden_layer_sizes)
-
-    def _auto_batch_size(self) -> int:
-        if getattr(self, "image_shape", None) is not None:  # the recommender has none
-            return CONV_AUTO_BATCH_SIZE
-        return super()._auto_batch_size()
-
-    def _network_signature(self, n_features: int, hidden: list[int]) -> tuple:
-        """The parameters baked into the network ``_build_module`` makes."""
-        return (
-            ("n_features_in_", n_features),
-            ("n_components", self.n_components),
-            ("hidden_layer_sizes", tuple(hidden)),
-            ("activation", self.activation),
-            ("dropout", self.dropout),
-            ("batch_norm", self.batch_norm),
-            ("loss", self.loss),
-            *network_signature(self, n_features),
-        )
-
-    def _starts_afresh(self, signature: tuple, incremental: bool) -> bool:
-        """Whether this call builds a new network (else it continues the fitted one).
-
-        ``fit`` builds afresh unless ``warm_start``; a warm start whose network
-        parameters changed since the network was built rebuilds it too, so the
-        model always agrees with its parameters. ``partial_fit`` cannot
-        continue a network whose parameters changed: it says so.
-        """
-        if not hasattr(self, "module_"):
-            return True
-        changed = [
-            name for (name, new), (_, old) in zip(signature, self._signature) if new != old
-        ]
-        if incremental and changed:
-            raise ValueError(
-                f"partial_fit cannot continue training: {', '.join(changed)} changed "
-                "since the network was built. Call fit to build a new network, or "
-                "restore the parameters."
-            )
-        return not incremental and (not self.warm_start or bool(changed))
-
-    def _fit(self, X, incremental: bool):
-        hidden = self._hidden_sizes()  # validated before any work
-        signature = self._network_signature(X.shape[1], hidden)
-        first = self._starts_afresh(signature, incremental)
-        device = resolve_device(self.device)
-        data = make_source(X, device, training=True)
-        check_loss_range(data, self.loss, is_streamed(X))
-        seed = self._training_seed(first)
-        if first:
-            module = self._build_module(X.shape[1], hidden, make_generator(seed))
-            previous = {"loss": [], "val": [], "n_iter": 0, "best": math.inf}
-            optimizer_state = None
-        else:
-            module = self.module_
-            previous = {
-                "loss": list(self.loss_curve_),
-                "val": list(self.validation_loss_curve_ or []),
-                "n_iter": self.n_iter_,
-                "best": self.best_loss_,
-            }
-            optimizer_state = self._optimizer_state if incremental else None
-        module.to(device)
-        generator = make_generator(seed, device)
-        validation = None
-        if self.early_stopping and not incremental:
-            data, validation = self._split_validation(data, generator)
-
-        batch_size = self._resolve_batch_size(data.n_samples)
-        built_in = getattr(self, "encoder", None) is None
-        if getattr(self, "batch_norm", False) and built_in and batch_size < 2:
-            raise ValueError(
-                "batch_norm=True needs batches of at least 2 samples to normalise "
-                f"over, got batch_size={self.batch_size}; raise batch_size or set "
-                "batch_norm=False."
-            )
-        trainer = Trainer(
-            module,
-            self._objective(generator),
-            learning_rate=self.learning_rate_init,
-            weight_decay=self.alpha,
-            batch_size=batch_size,
-            max_iter=1 if incremental else self.max_iter,
-            tol=self.tol,
-            n_iter_no_change=None if incremental else self.n_iter_no_change,
-            shuffle=self.shuffle,
-            generator=generator,
-            verbose=bool(self.verbose),
-            optimizer_state=optimizer_state,
-            description=type(self).__name__,
-            n_threads=self.n_threads,
-            # users' modules may draw from torch's global generator (dropout)
-            global_seed=seed if getattr(self, "encoder", None) is not None else None,
-        )
-        with accelerated(module, device):
-            history = trainer.fit(data, validation)
-        with finishing() as held:
-            if not incremental:
-                self._after_fit(module, data)
-            self.module_ = module
-            self._signature = signature
-            self.device_ = str(device)
-            self._optimizer_state = trainer.optimizer_state_dict
-            self.loss_curve_ = previous["loss"] + history.loss
-            self.validation_loss_curve_ = (
-                previous["val"] + history.validation_loss
-                if history.validation_loss is not None
-                else None
-            )
-            self.n_iter_ = previous["n_iter"] + history.n_iter
-            self.best_loss_ = min(previous["best"], history.best_loss)
-            self.interrupted_ = history.interrupted or held.hit
-        if held.hit:
-            warn_interrupted(self, "the final pass")
-        if not incremental and not self.interrupted_:
-            warn_not_converged(self, history)
-        return self
-
-    def _split_validation(self, data, generator):
-        n = data.n_samples
-        n_val = math.ceil(self.validation_fraction * n)
-        if n - n_val < 2:
-            raise ValueError(
-                f"early_stopping=True holds out validation_fraction="
-                f"{self.validation_fraction} of the {n} samples, leaving {n - n_val} "
-                "to train on; pass more samples or set early_stopping=False."
-            )
-        perm = data.permutation(generator).cpu().numpy()
-        return data.subset(perm[n_val:]), data.subset(perm[:n_val])
-
-    # -- inference -------------------------------------------------------------------
 
     def transform(self, X):
         """Embed X in the ``n_components``-dimensional code space.
@@ -369,6 +120,134 @@ class AutoencoderBase(
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+class AutoencoderBase(EncoderMixin, NetworkEstimator):
+    """Fitting of the autoencoder estimators: the MLP, a conv net or the user's modules.
+
+    Subclasses say what to minimise (``_objective``) and may change the
+    network (``_build_module``), the embedding (``_encode``) and the score.
+    """
+
+    _parameter_constraints: dict = {
+        **NetworkEstimator._parameter_constraints,
+        **NETWORK_CONSTRAINTS,
+        **IMAGE_CONSTRAINTS,
+        "hidden_layer_sizes": [StrOptions({"auto"}), *NETWORK_CONSTRAINTS["hidden_layer_sizes"]],
+        "loss": [StrOptions(set(RECONSTRUCTION_LOSSES))],
+    }
+
+    _encoder_outputs = 1
+
+    def _build_module(self, n_features: int, generator: torch.Generator):
+        """The user's modules, a conv net (``image_shape``) or the MLP."""
+        hidden = self._hidden_sizes()
+        return build_network(
+            self,
+            n_features,
+            hidden,
+            generator,
+            lambda: build_autoencoder(
+                n_features,
+                self.n_components,
+                hidden,
+                activation=self.activation,
+                dropout=self.dropout,
+                batch_norm=self.batch_norm,
+                encoder_outputs=self._encoder_outputs,
+                generator=generator,
+            ),
+        )
+
+    def _network_signature(self, n_features: int) -> tuple:
+        hidden = self._hidden_sizes()
+        return (
+            ("n_features_in_", n_features),
+            ("n_components", self.n_components),
+            ("hidden_layer_sizes", tuple(hidden)),
+            ("activation", self.activation),
+            ("dropout", self.dropout),
+            ("batch_norm", self.batch_norm),
+            ("loss", self.loss),
+            *network_signature(self, n_features),
+        )
+
+    def _check_training_data(self, data, streamed: bool) -> None:
+        check_loss_range(data, self.loss, streamed)
+
+    def _check_batch_size(self, batch_size: int) -> None:
+        if self.batch_norm and self.encoder is None and batch_size < 2:
+            raise ValueError(
+                "batch_norm=True needs batches of at least 2 samples to normalise "
+                f"over, got batch_size={self.batch_size}; raise batch_size or set "
+                "batch_norm=False."
+            )
+
+    def _training_context(self, module, device):
+        return accelerated(module, device)
+
+    def _draws_global_rng(self) -> bool:
+        return self.encoder is not None
+
+    def _hidden_sizes(self) -> list[int]:
+        """``hidden_layer_sizes`` as a list of ints, validated ("auto" resolved)."""
+        given = self.hidden_layer_sizes
+        if isinstance(given, str) and given == "auto":
+            given = auto_hidden_sizes(self)
+        return hidden_sizes(given, self.hidden_layer_sizes)
+
+    def _auto_batch_size(self) -> int:
+        if self.image_shape is not None:
+            return CONV_AUTO_BATCH_SIZE
+        return super()._auto_batch_size()
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    @restore_on_interrupt
+    def fit(self, X, y=None):
+        """Train the network on X for up to ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data. Standardise it first (``StandardScaler``), or scale
+            it to [0, 1] for ``loss="bce"``. Sparse matrices are densified one
+            batch at a time; numpy memmaps over 256 MB, h5py datasets and zarr
+            arrays are read batch by batch (never loaded whole).
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X = validate_input(self, X, reset=True, training=True)
+        return self._fit(X, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    @restore_on_interrupt
+    def partial_fit(self, X, y=None):
+        """Train for one epoch over X, continuing from the current state.
+
+        The first call builds the network; later calls keep its weights and
+        the optimizer's moments, so calling it on successive chunks streams
+        data that does not fit in memory.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            A chunk of training data.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        first = not hasattr(self, "module_")
+        X = validate_input(self, X, reset=first, training=True)
+        return self._fit(X, incremental=True)
 
 
 class DeepAutoencoder(AutoencoderBase):

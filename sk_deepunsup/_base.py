@@ -1,45 +1,31 @@
-"""Machinery shared by every estimator: parameters, data, devices, seeds, pickling.
+"""The estimator base layer: shared parameter constraints, and the base that trains one network.
 
-This is the only place where the scikit-learn layer meets torch tensors.
+:class:`TorchEstimatorMixin` gives every estimator its seeds, batch size and fitted
+check; :class:`NetworkEstimator` trains one network, ``module_``, through the engine
+(from scratch, warm-started or one epoch at a time, with an optional validation split).
+Input checks live in ``_validation.py``, devices and seeds in ``_devices.py``, tensors
+and chunked inference in ``_tensors.py``, pickling of torch state in ``_torch_state.py``.
 """
 
 from __future__ import annotations
 
-import copy
-import io
+import contextlib
+import math
 import warnings
 from numbers import Integral, Real
 
-import numpy as np
-import scipy.sparse as sp
 import torch
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
-from torch import nn
+from sklearn.utils.validation import check_is_fitted
 
-from ._images import check_two_dimensional
-from ._nn import ACTIVATIONS, ThreadPolicy, distributed
-from ._nn.data import (
-    BatchSource,
-    SparseRowSource,
-    StreamedRowSource,
-    TensorSource,
-    chunk_rows,
-)
-
-#: The dtypes estimators accept without conversion; anything else becomes float64.
-FLOAT_DTYPES = (np.float64, np.float32)
-
-#: Rows per chunk at inference (fewer for wide data); results do not depend on it.
-INFERENCE_CHUNK = 8192
-
-#: Sparse formats accepted; others (and dense formats) are converted to CSR.
-SPARSE_FORMATS = ("csr", "csc", "coo")
-
-#: Memory maps larger than this (as float32) are read batch by batch, not loaded.
-STREAM_BYTES = 1 << 28
+from ._devices import derive_seed, draw_seed, make_generator, resolve_device
+from ._interrupts import finishing, warn_interrupted
+from ._nn import ACTIVATIONS, Trainer, distributed
+from ._tensors import make_source
+from ._torch_state import TorchStateMixin
+from ._validation import is_streamed, validate_input
 
 #: Constraints of the training parameters that every estimator shares.
 TRAINING_CONSTRAINTS = {
@@ -53,13 +39,8 @@ TRAINING_CONSTRAINTS = {
     "n_threads": [None, StrOptions({"adaptive"}), Interval(Integral, 1, None, closed="left")],
 }
 
-#: Constraints of the network-shape parameters of the autoencoders.
-NETWORK_CONSTRAINTS = {
-    "n_components": [Interval(Integral, 1, None, closed="left")],
-    "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-    "activation": [StrOptions(set(ACTIVATIONS))],
-    "dropout": [Interval(Real, 0, 1, closed="left")],
-    "batch_norm": ["boolean"],
+#: Constraints of the parameters of :class:`NetworkEstimator`'s training loop.
+EPOCH_CONSTRAINTS = {
     "alpha": [Interval(Real, 0, None, closed="left")],
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     "early_stopping": ["boolean"],
@@ -68,331 +49,17 @@ NETWORK_CONSTRAINTS = {
     "warm_start": ["boolean"],
 }
 
-
-#: Largest magnitude accepted in X (float32 squares overflow near 1e19).
-MAX_ABS_VALUE = 1e15
-
-#: The widest feature range over the narrowest that makes fit warn (DataScaleWarning).
-SCALE_RATIO = 100.0
+#: Constraints of the network-shape parameters of the autoencoders.
+NETWORK_CONSTRAINTS = {
+    "n_components": [Interval(Integral, 1, None, closed="left")],
+    "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+    "activation": [StrOptions(set(ACTIVATIONS))],
+    "dropout": [Interval(Real, 0, 1, closed="left")],
+    "batch_norm": ["boolean"],
+}
 
 #: ``batch_size="auto"``, clipped to the number of samples (images: see _images)
 AUTO_BATCH_SIZE = 256
-
-
-def hidden_sizes(value, given=None) -> list[int]:
-    """``hidden_layer_sizes`` (``value``) as a list of positive ints, or a ValueError.
-
-    ``given`` is what the user passed, for the message (default ``value``).
-    """
-    sizes = np.atleast_1d(np.asarray(value)).ravel().tolist()
-    if any(not float(s).is_integer() or s < 1 for s in sizes):
-        shown = value if given is None else given
-        raise ValueError(f"hidden_layer_sizes must be positive integers, got {shown!r}.")
-    return [int(s) for s in sizes]
-
-
-def resolve_device(device) -> torch.device:
-    """Turn the ``device`` parameter into an available ``torch.device``.
-
-    ``"auto"`` is CUDA when available, else the CPU. Raises ``ValueError``
-    naming the problem for unknown or unavailable devices.
-    """
-    if isinstance(device, torch.device):
-        dev = device
-    elif device == "auto":
-        return distributed.local_device(
-            torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        )
-    else:
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, ValueError):
-            raise ValueError(
-                f"device={device!r} is not a device; use 'auto', 'cpu', 'cuda', "
-                "'cuda:N' or 'mps'."
-            ) from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device={str(device)!r} was requested but CUDA is not available "
-                "on this machine; use device='cpu' or device='auto'."
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device={str(device)!r} was requested but this machine has "
-                f"{torch.cuda.device_count()} CUDA device(s)."
-            )
-    elif dev.type == "mps":
-        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise ValueError(
-                "device='mps' was requested but MPS is not available on this "
-                "machine; use device='cpu' or device='auto'."
-            )
-    elif dev.type != "cpu":
-        raise ValueError(
-            f"device={str(device)!r} is not supported; use 'auto', 'cpu', 'cuda', "
-            "'cuda:N' or 'mps'."
-        )
-    return distributed.local_device(dev)  # "cuda" is cuda:LOCAL_RANK under a launcher
-
-
-def device_available(device: torch.device) -> bool:
-    try:
-        resolve_device(device)
-    except ValueError:
-        return False
-    return True
-
-
-def draw_seed(random_state) -> int:
-    """A 31-bit seed from ``random_state``, never touching numpy's global RNG.
-
-    ``None`` draws fresh operating-system entropy instead of consuming the
-    global ``np.random`` state (so fitting never changes it).
-    """
-    if random_state is None:
-        return int(np.random.SeedSequence().generate_state(1)[0] >> 1)
-    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-
-
-def derive_seed(base_seed: int, counter: int) -> int:
-    """The seed of the ``counter``-th training call of an estimator."""
-    return int(np.random.SeedSequence([base_seed, counter]).generate_state(1)[0] >> 1)
-
-
-def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    return gen
-
-
-def to_tensor(X: np.ndarray, device: torch.device, dtype=torch.float32) -> torch.Tensor:
-    """Validated array -> tensor on ``device``; never writes to ``X``."""
-    np_dtype = np.float32 if dtype == torch.float32 else np.float64
-    arr = np.ascontiguousarray(X, dtype=np_dtype)
-    if not arr.flags.writeable:  # torch.from_numpy warns on read-only memory
-        arr = arr.copy()
-    return torch.from_numpy(arr).to(device)
-
-
-def is_streamed(X) -> bool:
-    """Whether X is row storage to read batch by batch instead of loading.
-
-    Large numpy memory maps (over :data:`STREAM_BYTES` as float32), and
-    2-D row-sliceable stores that are not arrays in memory (h5py datasets,
-    zarr arrays: objects with ``shape``, ``dtype`` and ``__getitem__``).
-    Lists, numpy arrays, sparse matrices, pandas objects, tensors and lazy
-    arrays that compute themselves (dask) are not.
-    """
-    if isinstance(X, np.memmap):
-        return X.ndim == 2 and X.shape[0] * X.shape[1] * 4 > STREAM_BYTES
-    if (
-        isinstance(X, (np.ndarray, list, tuple, torch.Tensor))
-        or sp.issparse(X)
-        or hasattr(X, "iloc")
-        or hasattr(X, "compute")
-        or hasattr(X, "__array_namespace__")
-    ):
-        return False
-    shape = getattr(X, "shape", None)
-    return (
-        shape is not None
-        and len(shape) == 2
-        and hasattr(X, "dtype")
-        and hasattr(X, "__getitem__")
-    )
-
-
-def validate_input(estimator, X, *, reset: bool, training: bool = False):
-    """Validate X for ``fit`` (``training``) or inference; never copies streamed data.
-
-    Dense input becomes a float array, sparse input CSR (both through
-    scikit-learn's ``validate_data``). Streamed input (see :func:`is_streamed`)
-    is checked on its shape and first rows only; its values are checked as
-    they are read.
-    """
-    check_two_dimensional(X)  # images as 3-D/4-D arrays: the error shows the fix
-    check_numeric_columns(X)
-    min_samples = 2 if training else 1
-    if not is_streamed(X):
-        X = validate_data(
-            estimator,
-            X,
-            accept_sparse="csr",
-            dtype=FLOAT_DTYPES,
-            ensure_min_samples=min_samples,
-            reset=reset,
-        )
-        check_magnitude(X)
-        if training:
-            warn_feature_scales(estimator, X)
-        return X
-    if X.shape[0] < min_samples:
-        raise ValueError(
-            f"Found array with {X.shape[0]} sample(s) (shape={tuple(X.shape)}) while a "
-            f"minimum of {min_samples} is required."
-        )
-    if np.dtype(X.dtype).kind not in "fiub":
-        raise ValueError(
-            f"X has dtype {X.dtype}; numeric data is needed. Convert it to float32."
-        )
-    validate_data(estimator, np.asarray(X[:min_samples]), dtype=FLOAT_DTYPES, reset=reset)
-    return X
-
-
-def check_numeric_columns(X) -> None:
-    """A data frame's non-numeric columns are named in the error, with the fix."""
-    dtypes = getattr(X, "dtypes", None)
-    if dtypes is None or not hasattr(X, "columns"):
-        return
-    import pandas as pd
-
-    bad = [
-        str(c)
-        for c, dt in zip(X.columns, dtypes)
-        if not (pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt))
-    ]
-    if bad:
-        shown = ", ".join(repr(c) for c in bad[:5]) + (" ..." if len(bad) > 5 else "")
-        raise ValueError(
-            f"X has {len(bad)} non-numeric column(s): {shown}. Encode them first (e.g. "
-            "OneHotEncoder or OrdinalEncoder in a ColumnTransformer) or drop them."
-        )
-
-
-def check_magnitude(X) -> None:
-    """Refuse values so large that float32 squares and sums overflow (NaN results)."""
-    values = X.data if sp.issparse(X) else X
-    if values.size == 0:
-        return
-    largest = max(float(values.max()), -float(values.min()))  # no |X| copy
-    if largest > MAX_ABS_VALUE:
-        raise ValueError(
-            f"X has values as large as {largest:.3g}; the networks compute in float32, "
-            f"where values beyond {MAX_ABS_VALUE:.0e} overflow. Scale X first (e.g. "
-            "sklearn.preprocessing.StandardScaler, or a log transform)."
-        )
-
-
-class DataScaleWarning(UserWarning):
-    """Features on very different scales: distances and losses follow the widest."""
-
-
-def warn_feature_scales(estimator, X) -> None:
-    """Warn when the widest feature's range exceeds the narrowest's :data:`SCALE_RATIO` times."""
-    if sp.issparse(X) or X.shape[0] < 2:
-        return
-    ranges = np.ptp(X, axis=0)
-    ranges = ranges[ranges > 0]
-    if ranges.size < 2 or ranges.max() <= SCALE_RATIO * ranges.min():
-        return
-    warnings.warn(
-        f"{type(estimator).__name__}: X's features span very different ranges (from "
-        f"{ranges.min():.3g} to {ranges.max():.3g}), so the widest dominate every "
-        "distance and loss and the model may ignore the rest (for a clusterer: "
-        "everything in one or a few clusters). Scale X first: "
-        "make_pipeline(StandardScaler(), estimator) or MinMaxScaler.",
-        DataScaleWarning,
-        stacklevel=4,
-    )
-
-
-def as_dense(X) -> np.ndarray:
-    """Validated X as an in-memory array (sparse densified, streamed data loaded)."""
-    if sp.issparse(X):
-        return X.toarray()
-    if is_streamed(X):
-        return np.asarray(X[: X.shape[0]], dtype=data_dtype(X))
-    return X
-
-
-def data_dtype(X) -> np.dtype:
-    """float64 for float64 input, else float32 (as the outputs are)."""
-    return np.dtype(np.float64) if np.dtype(X.dtype) == np.float64 else np.dtype(np.float32)
-
-
-def make_source(X, device: torch.device, dtype=torch.float32, *, training: bool) -> BatchSource:
-    """The batch source for validated X.
-
-    Dense data for training is copied to ``device`` whole (the fast path);
-    dense data for inference, sparse data and streamed data are read chunk
-    by chunk, so nothing but a chunk is ever densified.
-    """
-    if sp.issparse(X):
-        return SparseRowSource.from_csr(X, device, dtype)
-    if training and not is_streamed(X):
-        return TensorSource(to_tensor(X, device, dtype))
-    return StreamedRowSource(X, device, dtype)
-
-
-def non_finite_error() -> ValueError:
-    """The error for NaN or infinity found in data that is read as it streams."""
-    return ValueError(
-        "Input X contains NaN or infinity; remove or impute those values "
-        "(e.g. with sklearn.impute.SimpleImputer)."
-    )
-
-
-def check_finite_range(source: BatchSource) -> tuple[float, float]:
-    """The smallest and largest value of streamed data; ValueError if not finite."""
-    lo, hi = source.value_range()
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise non_finite_error()
-    return lo, hi
-
-
-def inference_dtype(X, device: torch.device) -> torch.dtype:
-    """float64 for float64 input on the CPU, else float32.
-
-    Training is float32. On the CPU, float64 input is run through a float64
-    copy of the network so that a row's output does not depend on which other
-    rows share its batch (float32 matrix products change with the batch shape).
-    """
-    if data_dtype(X) == np.float64 and device.type == "cpu":
-        return torch.float64
-    return torch.float32
-
-
-def module_device(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
-
-
-def infer(module: nn.Module, X, forward, n_threads: int | None = None) -> np.ndarray:
-    """``forward(module, batch)`` over X in chunks; a numpy array of X's dtype.
-
-    X is a validated dense array, a CSR matrix or streamed storage; each chunk
-    is densified alone. ``forward`` may return one tensor or a tuple of
-    tensors (then a tuple of arrays is returned). ``n_threads`` as in
-    :class:`~._nn.ThreadPolicy` (torch's setting is restored afterwards).
-    """
-    device = module_device(module)
-    dtype = inference_dtype(X, device)
-    if dtype != next(module.parameters()).dtype:
-        module = copy.deepcopy(module).to(dtype)
-    module.eval()
-    source = make_source(X, device, dtype, training=False)
-    check_chunks = is_streamed(X)
-    out_dtype = data_dtype(X)
-    outs = []
-    rows = chunk_rows(source.n_features, INFERENCE_CHUNK)
-    policy = ThreadPolicy(
-        n_threads if device.type == "cpu" else torch.get_num_threads(),
-        module=module,
-        rows=min(rows, source.n_samples),
-        training=False,
-    )
-    with policy, torch.inference_mode():
-        for xb in source.chunks(rows):
-            if check_chunks and not bool(torch.isfinite(xb).all()):
-                raise non_finite_error()
-            with policy.step():
-                out = forward(module, xb)
-            outs.append(out if isinstance(out, tuple) else (out,))
-    results = tuple(
-        torch.cat([o[i] for o in outs]).cpu().numpy().astype(out_dtype, copy=False)
-        for i in range(len(outs[0]))
-    )
-    return results if len(results) > 1 else results[0]
 
 
 def warn_not_converged(estimator, history) -> None:
@@ -403,108 +70,6 @@ def warn_not_converged(estimator, history) -> None:
             "converged yet. Increase max_iter or tol.",
             ConvergenceWarning,
         )
-
-
-class TorchStateMixin:
-    """Device-safe pickling of the torch objects held in fitted attributes.
-
-    Networks are stored as state dicts and rebuilt from the estimator's
-    parameters (:meth:`_rebuild_module`) on unpickling, after a dry build on
-    the ``meta`` device showed that the parameters describe exactly the
-    stored weights; a user's own module (a custom encoder) is pickled as a
-    skeleton without its tensors. All tensors are serialised with
-    ``torch.save`` into one byte string and read back with
-    ``torch.load(weights_only=True)`` and ``map_location``: on the device
-    they were fitted on when it is available, otherwise on the CPU (with a
-    warning), so a model fitted on a GPU unpickles on a CPU-only machine.
-    Unpickling never calls ``torch.load(weights_only=False)``: the classes
-    an unpickler creates are those the pickle names, so an allow-list
-    unpickler decides them. Pickle files run code when loaded: load them only
-    from trusted sources, and use :func:`sk_deepunsup.save` and
-    :func:`sk_deepunsup.load` otherwise.
-    """
-
-    def _rebuild_module(self, name: str):
-        """An untrained network of the fitted shape for attribute ``name``, or None.
-
-        The hook of :func:`sk_deepunsup.load` and of unpickling: the saved
-        weights are loaded into it. This default serves estimators whose
-        ``module_`` comes from ``_build_module(n_features, hidden, generator)``;
-        estimators with other networks override it.
-        """
-        if name == "module_" and hasattr(self, "_build_module") and hasattr(self, "_hidden_sizes"):
-            return self._build_module(self.n_features_in_, self._hidden_sizes(), make_generator(0))
-        return None
-
-    def _rebuildable(self, name: str, module: nn.Module) -> bool:
-        """Whether pickling may store ``module`` as a state dict (see _rebuild_module)."""
-        if not type(module).__module__.startswith("sk_deepunsup."):
-            return False
-        if type(self)._rebuild_module is not TorchStateMixin._rebuild_module:
-            return True
-        return name == "module_" and hasattr(self, "_build_module") and hasattr(self, "_hidden_sizes")
-
-    def __getstate__(self):
-        from ._torch_state import holds_tensor, pack_module
-
-        state = super().__getstate__()
-        torch_items = {k: v for k, v in state.items() if holds_tensor(v) or isinstance(v, nn.Module)}
-        if not torch_items:
-            return state
-        state = {k: v for k, v in state.items() if k not in torch_items}
-        safe = {"tensors": {}, "state_dicts": {}, "packed": {}}
-        for name, value in torch_items.items():
-            if not isinstance(value, nn.Module):
-                safe["tensors"][name] = value
-            elif self._rebuildable(name, value):
-                safe["state_dicts"][name] = value.state_dict()
-            else:  # the user's module: its classes go into this pickle, its tensors not
-                state[name], safe["packed"][name] = pack_module(value)
-        buffer = io.BytesIO()
-        torch.save(safe, buffer)
-        state["_torch_payload"] = buffer.getvalue()
-        return state
-
-    def __setstate__(self, state):
-        from ._torch_state import rebuild_checked, tensor_layout, unpack_module
-
-        payload = state.pop("_torch_payload", None)
-        if "_torch_modules" in state:
-            raise ValueError(
-                f"this pickle of {type(self).__name__} holds torch modules pickled whole "
-                "(written by sk_deepunsup 0.1.0 or earlier), which only an unsafe "
-                "torch.load could read. Unpickle it with that version and pickle it again."
-            )
-        if payload is None:
-            super().__setstate__(state)
-            return
-        fitted_on = torch.device(state.get("device_", "cpu"))
-        target = fitted_on
-        if not device_available(fitted_on):
-            warnings.warn(
-                f"{type(self).__name__} was fitted on {fitted_on}, which is not "
-                "available here; it was loaded on the CPU.",
-                UserWarning,
-            )
-            target = torch.device("cpu")
-            state["device_"] = "cpu"
-        safe = torch.load(io.BytesIO(payload), map_location=target, weights_only=True)
-        if not isinstance(safe, dict) or not {"tensors", "state_dicts"} <= set(safe):
-            raise ValueError(f"the pickle of {type(self).__name__} is corrupt.")
-        for name, tensors in safe.get("packed", {}).items():
-            state[name] = unpack_module(state.get(name), tensors, f"{type(self).__name__}.{name}")
-        state.update(safe["tensors"])
-        super().__setstate__(state)
-        # The user's modules came with their classes in the pickle; without them
-        # the parameters alone describe the networks, checked before building.
-        custom = any(isinstance(v, nn.Module) for v in vars(self).values())
-        for name, state_dict in safe["state_dicts"].items():
-            if custom:
-                module = self._rebuild_module(name)
-            else:
-                module = rebuild_checked(self, name, tensor_layout(state_dict))
-            module.load_state_dict(state_dict)
-            setattr(self, name, module.to(target))
 
 
 class TorchEstimatorMixin(TorchStateMixin):
@@ -550,51 +115,145 @@ class TorchEstimatorMixin(TorchStateMixin):
         return AUTO_BATCH_SIZE
 
 
-def check_loss_range(source: BatchSource, loss: str, streamed: bool) -> None:
-    """Values that ``loss`` can model; streamed data are also checked for NaN here.
+class NetworkEstimator(TorchEstimatorMixin, BaseEstimator):
+    """An estimator that trains one network, ``module_``, through the engine.
 
-    ``"bce"`` models Bernoulli pixels: values in [0, 1]. ``"multinomial"``
-    models counts (or TF-IDF weights): values >= 0, and not all zero.
+    Subclasses build the network (``_build_module``), say what it minimises
+    (``_objective``) and which of their parameters it bakes in
+    (``_network_signature``); their public ``fit`` (and ``partial_fit`` where it
+    makes sense) validate X and call :meth:`_fit`. Optional hooks check the
+    training data (``_check_training_data``), the batch size
+    (``_check_batch_size``), and run after a full fit (``_after_fit``).
     """
-    if not streamed and loss not in ("bce", "multinomial"):
-        return
-    lo, hi = check_finite_range(source)
-    if loss == "bce" and (lo < 0.0 or hi > 1.0):
-        raise ValueError(
-            f"loss='bce' needs X in [0, 1], got values in [{lo:.4g}, {hi:.4g}]. Scale X "
-            "with sklearn.preprocessing.MinMaxScaler or use loss='mse'."
-        )
-    if loss == "multinomial" and lo < 0.0:
-        raise ValueError(
-            f"loss='multinomial' needs non-negative X (counts or TF-IDF weights), got a "
-            f"minimum of {lo:.4g}. Use loss='mse' for centred or signed data."
-        )
 
+    _parameter_constraints: dict = {**TRAINING_CONSTRAINTS, **EPOCH_CONSTRAINTS}
 
-__all__ = [
-    "FLOAT_DTYPES",
-    "INFERENCE_CHUNK",
-    "NETWORK_CONSTRAINTS",
-    "TRAINING_CONSTRAINTS",
-    "TorchEstimatorMixin",
-    "TorchStateMixin",
-    "DataScaleWarning",
-    "as_dense",
-    "check_finite_range",
-    "check_loss_range",
-    "data_dtype",
-    "is_streamed",
-    "make_source",
-    "non_finite_error",
-    "validate_input",
-    "derive_seed",
-    "device_available",
-    "draw_seed",
-    "infer",
-    "inference_dtype",
-    "make_generator",
-    "module_device",
-    "resolve_device",
-    "to_tensor",
-    "warn_not_converged",
-]
+    # -- hooks -----------------------------------------------------------------------
+
+    def _objective(self, generator: torch.Generator):
+        raise NotImplementedError
+
+    def _network_signature(self, n_features: int) -> tuple:
+        """The parameters baked into the network ``_build_module`` makes (validated here)."""
+        return (("n_features_in_", n_features),)
+
+    def _check_training_data(self, data, streamed: bool) -> None:
+        """Refuse training data the objective cannot model (ValueError naming the fix)."""
+
+    def _check_batch_size(self, batch_size: int) -> None:
+        """Refuse a batch size the network cannot train on."""
+
+    def _training_context(self, module, device):
+        """A context the training runs in (e.g. a faster memory layout)."""
+        return contextlib.nullcontext()
+
+    def _draws_global_rng(self) -> bool:
+        """Whether the network draws from torch's global generator (users' dropout)."""
+        return False
+
+    def _after_fit(self, module, data) -> None:
+        """Called after ``fit`` (not ``partial_fit``) trained ``module`` on ``data``."""
+
+    # -- training --------------------------------------------------------------------
+
+    def _starts_afresh(self, signature: tuple, incremental: bool) -> bool:
+        """Whether this call builds a new network (else it continues the fitted one).
+
+        ``fit`` builds afresh unless ``warm_start``; a warm start whose network
+        parameters changed since the network was built rebuilds it too, so the
+        model always agrees with its parameters. ``partial_fit`` cannot
+        continue a network whose parameters changed: it says so.
+        """
+        if not hasattr(self, "module_"):
+            return True
+        changed = [
+            name for (name, new), (_, old) in zip(signature, self._signature) if new != old
+        ]
+        if incremental and changed:
+            raise ValueError(
+                f"partial_fit cannot continue training: {', '.join(changed)} changed "
+                "since the network was built. Call fit to build a new network, or "
+                "restore the parameters."
+            )
+        return not incremental and (not self.warm_start or bool(changed))
+
+    def _fit(self, X, incremental: bool):
+        """Train on validated X: ``max_iter`` epochs, or one epoch (``incremental``)."""
+        signature = self._network_signature(X.shape[1])  # validated before any work
+        first = self._starts_afresh(signature, incremental)
+        device = resolve_device(self.device)
+        data = make_source(X, device, training=True)
+        self._check_training_data(data, is_streamed(X))
+        seed = self._training_seed(first)
+        if first:
+            module = self._build_module(X.shape[1], make_generator(seed))
+            previous = {"loss": [], "val": [], "n_iter": 0, "best": math.inf}
+            optimizer_state = None
+        else:
+            module = self.module_
+            previous = {
+                "loss": list(self.loss_curve_),
+                "val": list(self.validation_loss_curve_ or []),
+                "n_iter": self.n_iter_,
+                "best": self.best_loss_,
+            }
+            optimizer_state = self._optimizer_state if incremental else None
+        module.to(device)
+        generator = make_generator(seed, device)
+        validation = None
+        if self.early_stopping and not incremental:
+            data, validation = self._split_validation(data, generator)
+        batch_size = self._resolve_batch_size(data.n_samples)
+        self._check_batch_size(batch_size)
+        trainer = Trainer(
+            module,
+            self._objective(generator),
+            learning_rate=self.learning_rate_init,
+            weight_decay=self.alpha,
+            batch_size=batch_size,
+            max_iter=1 if incremental else self.max_iter,
+            tol=self.tol,
+            n_iter_no_change=None if incremental else self.n_iter_no_change,
+            shuffle=self.shuffle,
+            generator=generator,
+            verbose=bool(self.verbose),
+            optimizer_state=optimizer_state,
+            description=type(self).__name__,
+            n_threads=self.n_threads,
+            global_seed=seed if self._draws_global_rng() else None,
+        )
+        with self._training_context(module, device):
+            history = trainer.fit(data, validation)
+        with finishing() as held:
+            if not incremental:
+                self._after_fit(module, data)
+            self.module_ = module
+            self._signature = signature
+            self.device_ = str(device)
+            self._optimizer_state = trainer.optimizer_state_dict
+            self.loss_curve_ = previous["loss"] + history.loss
+            self.validation_loss_curve_ = (
+                previous["val"] + history.validation_loss
+                if history.validation_loss is not None
+                else None
+            )
+            self.n_iter_ = previous["n_iter"] + history.n_iter
+            self.best_loss_ = min(previous["best"], history.best_loss)
+            self.interrupted_ = history.interrupted or held.hit
+        if held.hit:
+            warn_interrupted(self, "the final pass")
+        if not incremental and not self.interrupted_:
+            warn_not_converged(self, history)
+        return self
+
+    def _split_validation(self, data, generator):
+        n = data.n_samples
+        n_val = math.ceil(self.validation_fraction * n)
+        if n - n_val < 2:
+            raise ValueError(
+                f"early_stopping=True holds out validation_fraction="
+                f"{self.validation_fraction} of the {n} samples, leaving {n - n_val} "
+                "to train on; pass more samples or set early_stopping=False."
+            )
+        perm = data.permutation(generator).cpu().numpy()
+        return data.subset(perm[n_val:]), data.subset(perm[:n_val])

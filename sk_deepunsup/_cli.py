@@ -19,7 +19,6 @@ from sklearn.preprocessing import MinMaxScaler
 from . import __version__
 from ._clustering import DeepEmbeddingClusterer
 from ._neighbor_embedding import default_clustering_embedding
-from ._nn import TrainingInterrupted
 from ._recommender import AutoencoderRecommender, interaction_matrix, recommendations_frame
 from .metrics import clustering_accuracy
 
@@ -326,10 +325,11 @@ def _fit_predict(estimator, X, verbose):
     """Fit ``MinMaxScaler() + estimator`` on X; return the labels and the seconds."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        warnings.simplefilter("error", TrainingInterrupted)  # Ctrl-C aborts the run
         start = time.perf_counter()
         labels = make_pipeline(MinMaxScaler(), estimator).fit_predict(X)
         seconds = time.perf_counter() - start
+    if getattr(estimator, "interrupted_", False):  # Ctrl-C ended the fit: write nothing
+        raise KeyboardInterrupt
     for warning in caught:
         _status(verbose, f"{PROG}: warning: {' '.join(str(warning.message).split())}")
     return np.asarray(labels, dtype=np.int64), seconds
@@ -420,9 +420,10 @@ def _recommend(args):
     _status(args.verbose, f"fitting {type(recommender).__name__} ...")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        warnings.simplefilter("error", TrainingInterrupted)  # Ctrl-C aborts the run
         start = time.perf_counter()
         recommender.fit(X)
+        if recommender.interrupted_:  # Ctrl-C aborts the run: nothing is written
+            raise KeyboardInterrupt
         history = X.copy()
         history.data = (history.data >= args.threshold if args.threshold is not None
                         else history.data > 0).astype(np.float64)
@@ -467,7 +468,7 @@ def main(argv=None):
         args.verbose = sys.stderr.isatty()
     try:
         return _cluster(args) if args.command == "cluster" else _recommend(args)
-    except (KeyboardInterrupt, TrainingInterrupted):
+    except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except (InputError, ValueError, OSError, RuntimeError, MemoryError) as exc:

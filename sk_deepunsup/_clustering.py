@@ -26,16 +26,10 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 
 from ._autoencoder import DeepAutoencoder
 from ._neighbor_embedding import NeighborEmbedding, _encode
-from ._base import (
-    TRAINING_CONSTRAINTS,
-    TorchEstimatorMixin,
-    infer,
-    make_generator,
-    make_source,
-    resolve_device,
-    validate_input,
-    warn_not_converged,
-)
+from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin, warn_not_converged
+from ._devices import make_generator, resolve_device
+from ._tensors import infer, make_source
+from ._validation import validate_input
 from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._nn import (
     ClusteringAutoencoder,

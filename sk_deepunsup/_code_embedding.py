@@ -21,7 +21,7 @@ from __future__ import annotations
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from ._base import infer
+from ._tensors import infer
 
 __all__ = ["CodeNeighborEmbedding", "uses_code_neighbors"]
 

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._base import as_dense, is_streamed
+from ._validation import as_dense, is_streamed
 from ._nn import FixedProjection
 
 __all__ = ["fit_input_projection", "project"]

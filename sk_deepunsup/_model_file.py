@@ -31,7 +31,8 @@ import torch
 from safetensors import SafetensorError
 from sklearn.utils._param_validation import InvalidParameterError
 
-from ._base import TorchStateMixin, device_available
+from ._devices import device_available
+from ._torch_state import TorchStateMixin
 from ._nn import all_finite
 from ._torch_state import rebuild_checked, tensor_layout
 

@@ -17,20 +17,10 @@ from sklearn.base import (
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from ._base import (
-    TRAINING_CONSTRAINTS,
-    TorchEstimatorMixin,
-    as_dense,
-    check_finite_range,
-    hidden_sizes,
-    infer,
-    is_streamed,
-    make_generator,
-    make_source,
-    resolve_device,
-    validate_input,
-    warn_not_converged,
-)
+from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin, warn_not_converged
+from ._devices import make_generator, resolve_device
+from ._tensors import infer, make_source
+from ._validation import as_dense, check_finite_range, hidden_sizes, is_streamed, validate_input
 from ._input_projection import fit_input_projection, project
 from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._neighbor_graph import (

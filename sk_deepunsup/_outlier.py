@@ -11,14 +11,9 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 
 from ._autoencoder import AutoencoderBase
-from ._base import (
-    TRAINING_CONSTRAINTS,
-    TorchEstimatorMixin,
-    as_dense,
-    derive_seed,
-    non_finite_error,
-    validate_input,
-)
+from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin
+from ._devices import derive_seed
+from ._validation import as_dense, non_finite_error, validate_input
 from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._pretraining import PretrainingInterrupted, fit_autoencoder, prepare_autoencoder
 from ._vae import VariationalAutoencoder

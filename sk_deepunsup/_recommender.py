@@ -9,25 +9,19 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.base import _fit_context
-from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_is_fitted
 
-from ._autoencoder import AutoencoderBase
-from ._base import (
-    INFERENCE_CHUNK,
-    TRAINING_CONSTRAINTS,
-    draw_seed,
-    infer,
-    make_generator,
-    resolve_device,
-    validate_input,
-)
+from ._autoencoder import EncoderMixin
+from ._base import NETWORK_CONSTRAINTS, NetworkEstimator
+from ._devices import draw_seed, make_generator, resolve_device
+from ._tensors import INFERENCE_CHUNK, infer
+from ._validation import check_loss_range, hidden_sizes, validate_input
 from ._nn import (
-    ACTIVATIONS,
     Autoencoder,
     VAEModule,
     build_autoencoder,
+    decode_output,
     elbo_objective,
     reconstruction_objective,
 )
@@ -61,7 +55,7 @@ MIX_LADDER = tuple(np.round(np.linspace(0, 1, 11), 1).tolist())
 __all__ = ["AutoencoderRecommender", "interaction_matrix", "recommendations_frame"]
 
 
-class AutoencoderRecommender(AutoencoderBase):
+class AutoencoderRecommender(EncoderMixin, NetworkEstimator):
     """Item recommendation from implicit feedback with EASE, Mult-VAE or both.
 
     Fitted on a users x items matrix (rows are users, columns items; a
@@ -203,27 +197,16 @@ n_features_in_, feature_names_in_
     """
 
     _parameter_constraints: dict = {
-        **TRAINING_CONSTRAINTS,
+        **NetworkEstimator._parameter_constraints,
+        **{k: NETWORK_CONSTRAINTS[k] for k in ("n_components", "hidden_layer_sizes", "activation")},
         "model": [StrOptions({"hybrid", "ease", "vae", "dae"})],
         "l2": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "mix": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="both")],
-        "n_components": [Interval(Integral, 1, None, closed="left")],
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(ACTIVATIONS))],
         "input_dropout": [Interval(Real, 0, 1, closed="left")],
         "beta": [Interval(Real, 0, None, closed="left")],
         "n_anneal_epochs": [Interval(Integral, 0, None, closed="left")],
         "threshold": [None, Interval(Real, None, None, closed="neither")],
-        "alpha": [Interval(Real, 0, None, closed="left")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "shuffle": ["boolean"],
-        "warm_start": ["boolean"],
     }
-
-    #: Reconstruction loss for the shared machinery (range check, decoding).
-    loss = "multinomial"
 
     def __init__(
         self,
@@ -283,13 +266,16 @@ n_features_in_, feature_names_in_
     def _variational(self):
         return self.model in ("vae", "hybrid")
 
-    def _build_module(self, n_features, hidden, generator):
+    def _hidden_sizes(self) -> list[int]:
+        return hidden_sizes(self.hidden_layer_sizes)
+
+    def _build_module(self, n_features, generator):
         """The deep network (Mult-VAE or Mult-DAE); EASE's part is solved, not built."""
         vae = self._variational()
         autoencoder = build_autoencoder(
             n_features,
             self.n_components,
-            hidden,
+            self._hidden_sizes(),
             activation=self.activation,
             encoder_outputs=2 if vae else 1,
             generator=generator,
@@ -305,18 +291,21 @@ n_features_in_, feature_names_in_
         n = self.n_features_in_
         if self.model == "ease":
             return ItemItem(n)
-        deep = self._build_module(n, self._hidden_sizes(), make_generator(0))
+        deep = self._build_module(n, make_generator(0))
         return Blend(ItemItem(n), deep, variational=True) if self.model == "hybrid" else deep
 
-    def _network_signature(self, n_features, hidden):
+    def _network_signature(self, n_features):
         return (
             ("n_features_in_", n_features),
             ("model", self.model),
             ("n_components", self.n_components),
-            ("hidden_layer_sizes", tuple(hidden)),
+            ("hidden_layer_sizes", tuple(self._hidden_sizes())),
             ("activation", self.activation),
             ("input_dropout", self.input_dropout),
         )
+
+    def _check_training_data(self, data, streamed):
+        check_loss_range(data, "multinomial", streamed)
 
     def _objective(self, generator):
         if self.model == "dae":
@@ -338,7 +327,7 @@ n_features_in_, feature_names_in_
         return module.encoder(x)
 
     def _decode(self, module, z):
-        return super()._decode(self._network(module), z)
+        return decode_output(self._network(module).decoder(z), "multinomial")
 
     def _scores(self, module, x):
         """Scores of the items, the ranking (the deep models: logits at the posterior mean)."""
@@ -438,6 +427,7 @@ n_features_in_, feature_names_in_
         self.device_ = str(resolve_device(self.device))
         self.loss_curve_, self.validation_loss_curve_, self.n_iter_ = [], None, 0
         self.best_loss_ = math.inf
+        self.interrupted_ = False
 
     def _fit_hybrid(self, X, split):
         item_item, ease_val = self._solve_ease(X, split)
@@ -459,10 +449,6 @@ n_features_in_, feature_names_in_
                 MIX_LADDER, MIX_LADDER.index(0.5), lambda w: ndcg((1 - w) * shallow + w * deep)
             )
         self.module_ = Blend(item_item, network, variational=True, mix=self.mix_)
-
-    @available_if(lambda self: False)
-    def partial_fit(self, X, y=None):
-        """Not available: the KL annealing schedule is set from whole passes; use fit."""
 
     # -- recommendation ------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Torch objects in an estimator's state, stored without running code on reading.
 
-Shared by pickling (``TorchStateMixin.__getstate__``/``__setstate__``) and by
-:func:`sk_deepunsup.load`:
+:class:`TorchStateMixin` pickles estimators device-safely; the functions below
+serve it and :func:`sk_deepunsup.load`:
 
 - :func:`rebuild_checked` rebuilds a network from the estimator's parameters
   only after a dry build on the ``meta`` device (no memory) showed that its
@@ -17,13 +17,17 @@ Shared by pickling (``TorchStateMixin.__getstate__``/``__setstate__``) and by
 from __future__ import annotations
 
 import copy
+import io
+import warnings
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ._devices import device_available, make_generator
+
 __all__ = [
-    "holds_tensor", "pack_module", "rebuild_checked", "tensor_layout",
+    "TorchStateMixin", "holds_tensor", "pack_module", "rebuild_checked", "tensor_layout",
     "unpack_module",
 ]
 
@@ -169,3 +173,110 @@ def unpack_module(skeleton, tensors: list, where: str) -> nn.Module:
             getattr(sub, place)[key] = restored[ref.index]
     return skeleton
 
+
+class TorchStateMixin:
+    """Device-safe pickling of the torch objects held in fitted attributes.
+
+    Networks are stored as state dicts and rebuilt from the estimator's
+    parameters (:meth:`_rebuild_module`) on unpickling, after a dry build on
+    the ``meta`` device showed that the parameters describe exactly the
+    stored weights; a user's own module (a custom encoder) is pickled as a
+    skeleton without its tensors. All tensors are serialised with
+    ``torch.save`` into one byte string and read back with
+    ``torch.load(weights_only=True)`` and ``map_location``: on the device
+    they were fitted on when it is available, otherwise on the CPU (with a
+    warning), so a model fitted on a GPU unpickles on a CPU-only machine.
+    Unpickling never calls ``torch.load(weights_only=False)``: the classes
+    an unpickler creates are those the pickle names, so an allow-list
+    unpickler decides them. Pickle files run code when loaded: load them only
+    from trusted sources, and use :func:`sk_deepunsup.save` and
+    :func:`sk_deepunsup.load` otherwise.
+    """
+
+    def _build_module(self, n_features: int, generator: torch.Generator) -> nn.Module:
+        """The untrained network ``module_`` of an estimator fitted on ``n_features``.
+
+        Built from the estimator's parameters alone, its initial weights drawn
+        from ``generator``. Estimators that train one network define it.
+        """
+        raise NotImplementedError
+
+    def _builds_module(self) -> bool:
+        return type(self)._build_module is not TorchStateMixin._build_module
+
+    def _rebuild_module(self, name: str):
+        """An untrained network of the fitted shape for attribute ``name``, or None.
+
+        The hook of :func:`sk_deepunsup.load` and of unpickling: the saved
+        weights are loaded into it. This default rebuilds ``module_`` with
+        :meth:`_build_module`; estimators with other networks override it.
+        """
+        if name == "module_" and self._builds_module():
+            return self._build_module(self.n_features_in_, make_generator(0))
+        return None
+
+    def _rebuildable(self, name: str, module: nn.Module) -> bool:
+        """Whether pickling may store ``module`` as a state dict (see _rebuild_module)."""
+        if not type(module).__module__.startswith("sk_deepunsup."):
+            return False
+        if type(self)._rebuild_module is not TorchStateMixin._rebuild_module:
+            return True
+        return name == "module_" and self._builds_module()
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        torch_items = {k: v for k, v in state.items() if holds_tensor(v) or isinstance(v, nn.Module)}
+        if not torch_items:
+            return state
+        state = {k: v for k, v in state.items() if k not in torch_items}
+        safe = {"tensors": {}, "state_dicts": {}, "packed": {}}
+        for name, value in torch_items.items():
+            if not isinstance(value, nn.Module):
+                safe["tensors"][name] = value
+            elif self._rebuildable(name, value):
+                safe["state_dicts"][name] = value.state_dict()
+            else:  # the user's module: its classes go into this pickle, its tensors not
+                state[name], safe["packed"][name] = pack_module(value)
+        buffer = io.BytesIO()
+        torch.save(safe, buffer)
+        state["_torch_payload"] = buffer.getvalue()
+        return state
+
+    def __setstate__(self, state):
+        payload = state.pop("_torch_payload", None)
+        if "_torch_modules" in state:
+            raise ValueError(
+                f"this pickle of {type(self).__name__} holds torch modules pickled whole "
+                "(written by sk_deepunsup 0.1.0 or earlier), which only an unsafe "
+                "torch.load could read. Unpickle it with that version and pickle it again."
+            )
+        if payload is None:
+            super().__setstate__(state)
+            return
+        fitted_on = torch.device(state.get("device_", "cpu"))
+        target = fitted_on
+        if not device_available(fitted_on):
+            warnings.warn(
+                f"{type(self).__name__} was fitted on {fitted_on}, which is not "
+                "available here; it was loaded on the CPU.",
+                UserWarning,
+            )
+            target = torch.device("cpu")
+            state["device_"] = "cpu"
+        safe = torch.load(io.BytesIO(payload), map_location=target, weights_only=True)
+        if not isinstance(safe, dict) or not {"tensors", "state_dicts"} <= set(safe):
+            raise ValueError(f"the pickle of {type(self).__name__} is corrupt.")
+        for name, tensors in safe.get("packed", {}).items():
+            state[name] = unpack_module(state.get(name), tensors, f"{type(self).__name__}.{name}")
+        state.update(safe["tensors"])
+        super().__setstate__(state)
+        # The user's modules came with their classes in the pickle; without them
+        # the parameters alone describe the networks, checked before building.
+        custom = any(isinstance(v, nn.Module) for v in vars(self).values())
+        for name, state_dict in safe["state_dicts"].items():
+            if custom:
+                module = self._rebuild_module(name)
+            else:
+                module = rebuild_checked(self, name, tensor_layout(state_dict))
+            module.load_state_dict(state_dict)
+            setattr(self, name, module.to(target))

@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.validation import check_is_fitted
 
 from ._autoencoder import AutoencoderBase
-from ._base import draw_seed
+from ._devices import draw_seed
 from ._nn import VAEModule, elbo, elbo_objective
 
 #: The likelihood p(x | z) behind each ``loss``.
@@ -237,8 +237,8 @@ class VariationalAutoencoder(AutoencoderBase):
         self.device = device
         self.n_threads = n_threads
 
-    def _build_module(self, n_features, hidden, generator):
-        autoencoder = super()._build_module(n_features, hidden, generator)
+    def _build_module(self, n_features, generator):
+        autoencoder = super()._build_module(n_features, generator)
         return VAEModule(
             autoencoder.encoder, autoencoder.decoder, n_features, LIKELIHOOD_OF_LOSS[self.loss]
         )

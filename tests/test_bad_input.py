@@ -13,7 +13,7 @@ from sk_deepunsup import (
     DeepEmbeddingClusterer,
     NeighborEmbedding,
 )
-from sk_deepunsup._base import DataScaleWarning
+from sk_deepunsup._validation import DataScaleWarning
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

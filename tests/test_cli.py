@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.datasets import make_blobs
 
 import sk_deepunsup
@@ -271,6 +272,22 @@ def test_fit_errors_exit_1_and_interrupts_exit_130(capsys, csv, monkeypatch):
     monkeypatch.setattr(_cli, "make_clusterer", interrupted)
     assert main(["cluster", str(csv)]) == 130
     assert capsys.readouterr().err == "sk-deepunsup: interrupted\n"
+
+
+def test_a_fit_that_ctrl_c_ended_writes_nothing_and_exits_130(capsys, csv, monkeypatch, tmp_path):
+    class Stopped(ClusterMixin, BaseEstimator):
+        """A clusterer whose fit Ctrl-C ended: usable, with interrupted_ set."""
+
+        def fit(self, X, y=None):
+            self.labels_ = np.zeros(len(X), dtype=np.int64)
+            self.interrupted_ = True
+            return self
+
+    monkeypatch.setattr(_cli, "make_clusterer", lambda *args, **options: Stopped())
+    out = tmp_path / "labels.csv"
+    assert main(["cluster", str(csv), "-o", str(out)]) == 130
+    assert capsys.readouterr().err.endswith("sk-deepunsup: interrupted\n")
+    assert not out.exists()
 
 
 # -- issue 14: ids, delimiters, network options, time estimates -----------------------

