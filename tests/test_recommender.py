@@ -172,6 +172,7 @@ def test_ease_refuses_when_item_item_matrix_does_not_fit(split, monkeypatch):
 def test_auto_l2_and_mix_are_chosen_on_validation(split, fitted):
     X_train, _ = split
     assert fitted.l2_ in nn_recommend.L2_LADDER and 0 <= fitted.mix_ <= 1
+    assert fitted.n_iter_ == len(fitted.loss_curve_) == 60 + 20  # then 20 epochs on all of X
     assert 0 < fitted.validation_ndcg_ <= 1
     # mix=0 ranks as EASE alone, mix=1 as the VAE alone (the same l2 and network)
     kw = dict(l2=fitted.l2_, max_iter=60, random_state=0, **SMALL)
