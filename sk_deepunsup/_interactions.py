@@ -154,7 +154,7 @@ def rank_items(scores, seen, popularity, n_items, exclude_seen):
 
 
 def check_held_out(y, shape):
-    """y, the held-out interactions of a ``shape`` matrix of histories, as a sparse or float array."""
+    """y, the held-out interactions of ``shape`` histories, as a sparse or float array."""
     if not sp.issparse(y) and np.ndim(y) != 2:
         raise ValueError(
             "y must be the held-out interactions, a matrix of the same shape "
@@ -200,7 +200,7 @@ def validation_split(X, seed):
 
 
 def validation_ndcg(history, X_val):
-    """``ndcg(scores)``: NDCG@100 of ``X_val`` ranked by ``scores``, ``history``'s items left out."""
+    """``ndcg(scores)``: NDCG@100 of ``X_val`` ranked by ``scores`` (``history``'s items out)."""
     seen = history.toarray() != 0
     k = min(100, history.shape[1])
 

@@ -101,7 +101,9 @@ def ease_weights(gram: torch.Tensor, l2: float) -> torch.Tensor:
     return B
 
 
-def ease_spectrum(X, chunk_elements: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def ease_spectrum(
+    X, chunk_elements: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``V`` (n_items x r) and ``s`` (r, all > 0) with ``X'X = V diag(s) V'``, float64.
 
     A sparse matrix or an in-memory array with fewer rows than columns is
@@ -113,7 +115,8 @@ def ease_spectrum(X, chunk_elements: int, device: torch.device) -> tuple[torch.T
     if in_memory and X.shape[0] < X.shape[1]:
         Xd = X.astype(np.float64) if sp.issparse(X) else np.asarray(X, dtype=np.float64)
         K = Xd @ Xd.T
-        K = torch.as_tensor(np.ascontiguousarray(K.toarray() if sp.issparse(K) else K), device=device)
+        K = K.toarray() if sp.issparse(K) else K
+        K = torch.as_tensor(np.ascontiguousarray(K), device=device)
         s, U = torch.linalg.eigh(K)
         keep = s > 1e-10 * s.max().clamp(min=1e-300)
         s = s[keep]
