@@ -414,15 +414,22 @@ n_features_in_, feature_names_in_
         if split is not None:
             X_fit, history, X_val = split
             scorer = ease_scorer(ease_spectrum(X_fit, INFERENCE_CHUNK, work), history)
-            ndcg = validation_ndcg(history, X_val)
+            ndcg, best = validation_ndcg(history, X_val), {}
+
+            def evaluate(l2):
+                scores = scorer(l2)
+                value = ndcg(scores)
+                if not best or value > best["ndcg"]:
+                    best.update(ndcg=value, l2=l2, scores=scores)
+                return value
+
             if self.l2 == "auto":
-                self.l2_, self.validation_ndcg_ = ladder_search(
-                    L2_LADDER, L2_LADDER.index(500.0), lambda l2: ndcg(scorer(l2))
-                )
+                start = L2_LADDER.index(500.0)
+                self.l2_, self.validation_ndcg_ = ladder_search(L2_LADDER, start, evaluate)
             else:
-                self.validation_ndcg_ = ndcg(scorer(self.l2_))
-            val_scores = scorer(self.l2_)
-            del scorer
+                self.validation_ndcg_ = evaluate(self.l2_)
+            val_scores = best["scores"] if best["l2"] == self.l2_ else scorer(self.l2_)
+            del scorer, best
         weight = ease_solve(X, self.l2_, INFERENCE_CHUNK, work).to(device, torch.float32)
         return ItemItem(X.shape[1], weight).to(device), val_scores
 

@@ -151,17 +151,22 @@ def ease_scorer(spectrum: tuple[torch.Tensor, torch.Tensor], history):
 
     ``history`` is a dense or sparse users x items matrix; each call costs
     about ``n_users * r * n_items`` (``r`` the spectrum's size), without
-    forming ``B``: ``history - (history P) / diag(P)``.
+    forming ``B``: ``history - (history P) / diag(P)`` over the items with
+    interactions (the others' columns of ``B`` are zero).
     """
     V, s = spectrum
+    active = torch.nonzero((V != 0).any(dim=1)).ravel()
     H = history.toarray() if sp.issparse(history) else np.asarray(history)
     H = torch.as_tensor(H, dtype=V.dtype, device=V.device)
-    HV, V2 = H @ V, V * V
+    Ha, Va = H.index_select(1, active), V.index_select(0, active)
+    HV, V2 = Ha @ Va, Va * Va
 
     def score(l2: float) -> np.ndarray:
         shrink = s / (l2 * (s + l2))
-        HP = H / l2 - (HV * shrink) @ V.T
-        return (H - HP / (1.0 / l2 - V2 @ shrink)).cpu().numpy()
+        HP = Ha / l2 - (HV * shrink) @ Va.T
+        out = torch.zeros_like(H)
+        out[:, active] = Ha - HP / (1.0 / l2 - V2 @ shrink)
+        return out.cpu().numpy()
 
     return score
 
