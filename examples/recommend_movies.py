@@ -71,8 +71,8 @@ def main():
     rec = AutoencoderRecommender(threshold=4, random_state=0)
     print(f"fitting on {X.shape[0]} users x {X.shape[1]} films ...")
     with warnings.catch_warnings():
-        # The default trains for a fixed budget of 60 epochs (longer overfits
-        # data this small), so "max_iter reached" is expected here.
+        # The default trains its deep branch for a fixed budget of 15 epochs,
+        # so "max_iter reached" is expected here.
         warnings.simplefilter("ignore", ConvergenceWarning)
         rec.fit(X)
     print(f"fitted: EASE l2={rec.l2_:g}, VAE weight mix={rec.mix_:g} "

@@ -1,9 +1,23 @@
-"""Tables of (user, item[, rating]) rows to interaction matrices and back."""
+"""Interaction matrices: from tables and back, binarised, split for validation, ranked."""
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["interaction_matrix", "recommendations_frame"]
+from .metrics import ndcg_at_k
+from .model_selection import train_test_split_interactions
+
+__all__ = [
+    "N_VALIDATION_USERS",
+    "binarize",
+    "check_held_out",
+    "interaction_matrix",
+    "ladder_search",
+    "rank_items",
+    "recommendations_frame",
+    "top_k",
+    "validation_ndcg",
+    "validation_split",
+]
 
 
 def interaction_matrix(frame, user_col, item_col, rating_col=None):
@@ -79,3 +93,141 @@ def recommendations_frame(recommended, items, users=None):
             "item": np.asarray(items)[recommended.ravel()],
         }
     )
+
+
+def binarize(X, threshold):
+    """Validated X -> the same kind of matrix with 1 for each positive, else 0.
+
+    Raises ValueError for negative values (NaN and infinity are refused by
+    validation already).
+    """
+    data = X.data if sp.issparse(X) else X
+    if data.size and data.min() < 0:
+        raise ValueError(
+            f"Negative values in data passed to X (minimum {data.min():.4g}); the "
+            "recommender reads "
+            "non-negative interactions (counts, ratings or 0/1). Map dislikes to 0 "
+            "(np.clip(X, 0, None)), or shift signed ratings to be non-negative and set "
+            "threshold= to the level that counts as a like."
+        )
+    cut = (data >= threshold) if threshold is not None else (data > 0)
+    if sp.issparse(X):
+        out = X.copy()
+        out.data = cut.astype(X.dtype)
+        out.eliminate_zeros()
+        return out
+    return cut.astype(X.dtype)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` largest scores of each row, best first (ties: lower index)."""
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1, kind="introselect")[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    # lexsort: by score descending, then by column index ascending
+    order = np.lexsort((part, -part_scores), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+def rank_items(scores, seen, popularity, n_items, exclude_seen):
+    """The ``n_items`` best columns of each row of ``scores`` (float64, changed in place).
+
+    Rows without any ``seen`` item are ranked by ``popularity`` instead;
+    with ``exclude_seen`` the seen items are left out (ValueError when fewer
+    than ``n_items`` remain for some row).
+    """
+    empty = ~seen.any(axis=1)
+    if empty.any():  # no history: rank by popularity
+        scores[empty] = popularity
+    if exclude_seen:
+        scores[seen] = -np.inf
+        n_unseen = seen.shape[1] - seen.sum(axis=1)
+        if (n_unseen < n_items).any():
+            raise ValueError(
+                f"n_items={n_items} is more than the {int(n_unseen.min())} "
+                "items some user has not seen; ask for fewer or pass "
+                "exclude_seen=False."
+            )
+    return top_k(scores, n_items)
+
+
+def check_held_out(y, shape):
+    """y, the held-out interactions of ``shape`` histories, as a sparse or float array."""
+    if not sp.issparse(y) and np.ndim(y) != 2:
+        raise ValueError(
+            "y must be the held-out interactions, a matrix of the same shape "
+            f"as X {shape}; got an array of shape {np.shape(y)}. See "
+            "sk_deepunsup.model_selection.train_test_split_interactions."
+        )
+    y = y if sp.issparse(y) else np.asarray(y, dtype=np.float64)
+    values = y.data if sp.issparse(y) else y
+    if not np.isfinite(values).all():
+        raise ValueError(
+            "y contains NaN or infinity; it must hold the held-out interactions "
+            "(0 where there is none)."
+        )
+    if tuple(y.shape) != tuple(shape):
+        raise ValueError(
+            f"y has shape {tuple(y.shape)} but X has shape {shape}; y must "
+            "hold the held-out interactions of the same users and items."
+        )
+    return y
+
+
+#: Users whose held-out interactions score ``l2`` and ``mix`` in fit (at most).
+N_VALIDATION_USERS = 5000
+
+
+def validation_split(X, seed):
+    """20 % of each user's interactions held out, or None when none could be.
+
+    Returns the training part and, for at most :data:`N_VALIDATION_USERS`
+    users with held-out items (chosen at random), their training and held-out
+    rows.
+    """
+    X_fit, X_val = train_test_split_interactions(
+        sp.csr_matrix(X), test_size=0.2, min_interactions=2, random_state=seed
+    )
+    users = np.flatnonzero(np.diff(X_val.indptr))
+    if users.size == 0:
+        return None
+    if users.size > N_VALIDATION_USERS:
+        rng = np.random.RandomState(seed)
+        users = np.sort(rng.choice(users, N_VALIDATION_USERS, replace=False))
+    return X_fit, X_fit[users], X_val[users]
+
+
+def validation_ndcg(history, X_val):
+    """``ndcg(scores)``: NDCG@100 of ``X_val`` ranked by ``scores`` (``history``'s items out)."""
+    seen = history.toarray() != 0
+    k = min(100, history.shape[1])
+
+    def ndcg(scores):
+        scores = np.array(scores, dtype=np.float64)
+        scores[seen] = -np.inf
+        return ndcg_at_k(X_val, scores, k=k)
+
+    return ndcg
+
+
+def ladder_search(ladder, start, evaluate):
+    """The value of ``ladder`` with the best ``evaluate``, walked from ``ladder[start]``.
+
+    One step towards the better neighbour, then onwards while ``evaluate``
+    rises (a local maximum; each value is evaluated at most once). Returns
+    the value and its evaluation.
+    """
+    seen = {}
+
+    def value(i):
+        if i not in seen:
+            seen[i] = evaluate(ladder[i])
+        return seen[i]
+
+    i = start
+    step = 1 if start + 1 < len(ladder) and value(start + 1) > value(start) else -1
+    while 0 <= i + step < len(ladder) and value(i + step) > value(i):
+        i += step
+    return ladder[i], value(i)

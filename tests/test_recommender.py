@@ -15,7 +15,13 @@ from sk_deepunsup import AutoencoderRecommender, interaction_matrix, recommendat
 from sk_deepunsup._nn import VAEModule, elbo_objective
 from sk_deepunsup._nn import recommend as nn_recommend
 from sk_deepunsup._nn.modules import MLP, NormalizedInput
-from sk_deepunsup._nn.recommend import ease_weights, gram_matrix
+from sk_deepunsup._nn.recommend import (
+    ease_scorer,
+    ease_spectrum,
+    ease_weights,
+    gram_matrix,
+    spectral_ease_weights,
+)
 from sk_deepunsup.metrics import ndcg_at_k, recall_at_k
 from sk_deepunsup.model_selection import train_test_split_interactions
 
@@ -131,6 +137,29 @@ def test_gram_matrix_of_streamed_rows_matches_sparse(split, tmp_path):
     )
 
 
+@pytest.mark.parametrize("n_users", [10, 100])  # the users' or the items' Gram matrix
+def test_ease_from_the_spectrum_is_the_closed_form_for_every_l2(split, n_users, monkeypatch):
+    X = split[0][:n_users].toarray()
+    X[:, 7] = 0  # an item nobody has
+    for data in (X, sp.csr_matrix(X)):
+        spectrum = ease_spectrum(data, 1, torch.device("cpu"))
+        score = ease_scorer(spectrum, data[:5])
+        for l2 in (3.0, 300.0):
+            B = steck_ease(X, l2)
+            np.testing.assert_allclose(spectral_ease_weights(spectrum, l2).numpy(), B, atol=1e-10)
+            np.testing.assert_allclose(score(l2), X[:5] @ B, atol=1e-10)
+    calls = []
+    for name in ("spectral_ease_weights", "ease_weights"):
+        route = getattr(nn_recommend, name)
+        monkeypatch.setattr(
+            nn_recommend, name, lambda *a, _f=route, _n=name: calls.append(_n) or _f(*a)
+        )
+    rec = AutoencoderRecommender("ease", l2=3.0, **SMALL).fit(sp.csr_matrix(X))
+    np.testing.assert_allclose(rec.module_.weight.numpy(), steck_ease(X, 3.0), atol=1e-6)
+    # few users: through their Gram matrix; as many as items: Cholesky
+    assert calls == ["spectral_ease_weights" if n_users == 10 else "ease_weights"]
+
+
 def test_ease_refuses_when_item_item_matrix_does_not_fit(split, monkeypatch):
     X_train, _ = split
     monkeypatch.setattr(nn_recommend, "ease_memory_bytes", lambda n: 2**62)
@@ -143,6 +172,7 @@ def test_ease_refuses_when_item_item_matrix_does_not_fit(split, monkeypatch):
 def test_auto_l2_and_mix_are_chosen_on_validation(split, fitted):
     X_train, _ = split
     assert fitted.l2_ in nn_recommend.L2_LADDER and 0 <= fitted.mix_ <= 1
+    assert fitted.n_iter_ == len(fitted.loss_curve_) == 60 + 20  # then 20 epochs on all of X
     assert 0 < fitted.validation_ndcg_ <= 1
     # mix=0 ranks as EASE alone, mix=1 as the VAE alone (the same l2 and network)
     kw = dict(l2=fitted.l2_, max_iter=60, random_state=0, **SMALL)
@@ -395,14 +425,14 @@ def test_cli_recommends_with_the_chosen_model(tmp_path, capsys):
 
 
 def test_validation_scores_at_most_n_validation_users(split, monkeypatch):
-    from sk_deepunsup import _recommender
+    from sk_deepunsup import _interactions
 
     X_train, _ = split
-    X_fit, history, X_val = _recommender._validation_split(X_train, 0)
+    X_fit, history, X_val = _interactions.validation_split(X_train, 0)
     assert history.shape == X_val.shape == (X_train.shape[0], 60)  # all have held-out items
     assert abs(X_fit + X_val - X_train).sum() == 0
-    monkeypatch.setattr(_recommender, "N_VALIDATION_USERS", 30)
-    _, history, X_val = _recommender._validation_split(X_train, 0)
+    monkeypatch.setattr(_interactions, "N_VALIDATION_USERS", 30)
+    _, history, X_val = _interactions.validation_split(X_train, 0)
     assert history.shape == X_val.shape == (30, 60) and np.all(np.diff(X_val.indptr) > 0)
     assert (history.multiply(X_val)).nnz == 0
     rec = AutoencoderRecommender(max_iter=3, random_state=0, **SMALL).fit(X_train)
