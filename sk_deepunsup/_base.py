@@ -154,6 +154,10 @@ class NetworkEstimator(TorchEstimatorMixin, BaseEstimator):
     def _after_fit(self, module, data) -> None:
         """Called after ``fit`` (not ``partial_fit``) trained ``module`` on ``data``."""
 
+    def _epochs_are_a_budget(self) -> bool:
+        """Whether ``max_iter`` is a fixed budget (no ConvergenceWarning when it is spent)."""
+        return False
+
     # -- training --------------------------------------------------------------------
 
     def _starts_afresh(self, signature: tuple, incremental: bool) -> bool:
@@ -242,7 +246,7 @@ class NetworkEstimator(TorchEstimatorMixin, BaseEstimator):
             self.interrupted_ = history.interrupted or held.hit
         if held.hit:
             warn_interrupted(self, "the final pass")
-        if not incremental and not self.interrupted_:
+        if not incremental and not self.interrupted_ and not self._epochs_are_a_budget():
             warn_not_converged(self, history)
         return self
 

@@ -2,12 +2,14 @@
 
 import io
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 
 import sk_deepunsup
@@ -437,3 +439,15 @@ def test_validation_scores_at_most_n_validation_users(split, monkeypatch):
     assert (history.multiply(X_val)).nnz == 0
     rec = AutoencoderRecommender(max_iter=3, random_state=0, **SMALL).fit(X_train)
     assert 0 < rec.validation_ndcg_ <= 1
+
+
+def test_epochs_are_a_budget_unless_early_stopping(split):
+    X_train, _ = split
+    small = dict(hidden_layer_sizes=(16,), n_components=4, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        AutoencoderRecommender(model="vae", **small).fit(X_train)
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        AutoencoderRecommender(
+            model="vae", early_stopping=True, n_iter_no_change=10, **small
+        ).fit(X_train)
