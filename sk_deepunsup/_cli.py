@@ -19,11 +19,11 @@ from sklearn.preprocessing import MinMaxScaler
 from . import (
     AutoencoderRecommender,
     DeepEmbeddingClusterer,
+    NeighborEmbedding,
     __version__,
     interaction_matrix,
     recommendations_frame,
 )
-from ._neighbor_embedding import default_clustering_embedding
 from .metrics import clustering_accuracy
 
 PROG = "sk-deepunsup"
@@ -61,7 +61,9 @@ def make_clusterer(n_clusters, seed, verbose, **options):
     }
     extra = {}
     if settings:
-        extra["embedding"] = default_clustering_embedding().set_params(**settings)
+        # the clusterer's documented embedding="neighbors", with the user's settings
+        embedding = NeighborEmbedding(n_components=10, loss="umap", min_dist=0.0)
+        extra["embedding"] = embedding.set_params(**settings)
     if options.get("max_iter") is not None:
         extra["max_iter"] = options["max_iter"]
     return DeepEmbeddingClusterer(

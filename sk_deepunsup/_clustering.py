@@ -25,7 +25,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory
 
 from ._autoencoder import DeepAutoencoder
-from ._neighbor_embedding import NeighborEmbedding, _encode
+from ._neighbor_embedding import NeighborEmbedding
 from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin, warn_not_converged
 from ._devices import make_generator, resolve_device
 from ._tensors import infer, make_source
@@ -299,12 +299,12 @@ default="auto"
         split = getattr(autoencoder, "projected_inputs", lambda X: None)(X)
         if split is None:
             X_fit, encoder = X, autoencoder.module_.encoder
-            network, encode = autoencoder.module_, autoencoder._encode
+            network = autoencoder.module_
         else:
             X_fit, encoder = split
-            network, encode = Embedder(encoder), _encode
+            network = Embedder(encoder)
         embedding = distributed.map_rows(  # each rank its share, under data-parallel fits
-            lambda rows: infer(network, rows, encode, self.n_threads), X_fit
+            lambda rows: infer(network, rows, autoencoder._encode, self.n_threads), X_fit
         )
         # k-means once, on rank 0, under data-parallel training: all start alike
         centers = distributed.on_main(lambda: self._initial_centers(embedding, seed))

@@ -21,20 +21,8 @@ from __future__ import annotations
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from ._tensors import infer
 
-__all__ = ["CodeNeighborEmbedding", "uses_code_neighbors"]
-
-
-def uses_code_neighbors(clusterer) -> bool:
-    """Whether ``clusterer`` takes the N2D route: ``embedding="auto"`` and an image autoencoder."""
-    embedding, autoencoder = clusterer.embedding, clusterer.autoencoder
-    return (
-        isinstance(embedding, str)
-        and embedding == "auto"
-        and autoencoder is not None
-        and getattr(autoencoder, "image_shape", None) is not None
-    )
+__all__ = ["CodeNeighborEmbedding"]
 
 
 class ChainedEncoder(nn.Module):
@@ -103,15 +91,3 @@ class CodeNeighborEmbedding(BaseEstimator):
     def transform(self, X):
         """X's coordinates in the neighbour embedding of its code."""
         return self.embedding.transform(self.autoencoder.transform(X))
-
-
-def pretrain_code_embedding(clusterer, X, autoencoder, seed: int, fit_embedding):
-    """The neighbour embedding of ``autoencoder``'s code of X, paired with it.
-
-    ``fit_embedding(owner, code, seed)`` fits the embedding the clusterer's
-    neighbour route would fit (the clusterer's ``pretrain_neighbor_embedding``,
-    with its ``memory`` cache).
-    """
-    code = infer(autoencoder.module_, X, autoencoder._encode, clusterer.n_threads)
-    embedding = fit_embedding(clusterer, code, seed)
-    return CodeNeighborEmbedding.from_fitted(autoencoder, embedding)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -42,7 +43,6 @@ from ._nn import (
     Trainer,
     neighbor_embedding_objective,
 )
-from ._pretraining import fit_autoencoder
 
 #: ``max_iter="auto"`` trains on about this many edge samples per point,
 #: within ``EDGE_SAMPLES_RANGE`` in all (UMAP's own budget also grows with the
@@ -53,6 +53,11 @@ from ._pretraining import fit_autoencoder
 #: digits trust / 5-NN 0.980 / 0.973 at a fifth of the former CPU time;
 #: twice as many gave 0.985 / 0.977 at twice the time.
 EDGE_SAMPLES_PER_POINT = 700
+
+#: ``negative_sample_rate="auto"`` and ``noise="auto"`` per loss: UMAP's
+#: cross-entropy over-repels with many negatives and its clusters blur with noise.
+AUTO_NEGATIVE_SAMPLE_RATE = {"infonce": 20, "umap": 10}
+AUTO_NOISE = {"infonce": 0.5, "umap": 0.0}
 EDGE_SAMPLES_RANGE = (600_000, 3_000_000)
 
 
@@ -92,18 +97,21 @@ class NeighborEmbedding(
         ``1 / (1 + a d^(2b))`` set by ``min_dist``.
     min_dist : float >= 0, default=0.1
         How tightly ``loss="umap"`` may pack neighbours (UMAP's parameter).
-    min_shared_neighbors : float in [0, 1), default=0.0
+    min_shared_neighbors : float in [0, 1), default="deprecated"
         Drop the graph's edges whose two ends share less than this share of
         their neighbourhoods (Jaccard index of the two points' ``n_neighbors``
-        nearest neighbours, each with itself), as shared-nearest-neighbour
-        clustering does: such edges mostly bridge two groups. Every point
-        keeps its strongest edge. 0 keeps the whole graph.
-    negative_sample_rate : int, default=20
+        nearest neighbours, each with itself). Every point keeps its
+        strongest edge.
+
+        .. deprecated:: 0.1.0
+           Pruning did not help on the data measured (it lost on text); the
+           parameter will be removed. The whole graph is kept by default.
+    negative_sample_rate : int or "auto", default="auto"
         Negative pairs per edge (drawn from the batch's points: no extra
-        forward pass, but each pair costs arithmetic). With
-        ``loss="umap"`` many negatives over-repel: pass
-        ``negative_sample_rate=10, noise=0`` with that loss.
-    noise : float >= 0, default=0.5
+        forward pass, but each pair costs arithmetic). ``"auto"``: 20 with
+        ``loss="infonce"``, 10 with ``loss="umap"``, whose cross-entropy
+        over-repels with many negatives.
+    noise : float >= 0 or "auto", default="auto"
         Gaussian noise added to the inputs while training, relative to the
         data's scale: the noise vector's expected length is ``noise`` times
         the typical distance between neighbours (the median over samples of
@@ -112,6 +120,8 @@ class NeighborEmbedding(
         training point's surroundings, not the point alone, to its place,
         so ``transform`` places new samples more faithfully. The scale
         actually used is ``noise_scale_``. 0 trains on the clean points.
+        ``"auto"``: 0.5 with ``loss="infonce"``, 0 with ``loss="umap"``
+        (whose clusters it blurs).
     hidden_layer_sizes : array-like of int, default=(128, 128)
         Hidden widths of the default MLP.
     activation : str, default="relu"
@@ -226,9 +236,9 @@ class NeighborEmbedding(
         "metric": [str],
         "loss": [StrOptions(set(NEIGHBOR_LOSSES))],
         "min_dist": [Interval(Real, 0, None, closed="left")],
-        "min_shared_neighbors": [Interval(Real, 0, 1, closed="left")],
-        "negative_sample_rate": [Interval(Integral, 1, None, closed="left")],
-        "noise": [Interval(Real, 0, None, closed="left")],
+        "min_shared_neighbors": [StrOptions({"deprecated"}), Interval(Real, 0, 1, closed="left")],
+        "negative_sample_rate": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "noise": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "encoder": [None, nn.Module],
@@ -248,9 +258,9 @@ class NeighborEmbedding(
         metric="euclidean",
         loss="infonce",
         min_dist=0.1,
-        min_shared_neighbors=0.0,
-        negative_sample_rate=20,
-        noise=0.5,
+        min_shared_neighbors="deprecated",
+        negative_sample_rate="auto",
+        noise="auto",
         hidden_layer_sizes=(128, 128),
         activation="relu",
         encoder=None,
@@ -327,6 +337,23 @@ class NeighborEmbedding(
             return self._build_module(self.n_features_in_, make_generator(0), shape)
         return None
 
+    def _resolved_knobs(self) -> tuple[float, int, float]:
+        """``min_shared_neighbors``, ``negative_sample_rate`` and ``noise`` as this fit uses them."""
+        prune = 0.0
+        if self.min_shared_neighbors != "deprecated":
+            warnings.warn(
+                "min_shared_neighbors is deprecated and will be removed in the next minor "
+                "release: pruning the neighbour graph did not help on the data measured. "
+                "Leave it unset to keep the whole graph.",
+                FutureWarning,
+            )
+            prune = self.min_shared_neighbors
+        negatives = self.negative_sample_rate
+        if negatives == "auto":
+            negatives = AUTO_NEGATIVE_SAMPLE_RATE[self.loss]
+        noise = AUTO_NOISE[self.loss] if self.noise == "auto" else self.noise
+        return prune, negatives, noise
+
     @_fit_context(prefer_skip_nested_validation=True)
     @restore_on_interrupt
     def fit(self, X, y=None):
@@ -345,6 +372,7 @@ class NeighborEmbedding(
             The fitted estimator.
         """
         X = validate_input(self, X, reset=True, training=True)
+        prune, negatives, noise = self._resolved_knobs()
         n_samples = X.shape[0]
         device = resolve_device(self.device)
         seed = self._training_seed(first_call=True)
@@ -371,12 +399,12 @@ class NeighborEmbedding(
                 "cosine distance. Drop those rows or use metric='euclidean'."
             )
         graph = prune_shared_neighbors(
-            fuzzy_neighbor_graph(idx, dist), idx, self.min_shared_neighbors
+            fuzzy_neighbor_graph(idx, dist), idx, prune
         )
         noise_scale = 0.0
-        if self.noise:
+        if noise:
             spacing = float(np.median(dist.mean(axis=1))) if dist.size else 0.0
-            noise_scale = self.noise * spacing / np.sqrt(graph_width)
+            noise_scale = noise * spacing / np.sqrt(graph_width)
         if self.loss == "umap":
             a, b = fit_ab(self.min_dist)
         else:
@@ -405,7 +433,7 @@ class NeighborEmbedding(
             self.loss,
             a=a,
             b=b,
-            negative_sample_rate=self.negative_sample_rate,
+            negative_sample_rate=negatives,
             reconstruction_weight=self.reconstruction_weight,
             noise=noise_scale,
             generator=generator,
@@ -429,7 +457,7 @@ class NeighborEmbedding(
         with finishing() as held:
             # with a fixed first layer, embed the projected rows (not the wide X again)
             self.embedding_ = infer(
-                trained, X if projected is None else projected, _encode, self.n_threads
+                trained, X if projected is None else projected, self._encode, self.n_threads
             )
             self.module_ = module
             self.n_projected_ = None if projection is None else projected.shape[1]
@@ -509,7 +537,7 @@ class NeighborEmbedding(
             float64 unless X is float32.
         """
         X = self._validated(X)
-        return infer(self.module_, X, _encode, self.n_threads)
+        return infer(self.module_, X, self._encode, self.n_threads)
 
     @property
     def _n_features_out(self):
@@ -519,82 +547,3 @@ class NeighborEmbedding(
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
-
-
-def _encode(module, x):
-    return module.encoder(x)
-
-
-
-
-# -- the route DeepEmbeddingClusterer takes with embedding="neighbors" -------------------
-
-
-def default_clustering_embedding() -> NeighborEmbedding:
-    """The neighbour embedding a clusterer pretrains when ``embedding="neighbors"``.
-
-    UMAP's loss with ``min_dist=0`` packs each cluster tightly (the
-    contrastive ``"infonce"`` loss draws better maps but split digits'
-    clusters worse); 10 dimensions, as N2D. 15 neighbours (UMAP's default)
-    rather than 10: better on wine (ACC / NMI 0.955 / 0.849-0.858 vs
-    0.925 / 0.771) and iris (0.900 / 0.778 vs 0.889 / 0.747). No
-    shared-neighbour pruning (``min_shared_neighbors=0``): pruning edges whose
-    ends share under 15% of their neighbourhoods changed digits little (ACC /
-    NMI 0.924 / 0.898 against 0.905 / 0.899, seeds 0-2) but lost on text (LSA
-    features, seeds 0-1: 20 Newsgroups NMI 0.591 vs 0.616, Reuters R8 0.488 vs
-    0.521, below LSA + k-means's 0.503), so it stays an option. Ten negatives
-    and no input noise: the map defaults (60
-    negatives, noise) were chosen for maps and not measured for clustering.
-    """
-    return NeighborEmbedding(
-        n_components=10,
-        n_neighbors=15,
-        loss="umap",
-        min_dist=0.0,
-        min_shared_neighbors=0.0,
-        negative_sample_rate=10,
-        noise=0.0,
-    )
-
-
-def pretrain_neighbor_embedding(owner, X, seed: int, fit=None):
-    """The fitted neighbour embedding that a clusterer (``owner``) refines.
-
-    ``owner.embedding`` is ``"neighbors"`` (the default network), an
-    unfitted :class:`NeighborEmbedding` (cloned, fitted on X) or a fitted one
-    (copied, never changed). Unfitted ones get the owner's ``device`` and
-    ``verbose``, and ``seed`` when they have no ``random_state``. ``fit``
-    (default: ``est.fit(X)``) lets the owner cache the fit with ``memory``.
-
-    Returns
-    -------
-    embedding : NeighborEmbedding
-        Its ``module_.encoder`` maps X to the space the clusters live in;
-        ``module_.decoder`` is None unless it was trained with a
-        reconstruction term.
-    """
-    from sklearn.base import clone
-
-    given = owner.embedding
-    if isinstance(given, NeighborEmbedding) and hasattr(given, "module_"):
-        if given.n_features_in_ != X.shape[1]:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but the fitted NeighborEmbedding "
-                f"expects {given.n_features_in_}."
-            )
-        return copy.deepcopy(given)
-    est = clone(default_clustering_embedding() if isinstance(given, str) else given)
-    overrides = {"device": owner.device, "verbose": owner.verbose, "n_threads": owner.n_threads}
-    if est.random_state is None:
-        overrides["random_state"] = seed
-    est.set_params(**overrides)
-    return est.fit(X) if fit is None else fit(est, X)
-
-
-def fit_neighbor_embedding(est, X):
-    """``est.fit(X)``, as a module-level function that ``joblib.Memory`` can cache.
-
-    An interrupted fit raises :class:`PretrainingInterrupted` (so nothing
-    half-trained is cached), carrying the usable embedding.
-    """
-    return fit_autoencoder(est, X)

@@ -398,3 +398,10 @@ def test_the_product_recommender_has_the_defaults():
     rec = PRODUCT_RECOMMENDER(3, False, threshold=4.0, max_iter=5,
                               hidden_layer_sizes=(64,), n_components=None)
     assert (rec.threshold, rec.max_iter, rec.hidden_layer_sizes) == (4.0, 5, (64,))
+
+
+def test_embedding_settings_start_from_the_clusterers_neighbor_embedding():
+    from sk_deepunsup._pretraining import clustering_embedding
+
+    chosen = PRODUCT_CLUSTERER(3, 0, False, n_components=5).embedding
+    assert chosen.get_params() == clustering_embedding().set_params(n_components=5).get_params()

@@ -140,7 +140,7 @@ def test_default_autoencoder_is_pretrained_when_none(blobs, monkeypatch):
 
     X, _ = blobs
     monkeypatch.setattr(
-        pretraining, "default_autoencoder", lambda n_samples: small_ae(n_components=3)
+        pretraining, "clustering_autoencoder", lambda n_samples: small_ae(n_components=3)
     )
     dec = DeepEmbeddingClusterer(
         3, embedding="autoencoder", n_init=2, max_iter=5, random_state=0
@@ -252,14 +252,14 @@ def test_pandas_and_pickle(blobs):
 
 
 def test_pretraining_budget_is_set_in_sample_visits():
-    from sk_deepunsup._pretraining import default_autoencoder, pretraining_epochs
+    from sk_deepunsup._pretraining import clustering_autoencoder, pretraining_epochs
 
     assert pretraining_epochs(1797) == 150  # small data: the full budget
     assert pretraining_epochs(13_334) == 150
     assert pretraining_epochs(20_000) == 100
     assert pretraining_epochs(200_000) == 10  # as many sample visits as 20 000 x 100
     assert pretraining_epochs(10_000_000) == 10  # never fewer than 10 epochs
-    assert default_autoencoder(200_000).max_iter == 10
+    assert clustering_autoencoder(200_000).max_iter == 10
 
 
 def test_target_updates_are_counted_in_epochs(blobs):

@@ -1,6 +1,7 @@
 """NeighborEmbedding, its graph, its losses, and the clusterer's neighbour route."""
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sk_deepunsup import DeepAutoencoder, DeepEmbeddingClusterer, NeighborEmbedding
+from sk_deepunsup import _neighbor_embedding as ne_module
 from sk_deepunsup._neighbor_graph import (
     fit_ab,
     fuzzy_neighbor_graph,
@@ -336,3 +338,30 @@ def test_wide_sparse_input_goes_through_lsa_and_the_clusterer_refines_after_it()
     clusterer = DeepEmbeddingClusterer(3, max_iter=2, random_state=0, device="cpu").fit(S)
     np.testing.assert_array_equal(clusterer.predict(S), clusterer.labels_)
     assert clusterer.autoencoder_.input_projection_ == "lsa"
+
+
+def test_auto_negatives_and_noise_follow_the_loss(monkeypatch):
+    X, _ = make_blobs(120, centers=3, n_features=4, random_state=0)
+    rates = []
+    build = ne_module.neighbor_embedding_objective
+
+    def spy(*args, **kwargs):
+        rates.append(kwargs["negative_sample_rate"])
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(ne_module, "neighbor_embedding_objective", spy)
+    assert small(loss="umap", max_iter=1).fit(X).noise_scale_ == 0.0
+    assert small(loss="infonce", max_iter=1).fit(X).noise_scale_ > 0.0
+    assert rates == [10, 20]
+    # numbers given are used as they are
+    assert small(loss="umap", noise=0.5, negative_sample_rate=3, max_iter=1).fit(X).noise_scale_ > 0
+    assert rates[-1] == 3
+
+
+def test_min_shared_neighbors_is_deprecated():
+    X, _ = make_blobs(120, centers=3, n_features=4, random_state=0)
+    with pytest.warns(FutureWarning, match="min_shared_neighbors is deprecated"):
+        small(min_shared_neighbors=0.2, max_iter=1).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        small(max_iter=1).fit(X)
