@@ -178,7 +178,7 @@ def _emit_mlp(g: _Graph, mlp, x: str, split: int | None = None):
     )
 
 
-def _encode(g: _Graph, autoencoder, x: str) -> str:
+def _encoder_nodes(g: _Graph, autoencoder, x: str) -> str:
     """The autoencoder's ``transform``: the encoder (a VAE's posterior mean)."""
     encoder = autoencoder.module_.encoder
     if isinstance(autoencoder, VariationalAutoencoder):
@@ -191,14 +191,14 @@ def _encode(g: _Graph, autoencoder, x: str) -> str:
 
 def _convert_autoencoder(scope, operator, container):
     g = _Graph(scope, operator, container)
-    out = _encode(g, operator.raw_operator, operator.inputs[0].full_name)
+    out = _encoder_nodes(g, operator.raw_operator, operator.inputs[0].full_name)
     g.node("Identity", [out], output=operator.outputs[0].full_name)
 
 
 def _convert_clusterer(scope, operator, container):
     g = _Graph(scope, operator, container)
     model = operator.raw_operator
-    z = _encode(g, model.autoencoder_, operator.inputs[0].full_name)
+    z = _encoder_nodes(g, model.autoencoder_, operator.inputs[0].full_name)
     k, d = model.cluster_centers_.shape
     diff = g.node("Sub", [g.reshape(z, [-1, 1, d]), g.const(model.cluster_centers_, "centers")])
     sq_dist = g.reduce_sum(g.node("Mul", [diff, diff]), 2)  # (N, k)
@@ -213,7 +213,7 @@ def _convert_clusterer(scope, operator, container):
 
 def _reconstruct(g: _Graph, autoencoder, x: str) -> str:
     """``inverse_transform(transform(x))``: the decoder's output in data space."""
-    out = _emit_mlp(g, autoencoder.module_.decoder, _encode(g, autoencoder, x))
+    out = _emit_mlp(g, autoencoder.module_.decoder, _encoder_nodes(g, autoencoder, x))
     if autoencoder.loss == "bce":
         return g.node("Sigmoid", [out])
     if autoencoder.loss == "multinomial":
