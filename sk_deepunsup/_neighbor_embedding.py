@@ -55,15 +55,13 @@ from ._nn import (
 from ._pretraining import fit_autoencoder
 
 #: ``max_iter="auto"`` trains on about this many edge samples per point,
-#: within ``EDGE_SAMPLES_RANGE`` in all (UMAP's own budget also grows with the
-#: number of points: its ``n_epochs`` passes over the weighted edges). With
-#: edges drawn by weight, each distinct point embedded once per batch and the
-#: step size decayed to zero, 700 per point (1.26 million edge samples on
-#: digits, against 6 million drawn uniformly before) gave the 2-D map of
-#: digits trust / 5-NN 0.980 / 0.973 at a fifth of the former CPU time;
-#: twice as many gave 0.985 / 0.977 at twice the time.
+#: within ``EDGE_SAMPLES_RANGE`` in all (UMAP's budget also grows with the
+#: number of points). 700 per point drew the 2-D map of digits at trust / 5-NN
+#: 0.980 / 0.973 (twice as many: 0.985 / 0.977 at twice the time); a cap of 2
+#: million rather than 3 cut the clusterer's fit on 10 000 Fashion-MNIST images
+#: from 26 to 21 CPU s at the same NMI (seeds 0-1: 0.627 / 0.627 vs 0.630 / 0.613).
 EDGE_SAMPLES_PER_POINT = 700
-EDGE_SAMPLES_RANGE = (600_000, 3_000_000)
+EDGE_SAMPLES_RANGE = (600_000, 2_000_000)
 
 
 
@@ -150,9 +148,9 @@ class NeighborEmbedding(
         L2 penalty on the weights.
     max_iter : int or "auto", default="auto"
         Epochs, each as many edge draws as the graph has edges. ``"auto"``
-        trains on about 700 edge draws per sample, between 0.6 and 3
+        trains on about 700 edge draws per sample, between 0.6 and 2
         million in all: about 34 epochs on scikit-learn's digits (1.26
-        million draws), 13 on 10 000 Fashion-MNIST images.
+        million draws), 9 on 10 000 Fashion-MNIST images.
     tol : float >= 0, default=1e-4
         With ``n_iter_no_change``, the smallest decrease of the epoch loss
         that counts as an improvement.
@@ -535,8 +533,6 @@ def _encode(module, x):
     return module.encoder(x)
 
 
-
-
 # -- the route DeepEmbeddingClusterer takes with embedding="neighbors" -------------------
 
 
@@ -544,17 +540,10 @@ def default_clustering_embedding() -> NeighborEmbedding:
     """The neighbour embedding a clusterer pretrains when ``embedding="neighbors"``.
 
     UMAP's loss with ``min_dist=0`` packs each cluster tightly (the
-    contrastive ``"infonce"`` loss draws better maps but split digits'
-    clusters worse); 10 dimensions, as N2D. 15 neighbours (UMAP's default)
-    rather than 10: better on wine (ACC / NMI 0.955 / 0.849-0.858 vs
-    0.925 / 0.771) and iris (0.900 / 0.778 vs 0.889 / 0.747). No
-    shared-neighbour pruning (``min_shared_neighbors=0``): pruning edges whose
-    ends share under 15% of their neighbourhoods changed digits little (ACC /
-    NMI 0.924 / 0.898 against 0.905 / 0.899, seeds 0-2) but lost on text (LSA
-    features, seeds 0-1: 20 Newsgroups NMI 0.591 vs 0.616, Reuters R8 0.488 vs
-    0.521, below LSA + k-means's 0.503), so it stays an option. Ten negatives
-    and no input noise: the map defaults (60
-    negatives, noise) were chosen for maps and not measured for clustering.
+    contrastive ``"infonce"`` loss split digits' clusters worse); 10
+    dimensions, as N2D; 15 neighbours (UMAP's default: better than 10 on
+    wine and iris); no shared-neighbour pruning (it lost on text); ten
+    negatives and no input noise (the map's defaults were chosen for maps).
     """
     return NeighborEmbedding(
         n_components=10,
