@@ -281,7 +281,7 @@ def text_rows(name, X, y, k, args):
         print(f"{name} LSA + k-means NMI {normalized_mutual_info_score(y, base):.3f}", flush=True)
         compare(
             f"{name} recipe vs LSA + UMAP + k-means, seed {seed}",
-            recipe,
+            lambda r: recipe(seed + r),
             lambda r: umap_kmeans(lsa(seed + r), k, seed + r),
             cluster_scores(y),
             args.repeats,
