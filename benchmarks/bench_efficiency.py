@@ -20,11 +20,11 @@ the load average. Rows:
   (and ACC);
 - ``shuttle``: ODDS shuttle (a fixed 20 000-row subsample, standardised),
   ``AutoencoderOutlierDetector()`` vs ``IsolationForest()`` fit; ROC AUC;
-- ``text``: 20 Newsgroups TF-IDF (``TfidfVectorizer(max_df=0.5, min_df=5,
-  stop_words="english")``): the text recipe (LSA: ``TruncatedSVD(100)`` +
-  ``Normalizer``, then ``DeepEmbeddingClusterer(20)``) vs LSA + UMAP(10) +
-  ``KMeans(20)``, and the raw TF-IDF matrix given straight to
-  ``DeepEmbeddingClusterer(20)`` vs the recipe; NMI, with LSA + k-means's;
+- ``text``: 20 Newsgroups and Reuters-21578 R8 TF-IDF (``TfidfVectorizer(max_df=0.5,
+  min_df=5, stop_words="english")``): the text recipe (LSA: ``TruncatedSVD(100)`` +
+  ``Normalizer``, then ``DeepEmbeddingClusterer(k)``, k the number of topics) vs
+  LSA + UMAP(10) + ``KMeans(k)``, and the raw TF-IDF matrix given straight to
+  ``DeepEmbeddingClusterer(k)`` vs the recipe; NMI, with LSA + k-means's;
 - ``tables``: iris, wine, breast cancer (``StandardScaler``), the clusterer's
   NMI against k-means's per seed (quality only; each fit is under a second);
 - ``cli``: the command line as a user runs it, each side a whole fresh Python
@@ -37,8 +37,8 @@ the load average. Rows:
   cache), then alternately; CPU time is the child processes'; NMI of the
   labels.
 
-Fashion-MNIST, ODDS and 20 Newsgroups come from the project's data installer
-(see the README's benchmark section); a row whose data or peer is missing is
+Fashion-MNIST, ODDS, 20 Newsgroups and Reuters R8 load through sk_deepunsup.datasets
+(each loader's error names its install command); a row whose data or peer is missing is
 skipped with a note.
 """
 
@@ -68,11 +68,11 @@ from sklearn.preprocessing import MinMaxScaler, Normalizer, StandardScaler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
-DATASETS = os.path.abspath(os.path.join(HERE, "..", "..", "shared", "datasets"))
 from sk_deepunsup import (  # noqa: E402
     AutoencoderOutlierDetector,
     DeepEmbeddingClusterer,
     NeighborEmbedding,
+    datasets,
 )
 from sk_deepunsup.metrics import clustering_accuracy  # noqa: E402
 
@@ -82,13 +82,11 @@ class Skipped(Exception):
 
 
 def real(name, *args):
-    sys.path.insert(0, DATASETS)
+    """``sk_deepunsup.datasets.load_<name>(*args)``, or Skipped with its install command."""
     try:
-        import real as loader
-
-        return getattr(loader, name)(*args)
+        return getattr(datasets, f"load_{name}")(*args)
     except (ImportError, OSError) as exc:
-        raise Skipped(f"{name} data not installed ({exc})") from None
+        raise Skipped(str(exc)) from None
 
 
 def umap_(**params):
@@ -268,12 +266,7 @@ def child_env():
 
 
 def row_shuttle(args):
-    from sk_deepunsup.datasets import load_odds
-
-    try:
-        X, y = load_odds("shuttle")
-    except ImportError as exc:
-        raise Skipped(str(exc)) from None
+    X, y = real("odds", "shuttle")
     keep = np.random.RandomState(0).choice(len(X), 20_000, replace=False)
     X, y = StandardScaler().fit_transform(X[keep]), y[keep]
     with tempfile.TemporaryDirectory() as folder:  # one-off costs: a fresh process's first fit
@@ -295,12 +288,20 @@ def row_shuttle(args):
 def row_text(args):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    texts, y = real("newsgroups")
-    y = np.asarray(y)
-    k = len(np.unique(y))
-    X = TfidfVectorizer(max_df=0.5, min_df=5, stop_words="english").fit_transform(texts)
-    print(f"20 Newsgroups TF-IDF {X.shape[0]} x {X.shape[1]}, {k} groups", flush=True)
+    for name, corpus in (("20NG", lambda: real("newsgroups")), ("Reuters R8", lambda: real("reuters", "r8"))):
+        try:
+            texts, y = corpus()
+        except Skipped as exc:
+            print(f"| {name} | skipped: {exc} |", flush=True)
+            continue
+        y = np.asarray(y)
+        k = len(np.unique(y))
+        X = TfidfVectorizer(max_df=0.5, min_df=5, stop_words="english").fit_transform(texts)
+        print(f"{name} TF-IDF {X.shape[0]} x {X.shape[1]}, {k} groups", flush=True)
+        text_rows(name, X, y, k, args)
 
+
+def text_rows(name, X, y, k, args):
     def lsa(seed):
         return make_pipeline(TruncatedSVD(100, random_state=seed), Normalizer()).fit_transform(X)
 
@@ -309,16 +310,16 @@ def row_text(args):
 
     for seed in args.seeds:
         base, _, _ = timed(lambda: KMeans(k, n_init=10, random_state=seed).fit_predict(lsa(seed)))
-        print(f"LSA + k-means NMI {normalized_mutual_info_score(y, base):.3f}", flush=True)
+        print(f"{name} LSA + k-means NMI {normalized_mutual_info_score(y, base):.3f}", flush=True)
         compare(
-            f"20NG recipe vs LSA + UMAP + k-means, seed {seed}",
-            recipe,
+            f"{name} recipe vs LSA + UMAP + k-means, seed {seed}",
+            lambda r: recipe(seed + r),
             lambda r: umap_kmeans(lsa(seed + r), k, seed + r),
             cluster_scores(y),
             args.repeats,
         )
         compare(
-            f"20NG raw TF-IDF to the clusterer vs the recipe, seed {seed}",
+            f"{name} raw TF-IDF to the clusterer vs the recipe, seed {seed}",
             lambda r: DeepEmbeddingClusterer(k, random_state=seed + r).fit_predict(X),
             lambda r: recipe(seed + r),
             cluster_scores(y),
