@@ -46,10 +46,9 @@ from ._nn import (
 
 #: ``max_iter="auto"`` trains on about this many edge samples per point,
 #: within ``EDGE_SAMPLES_RANGE`` in all (UMAP's budget also grows with the
-#: number of points). 700 per point drew the 2-D map of digits at trust / 5-NN
-#: 0.980 / 0.973 (twice as many: 0.985 / 0.977 at twice the time); a cap of 2
-#: million rather than 3 cut the clusterer's fit on 10 000 Fashion-MNIST images
-#: from 26 to 21 CPU s at the same NMI (seeds 0-1: 0.627 / 0.627 vs 0.630 / 0.613).
+#: number of points). 700 per point draws the 2-D map of digits at trust / 5-NN
+#: 0.980 / 0.973 (twice as many: 0.985 / 0.977 at twice the time); above 2
+#: million the clusterer's NMI on 10 000 Fashion-MNIST images stops rising.
 EDGE_SAMPLES_PER_POINT = 700
 EDGE_SAMPLES_RANGE = (600_000, 2_000_000)
 
