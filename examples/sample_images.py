@@ -11,8 +11,8 @@ from the prior and decodes them into new images.
 By default the example trains on scikit-learn's 8x8 digits (34 s measured on
 2 CPU cores with one other program running, load average 1.7). ``--fashion``
 trains on Fashion-MNIST 28x28 images instead (Debian's
-``dataset-fashion-mnist`` package, read through the project's data-set
-loader); use a GPU, or ``--n-samples``/``--max-iter`` to keep it short on a
+``dataset-fashion-mnist`` package, read by
+:func:`sk_deepunsup.datasets.load_fashion_mnist`); use a GPU, or ``--n-samples``/``--max-iter`` to keep it short on a
 CPU. It saves ``samples.png``: real images on the top rows, samples from the
 prior below, and prints the mean ELBO of held-out images beside that of
 uniform noise (real images should score far higher). Run it with::
