@@ -3,7 +3,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from .metrics import ndcg_at_k
+from .metrics import _top_k, ndcg_at_k
 from .model_selection import train_test_split_interactions
 
 __all__ = [
@@ -14,7 +14,6 @@ __all__ = [
     "ladder_search",
     "rank_items",
     "recommendations_frame",
-    "top_k",
     "validation_ndcg",
     "validation_split",
 ]
@@ -119,18 +118,6 @@ def binarize(X, threshold):
     return cut.astype(X.dtype)
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the ``k`` largest scores of each row, best first (ties: lower index)."""
-    if k < scores.shape[1]:
-        part = np.argpartition(-scores, k - 1, axis=1, kind="introselect")[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    # lexsort: by score descending, then by column index ascending
-    order = np.lexsort((part, -part_scores), axis=1)
-    return np.take_along_axis(part, order, axis=1)
-
-
 def rank_items(scores, seen, popularity, n_items, exclude_seen):
     """The ``n_items`` best columns of each row of ``scores`` (float64, changed in place).
 
@@ -150,7 +137,7 @@ def rank_items(scores, seen, popularity, n_items, exclude_seen):
                 "items some user has not seen; ask for fewer or pass "
                 "exclude_seen=False."
             )
-    return top_k(scores, n_items)
+    return _top_k(scores, n_items)
 
 
 def check_held_out(y, shape):

@@ -47,6 +47,18 @@ def clustering_accuracy(labels_true, labels_pred):
     return float(counts[rows, cols].sum() / labels_true.size)
 
 
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` largest scores of each row, best first (ties: lower index)."""
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1, kind="introselect")[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    # lexsort: by score descending, then by column index ascending
+    order = np.lexsort((part, -part_scores), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
 def _ranking_inputs(y_true, y_score, k, name):
     """Held-out matrix as CSR (binary), scores as a float array, k checked."""
     y_true = sp.csr_matrix(y_true) if not sp.issparse(y_true) else y_true.tocsr()
@@ -69,11 +81,7 @@ def _ranking_inputs(y_true, y_score, k, name):
     users = np.flatnonzero(n_relevant)
     if users.size == 0:
         raise ValueError(f"{name}: y_true has no held-out interaction in any row.")
-    scores = y_score[users]
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else (
-        np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy())
-    top_scores = np.take_along_axis(scores, top, axis=1)
-    top = np.take_along_axis(top, np.lexsort((top, -top_scores), axis=1), axis=1)
+    top = _top_k(y_score[users], k)
     hits = np.take_along_axis(y_true[users].toarray() != 0, top, axis=1).astype(np.float64)
     return hits, n_relevant[users], k
 
