@@ -9,25 +9,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from sklearn.cluster import KMeans
-from sklearn.datasets import load_digits
-from sklearn.metrics import normalized_mutual_info_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import MinMaxScaler
 
-from . import (
-    AutoencoderRecommender,
-    DeepEmbeddingClusterer,
-    NeighborEmbedding,
-    __version__,
-    interaction_matrix,
-    recommendations_frame,
-)
-from .metrics import clustering_accuracy
+from . import __version__
+
+# pandas, scikit-learn and the estimators (torch) are imported by the commands
+# that use them, so that ``--help``, ``--version`` and usage errors answer at once.
 
 PROG = "sk-deepunsup"
-READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
+#: File extensions DATA and RATINGS may have, and the pandas reader of each.
+READERS = {".csv": "read_csv", ".parquet": "read_parquet", ".pq": "read_parquet"}
 
 
 class InputError(Exception):
@@ -54,6 +44,8 @@ def make_clusterer(n_clusters, seed, verbose, **options):
     -------
     clusterer : DeepEmbeddingClusterer
     """
+    from . import DeepEmbeddingClusterer, NeighborEmbedding
+
     settings = {
         k: options.get(k)
         for k in ("max_iter", "hidden_layer_sizes", "n_components")
@@ -88,6 +80,8 @@ def make_recommender(seed, verbose, **options):
     -------
     recommender : AutoencoderRecommender
     """
+    from . import AutoencoderRecommender
+
     params = {k: v for k, v in options.items() if v is not None}
     return AutoencoderRecommender(random_state=seed, verbose=verbose, **params)
 
@@ -224,6 +218,8 @@ def read_frame(path, what="DATA"):
     InputError
         On an unsupported extension, a missing, unreadable or empty file.
     """
+    import pandas as pd
+
     path = Path(path)
     reader = READERS.get(path.suffix.lower())
     if reader is None:
@@ -233,8 +229,9 @@ def read_frame(path, what="DATA"):
         state = "is not a file" if path.exists() else "does not exist"
         raise InputError(f"{what} '{path}' {state}; pass an existing CSV or Parquet file")
     kwargs = {}
-    if reader is pd.read_csv:
+    if reader == "read_csv":
         kwargs["sep"] = sniff_delimiter(path)
+    reader = getattr(pd, reader)
     try:
         frame = reader(path, **kwargs)
         if kwargs.get("sep") == ";" and any(
@@ -262,8 +259,10 @@ def _is_id_column(frame, column):
     lowered = name.lower()
     if lowered in ID_NAMES or lowered.endswith(("_id", " id", "-id")):
         return True
+    from pandas.api.types import is_numeric_dtype
+
     values = frame[column]
-    return not pd.api.types.is_numeric_dtype(values) and values.is_unique
+    return not is_numeric_dtype(values) and values.is_unique
 
 
 def read_table(path, drop=()):
@@ -293,6 +292,8 @@ def read_table(path, drop=()):
         On an unsupported extension, an unreadable, empty or non-numeric file,
         or an unknown column in ``drop``.
     """
+    import pandas as pd
+
     frame = read_frame(path)
     names = {str(c): c for c in frame.columns}
     unknown = [c for c in drop if c not in names]
@@ -329,6 +330,9 @@ def _status(verbose, message):
 
 def _fit_predict(estimator, X, verbose):
     """Fit ``MinMaxScaler() + estimator`` on X; return the labels and the seconds."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()
@@ -355,6 +359,13 @@ def _network_kwargs(args):
 
 def _cluster(args):
     """Run ``sk-deepunsup cluster`` on the parsed arguments; return 0."""
+    import pandas as pd
+    from sklearn.cluster import KMeans
+    from sklearn.datasets import load_digits
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from .metrics import clustering_accuracy
+
     _check_output(args)
     if args.data is None and args.drop and Path(args.drop[-1]).suffix.lower() in READERS:
         args.data = args.drop.pop()  # "--drop COL DATA": DATA was taken as a column
@@ -397,6 +408,10 @@ def _cluster(args):
 
 def _recommend(args):
     """Run ``sk-deepunsup recommend`` on the parsed arguments; return 0."""
+    import pandas as pd
+
+    from . import interaction_matrix, recommendations_frame
+
     _check_output(args)
     frame = read_frame(args.ratings, "RATINGS")
     names = {str(c): c for c in frame.columns}
