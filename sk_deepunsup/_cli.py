@@ -54,7 +54,9 @@ def make_clusterer(n_clusters, seed, verbose, **options):
     extra = {}
     if settings:
         # the clusterer's documented embedding="neighbors", with the user's settings
-        embedding = NeighborEmbedding(n_components=10, loss="umap", min_dist=0.0)
+        embedding = NeighborEmbedding(
+            n_components=10, loss="umap", min_dist=0.0, activation="tanh"
+        )
         extra["embedding"] = embedding.set_params(**settings)
     if options.get("max_iter") is not None:
         extra["max_iter"] = options["max_iter"]

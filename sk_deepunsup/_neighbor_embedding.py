@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from numbers import Integral, Real
 
@@ -51,6 +52,12 @@ from ._nn import (
 #: million the clusterer's NMI on 10 000 Fashion-MNIST images stops rising.
 EDGE_SAMPLES_PER_POINT = 700
 EDGE_SAMPLES_RANGE = (600_000, 2_000_000)
+
+#: ``batch_size="auto"``: this many edges per step, but at least
+#: ``MIN_STEPS_PER_EPOCH`` steps an epoch on small graphs, which would
+#: otherwise train in a few hundred full-graph steps (iris, 150 samples: 200).
+AUTO_EDGE_BATCH = 2048
+MIN_STEPS_PER_EPOCH = 10
 
 #: ``negative_sample_rate="auto"`` and ``noise="auto"`` per loss: UMAP's
 #: cross-entropy over-repels with many negatives and its clusters blur with noise.
@@ -137,8 +144,10 @@ class NeighborEmbedding(
         install "sk-deepunsup[nndescent]"``); ``"auto"`` uses pynndescent
         above 30 000 samples when it is installed (below that, the exact
         search costs less than pynndescent's one-off compilation).
-    batch_size : int, default=2048
-        Edges per optimisation step.
+    batch_size : int or "auto", default="auto"
+        Edges per optimisation step. ``"auto"``: 2048, or a tenth of the
+        graph's edges when that is fewer (graphs of under about 20 000 edges,
+        i.e. some 1 000 samples), so that an epoch is at least 10 steps.
     learning_rate_init : float > 0, default=1e-2
         Adam's initial step size; it decays linearly to zero over
         ``max_iter`` epochs (3e-3 drew a looser map of digits in the same
@@ -242,7 +251,7 @@ class NeighborEmbedding(
         "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "neighbors_algorithm": [StrOptions({"auto", "exact", "nndescent"})],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "max_iter": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "n_iter_no_change": [None, Interval(Integral, 1, None, closed="left")],
     }
@@ -264,7 +273,7 @@ class NeighborEmbedding(
         reconstruction_weight=0.0,
         alpha=0.0,
         neighbors_algorithm="auto",
-        batch_size=2048,
+        batch_size="auto",
         learning_rate_init=1e-2,
         max_iter="auto",
         tol=1e-4,
@@ -422,7 +431,7 @@ class NeighborEmbedding(
             torch.as_tensor(graph.col, dtype=torch.long, device=device),
             torch.as_tensor(graph.data, dtype=torch.float32, device=device),
         )
-        batch_size = min(self.batch_size, max(len(graph.data), 1))
+        batch_size = self._edge_batch_size(len(graph.data))
         max_iter = self._epochs(n_samples, len(graph.data))
         steps = max_iter * max(1, -(-len(graph.data) // batch_size))
         objective = neighbor_embedding_objective(
@@ -496,6 +505,13 @@ class NeighborEmbedding(
             return None
         first, rest = self.module_.encoder[0], self.module_.encoder[1]
         return project(first, X), rest
+
+    def _edge_batch_size(self, n_edges: int) -> int:
+        """Edges per step: ``batch_size``, or what ``"auto"`` means, at most the graph's edges."""
+        n_edges = max(n_edges, 1)
+        if self.batch_size == "auto":
+            return min(AUTO_EDGE_BATCH, math.ceil(n_edges / MIN_STEPS_PER_EPOCH))
+        return min(self.batch_size, n_edges)
 
     def _epochs(self, n_points: int, n_edges: int) -> int:
         if self.max_iter != "auto":

@@ -365,3 +365,24 @@ def test_min_shared_neighbors_is_deprecated():
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         small(max_iter=1).fit(X)
+
+
+def test_auto_batch_gives_small_graphs_ten_steps_an_epoch(monkeypatch):
+    X, _ = make_blobs(120, centers=3, n_features=4, random_state=0)
+    sizes = []
+    trainer = ne_module.Trainer
+
+    def spy(*args, **kwargs):
+        sizes.append(kwargs["batch_size"])
+        return trainer(*args, **kwargs)
+
+    monkeypatch.setattr(ne_module, "Trainer", spy)
+    n_edges = small(max_iter=1).fit(X).n_edges_
+    assert sizes[-1] == -(-n_edges // 10) < 2048  # a tenth of the edges, rounded up
+    small(max_iter=1, batch_size=64).fit(X)
+    assert sizes[-1] == 64  # an int is used as it is
+    small(max_iter=1, batch_size=10**6).fit(X)
+    assert sizes[-1] == n_edges  # ... up to the whole graph
+    assert ne_module.NeighborEmbedding()._edge_batch_size(10**6) == 2048
+    with pytest.raises(InvalidParameterError, match="batch_size"):
+        small(batch_size="large").fit(X)
