@@ -47,6 +47,22 @@ from ._pretraining import pretrain_representation
 #: Rows scored by :meth:`DeepEmbeddingClusterer.score` (a fixed subsample beyond it).
 SCORE_SAMPLE_SIZE = 4000
 
+#: ``max_iter="auto"``: the refinement's budget in sample visits (epochs x
+#: samples), within ``REFINEMENT_EPOCHS``. Up to 5 000 samples it is the full
+#: 100 epochs; from there to 50 000 the refinement takes about the same time
+#: whatever the size. Where the labels settle (digits, 10 000 Fashion-MNIST
+#: images, Reuters R8, 200 000 blobs: after 3 to 48 epochs) it ends on ``tol``
+#: before the budget; on 20 Newsgroups (18 821 documents), which does not
+#: settle, 27 epochs give the NMI of 100 (within 0.001) in a third of the time.
+REFINEMENT_SAMPLES = 500_000
+REFINEMENT_EPOCHS = (10, 100)
+
+
+def refinement_epochs(n_samples: int) -> int:
+    """Epochs of the clusterer's refinement with ``max_iter="auto"`` on ``n_samples`` samples."""
+    low, high = REFINEMENT_EPOCHS
+    return int(min(high, max(low, math.ceil(REFINEMENT_SAMPLES / n_samples))))
+
 
 class DeepEmbeddingClusterer(
     ClassNamePrefixFeaturesOutMixin,
@@ -64,7 +80,8 @@ class DeepEmbeddingClusterer(
     samples to the centres and P is a sharpened target computed from Q over
     the **whole** data set every ``update_interval`` epochs. Training stops
     when fewer than ``tol`` of the samples changed cluster between two target
-    updates, or after ``max_iter`` epochs. With ``reconstruction_weight > 0``
+    updates, or after ``max_iter`` epochs (by default a budget that stops
+    growing with the data size). With ``reconstruction_weight > 0``
     the decoder's reconstruction loss is kept in the objective (IDEC), which
     preserves the embedding's local structure.
 
@@ -122,8 +139,15 @@ default="auto"
     tol : float >= 0, default=1e-3
         Stop when the share of samples whose label changed between two
         consecutive target updates falls below ``tol``.
-    max_iter : int, default=100
-        Maximum number of epochs of the clustering phase.
+    max_iter : int or "auto", default="auto"
+        Maximum number of epochs of the clustering phase. ``"auto"``: 100
+        epochs or 500 000 sample visits (epochs x samples), whichever is
+        fewer, and at least 10 epochs; so the refinement's time stops growing
+        with the data between 5 000 and 50 000 samples (20 Newsgroups'
+        18 821 documents: 27 epochs). It is a fixed budget: running it out
+        raises no ``ConvergenceWarning`` (``converged_`` says whether ``tol``
+        stopped training). An int is used as given, and a warning says when
+        it runs out before ``tol`` is met.
     batch_size : int or "auto", default=256
         Mini-batch size of the clustering phase (``"auto"``: ``min(256,
         n_samples)``).
@@ -164,7 +188,8 @@ default="auto"
     n_iter_ : int
         Epochs of the clustering phase.
     converged_ : bool
-        Whether training stopped on ``tol`` rather than ``max_iter``.
+        Whether training stopped on ``tol`` rather than on the epoch budget
+        (``max_iter``).
     interrupted_ : bool
         Whether Ctrl-C (KeyboardInterrupt) ended the fit early; the model is
         usable all the same.
@@ -216,6 +241,7 @@ default="auto"
         "init": [StrOptions({"k-means"}), HasMethods(["fit_predict"])],
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "update_interval": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "memory": [None, str, HasMethods(["cache"])],
     }
 
@@ -233,7 +259,7 @@ default="auto"
         n_init=20,
         update_interval=3.0,
         tol=1e-3,
-        max_iter=100,
+        max_iter="auto",
         batch_size=256,
         learning_rate_init=1e-3,
         memory=None,
@@ -332,8 +358,9 @@ default="auto"
             self.labels_ = proba.argmax(axis=1)
         if held.hit:
             warn_interrupted(self, "the final pass")
-        # the updater stops training on tol, so history.stopped_early covers it
-        if not self.interrupted_:
+        # the updater stops training on tol, so history.stopped_early covers it;
+        # max_iter="auto" is a budget by design, spent without a warning
+        if not self.interrupted_ and self.max_iter != "auto":
             warn_not_converged(self, history)
         self._warn_empty_clusters()
         return self
@@ -352,6 +379,9 @@ default="auto"
         batch_size = self._resolve_batch_size(data.n_samples)
         steps_per_epoch = math.ceil(data.n_samples / batch_size)
         interval = max(1, round(self.update_interval * steps_per_epoch))
+        max_iter = self.max_iter
+        if max_iter == "auto":
+            max_iter = refinement_epochs(data.n_samples)
         updater = TargetUpdater(data, self.alpha, interval, self.tol)
         params = [*module.encoder.parameters(), module.centers]
         if reconstruction_weight:
@@ -362,7 +392,7 @@ default="auto"
             params=params,
             learning_rate=self.learning_rate_init,
             batch_size=batch_size,
-            max_iter=0 if self.interrupted_ else self.max_iter,
+            max_iter=0 if self.interrupted_ else max_iter,
             n_iter_no_change=None,
             shuffle=True,
             generator=make_generator(seed, device),
@@ -375,7 +405,7 @@ default="auto"
         if not self.interrupted_:
             self._say(
                 f"refining clusters ({'IDEC' if reconstruction_weight else 'DEC'}) "
-                f"for up to {self.max_iter} epochs, targets updated every "
+                f"for up to {max_iter} epochs, targets updated every "
                 f"{interval} batches"
             )
         history = trainer.fit(data)  # on_train_begin refreshes P even with max_iter=0

@@ -262,6 +262,45 @@ def test_pretraining_budget_is_set_in_sample_visits():
     assert clustering_autoencoder(200_000).max_iter == 10
 
 
+def test_refinement_budget_is_set_in_sample_visits():
+    from sk_deepunsup._clustering import refinement_epochs
+
+    assert refinement_epochs(1797) == 100  # small data: the full 100 epochs
+    assert refinement_epochs(5_000) == 100
+    assert refinement_epochs(18_821) == 27  # 20 Newsgroups
+    assert refinement_epochs(50_000) == 10
+    assert refinement_epochs(10_000_000) == 10  # never fewer than 10 epochs
+
+
+def test_auto_max_iter_caps_epochs_on_large_data(blobs, monkeypatch):
+    import warnings
+
+    import sk_deepunsup._clustering as clustering
+
+    X, _ = blobs  # 150 samples
+    monkeypatch.setattr(clustering, "REFINEMENT_SAMPLES", 150 * 4)  # 4 epochs here
+    monkeypatch.setattr(clustering, "REFINEMENT_EPOCHS", (2, 100))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # a budget: no warning
+        dec = small(tol=0.0, max_iter="auto", autoencoder=small_ae(tol=1e9)).fit(X)
+    assert dec.n_iter_ == 4 and not dec.converged_
+    # an int is honoured as given, beyond the budget
+    assert small(tol=0.0, max_iter=6).fit(X).n_iter_ == 6
+
+
+def test_auto_max_iter_still_stops_on_tol(blobs):
+    X, _ = blobs
+    dec = small(tol=0.5, update_interval=1, max_iter="auto").fit(X)
+    assert dec.converged_ and dec.n_iter_ < 100
+
+
+@pytest.mark.parametrize("max_iter", [0, -3, "fast", 2.5])
+def test_bad_max_iter_is_refused(blobs, max_iter):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="'max_iter' parameter of DeepEmbeddingClusterer must be"):
+        small(max_iter=max_iter).fit(X)
+
+
 def test_target_updates_are_counted_in_epochs(blobs):
     X, _ = blobs  # 150 samples, batch 50: 3 batches an epoch
     dec = small(tol=0.0, max_iter=6, batch_size=50, update_interval=2.0).fit(X)
