@@ -191,6 +191,14 @@ def test_python_m_runs_the_command():
     assert "cluster" in result.stdout
 
 
+def python_prints(code):
+    """What a fresh Python process running ``code`` prints (it must exit 0)."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def test_help_version_and_usage_errors_load_neither_torch_nor_scikit_learn():
     # the estimators are imported by the commands that fit them, so the shell
     # answers --help, --version and a typo at once
@@ -201,10 +209,7 @@ def test_help_version_and_usage_errors_load_neither_torch_nor_scikit_learn():
         "heavy = sorted(m for m in ('torch', 'sklearn', 'pandas') if m in sys.modules)\n"
         "print(codes, heavy)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "[0, 0, 2] []"
+    assert python_prints(code).splitlines()[-1] == "[0, 0, 2] []"
 
 
 def test_the_package_imports_its_public_names_on_first_use():
@@ -214,10 +219,7 @@ def test_the_package_imports_its_public_names_on_first_use():
         "from sk_deepunsup import DeepAutoencoder, metrics\n"
         "print(before, 'torch' in sys.modules, DeepAutoencoder.__module__, metrics.__name__)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [
+    assert python_prints(code).split() == [
         "False", "True", "sk_deepunsup._autoencoder", "sk_deepunsup.metrics"
     ]
     assert set(sk_deepunsup.__all__) <= set(dir(sk_deepunsup))

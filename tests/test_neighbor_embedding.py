@@ -340,16 +340,22 @@ def test_wide_sparse_input_goes_through_lsa_and_the_clusterer_refines_after_it()
     assert clusterer.autoencoder_.input_projection_ == "lsa"
 
 
-def test_auto_negatives_and_noise_follow_the_loss(monkeypatch):
-    X, _ = make_blobs(120, centers=3, n_features=4, random_state=0)
-    rates = []
-    build = ne_module.neighbor_embedding_objective
+def record_argument(monkeypatch, name, argument):
+    """The values of keyword ``argument`` in the calls ``fit`` makes to ``ne_module.<name>``."""
+    seen = []
+    original = getattr(ne_module, name)
 
     def spy(*args, **kwargs):
-        rates.append(kwargs["negative_sample_rate"])
-        return build(*args, **kwargs)
+        seen.append(kwargs[argument])
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(ne_module, "neighbor_embedding_objective", spy)
+    monkeypatch.setattr(ne_module, name, spy)
+    return seen
+
+
+def test_auto_negatives_and_noise_follow_the_loss(monkeypatch):
+    X, _ = make_blobs(120, centers=3, n_features=4, random_state=0)
+    rates = record_argument(monkeypatch, "neighbor_embedding_objective", "negative_sample_rate")
     assert small(loss="umap", max_iter=1).fit(X).noise_scale_ == 0.0
     assert small(loss="infonce", max_iter=1).fit(X).noise_scale_ > 0.0
     assert rates == [10, 20]
@@ -369,14 +375,7 @@ def test_min_shared_neighbors_is_deprecated():
 
 def test_auto_batch_gives_small_graphs_ten_steps_an_epoch(monkeypatch):
     X, _ = make_blobs(120, centers=3, n_features=4, random_state=0)
-    sizes = []
-    trainer = ne_module.Trainer
-
-    def spy(*args, **kwargs):
-        sizes.append(kwargs["batch_size"])
-        return trainer(*args, **kwargs)
-
-    monkeypatch.setattr(ne_module, "Trainer", spy)
+    sizes = record_argument(monkeypatch, "Trainer", "batch_size")
     n_edges = small(max_iter=1).fit(X).n_edges_
     assert sizes[-1] == -(-n_edges // 10) < 2048  # a tenth of the edges, rounded up
     small(max_iter=1, batch_size=64).fit(X)
