@@ -47,13 +47,9 @@ from ._pretraining import pretrain_representation
 #: Rows scored by :meth:`DeepEmbeddingClusterer.score` (a fixed subsample beyond it).
 SCORE_SAMPLE_SIZE = 4000
 
-#: ``max_iter="auto"``: the refinement's budget in sample visits (epochs x
-#: samples), within ``REFINEMENT_EPOCHS``. Up to 5 000 samples it is the full
-#: 100 epochs; from there to 50 000 the refinement takes about the same time
-#: whatever the size. Where the labels settle (digits, 10 000 Fashion-MNIST
-#: images, Reuters R8, 200 000 blobs: after 3 to 48 epochs) it ends on ``tol``
-#: before the budget; on 20 Newsgroups (18 821 documents), which does not
-#: settle, 27 epochs give the NMI of 100 (within 0.001) in a third of the time.
+#: ``max_iter="auto"``: the refinement's budget in sample visits, within
+#: ``REFINEMENT_EPOCHS``. On 20 Newsgroups (18 821 documents: 27 epochs), whose
+#: labels never settle on ``tol``, it gives the NMI of 100 epochs in a third of the time.
 REFINEMENT_SAMPLES = 500_000
 REFINEMENT_EPOCHS = (10, 100)
 
@@ -105,9 +101,10 @@ class DeepEmbeddingClusterer(
 default="auto"
         The representation pretrained before clustering. ``"neighbors"``: a
         :class:`NeighborEmbedding` of X (10 dimensions, UMAP's loss with
-        ``min_dist=0``), in which distances mirror X's neighbourhoods; the
-        clusters are initialised in it and refined by DEC's KL loss (the
-        N2D idea, with a network: new samples need no refit).
+        ``min_dist=0``, tanh hidden units), in which distances mirror X's
+        neighbourhoods; the clusters are initialised in it and refined by
+        DEC's KL loss (the N2D idea, with a network: new samples need no
+        refit).
         ``"autoencoder"``: the autoencoder route (DEC/IDEC) with
         ``autoencoder``. A ``NeighborEmbedding`` instance is used like
         ``autoencoder`` (unfitted: cloned and fitted on X; fitted: copied).
@@ -141,13 +138,10 @@ default="auto"
         consecutive target updates falls below ``tol``.
     max_iter : int or "auto", default="auto"
         Maximum number of epochs of the clustering phase. ``"auto"``: 100
-        epochs or 500 000 sample visits (epochs x samples), whichever is
-        fewer, and at least 10 epochs; so the refinement's time stops growing
-        with the data between 5 000 and 50 000 samples (20 Newsgroups'
-        18 821 documents: 27 epochs). It is a fixed budget: running it out
-        raises no ``ConvergenceWarning`` (``converged_`` says whether ``tol``
-        stopped training). An int is used as given, and a warning says when
-        it runs out before ``tol`` is met.
+        epochs or 500 000 sample visits, whichever is fewer, and at least 10
+        epochs; a fixed budget, spent without a ``ConvergenceWarning``
+        (``converged_`` says whether ``tol`` stopped training). An int is
+        used as given, with a warning when it runs out before ``tol``.
     batch_size : int or "auto", default=256
         Mini-batch size of the clustering phase (``"auto"``: ``min(256,
         n_samples)``).
