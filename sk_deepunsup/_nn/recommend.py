@@ -60,6 +60,16 @@ def check_ease_memory(n_items: int) -> None:
         )
 
 
+def _in_memory_array(X) -> bool:
+    """Whether X is a numpy array held in memory (not a memory map or other row storage)."""
+    return isinstance(X, np.ndarray) and not isinstance(X, np.memmap)
+
+
+def _active_items(V: torch.Tensor) -> torch.Tensor:
+    """Indices of the items (rows of the spectrum's ``V``) that have interactions."""
+    return torch.nonzero((V != 0).any(dim=1)).ravel()
+
+
 def gram_matrix(X, chunk_elements: int) -> torch.Tensor:
     """X'X (items x items, float64) of a sparse matrix, an array or row-sliceable storage.
 
@@ -68,7 +78,7 @@ def gram_matrix(X, chunk_elements: int) -> torch.Tensor:
     """
     if sp.issparse(X):
         gram = (X.T @ X).toarray()
-    elif isinstance(X, np.ndarray) and not isinstance(X, np.memmap):
+    elif _in_memory_array(X):
         gram = X.T.astype(np.float64) @ X.astype(np.float64)
     else:
         gram = np.zeros((X.shape[1], X.shape[1]))
@@ -111,7 +121,7 @@ def ease_spectrum(
     input through ``X'X`` (:func:`gram_matrix`). Directions with a negligible
     eigenvalue (below ``1e-10`` of the largest) are dropped.
     """
-    in_memory = sp.issparse(X) or (isinstance(X, np.ndarray) and not isinstance(X, np.memmap))
+    in_memory = sp.issparse(X) or _in_memory_array(X)
     if in_memory and X.shape[0] < X.shape[1]:
         Xd = X.astype(np.float64) if sp.issparse(X) else np.asarray(X, dtype=np.float64)
         K = Xd @ Xd.T
@@ -134,7 +144,7 @@ def spectral_ease_weights(spectrum: tuple[torch.Tensor, torch.Tensor], l2: float
     columns, as in :func:`ease_weights`.
     """
     V, s = spectrum
-    active = torch.nonzero((V != 0).any(dim=1)).ravel()
+    active = _active_items(V)
     Va = V.index_select(0, active)
     shrink = s / (l2 * (s + l2))
     P = -(Va * shrink) @ Va.T
@@ -155,7 +165,7 @@ def ease_scorer(spectrum: tuple[torch.Tensor, torch.Tensor], history):
     interactions (the others' columns of ``B`` are zero).
     """
     V, s = spectrum
-    active = torch.nonzero((V != 0).any(dim=1)).ravel()
+    active = _active_items(V)
     H = history.toarray() if sp.issparse(history) else np.asarray(history)
     H = torch.as_tensor(H, dtype=V.dtype, device=V.device)
     Ha, Va = H.index_select(1, active), V.index_select(0, active)
@@ -182,7 +192,7 @@ def ease_solve(X, l2: float, chunk_elements: int, device: torch.device) -> torch
     """
     if sp.issparse(X):
         n = int(np.unique(sp.csr_matrix(X).indices).size)  # stored zeros: only the route changes
-    elif isinstance(X, np.ndarray) and not isinstance(X, np.memmap):
+    elif _in_memory_array(X):
         n = int(np.count_nonzero(X.any(axis=0)))
     else:
         n = 0  # streamed: no spectral route
