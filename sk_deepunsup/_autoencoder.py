@@ -196,10 +196,10 @@ class AutoencoderBase(EncoderMixin, NetworkEstimator):
             given = auto_hidden_sizes(self)
         return hidden_sizes(given, self.hidden_layer_sizes)
 
-    def _auto_batch_size(self) -> int:
+    def _auto_batch_size(self, n_samples: int) -> int:
         if self.image_shape is not None:
             return CONV_AUTO_BATCH_SIZE
-        return super()._auto_batch_size()
+        return super()._auto_batch_size(n_samples)
 
     @_fit_context(prefer_skip_nested_validation=True)
     @restore_on_interrupt

@@ -107,11 +107,11 @@ class TorchEstimatorMixin(TorchStateMixin):
 
     def _resolve_batch_size(self, n_samples: int) -> int:
         if self.batch_size == "auto":
-            return min(self._auto_batch_size(), n_samples)
+            return min(self._auto_batch_size(n_samples), n_samples)
         return min(self.batch_size, n_samples)
 
-    def _auto_batch_size(self) -> int:
-        """What ``batch_size="auto"`` means before clipping to the samples."""
+    def _auto_batch_size(self, n_samples: int) -> int:
+        """What ``batch_size="auto"`` means for ``n_samples`` before clipping to them."""
         return AUTO_BATCH_SIZE
 
 

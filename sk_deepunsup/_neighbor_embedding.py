@@ -432,7 +432,7 @@ class NeighborEmbedding(
             torch.as_tensor(graph.col, dtype=torch.long, device=device),
             torch.as_tensor(graph.data, dtype=torch.float32, device=device),
         )
-        batch_size = self._edge_batch_size(len(graph.data))
+        batch_size = self._resolve_batch_size(len(graph.data))  # at most the graph's edges
         max_iter = self._epochs(n_samples, len(graph.data))
         steps = max_iter * max(1, -(-len(graph.data) // batch_size))
         objective = neighbor_embedding_objective(
@@ -507,12 +507,9 @@ class NeighborEmbedding(
         first, rest = self.module_.encoder[0], self.module_.encoder[1]
         return project(first, X), rest
 
-    def _edge_batch_size(self, n_edges: int) -> int:
-        """Edges per step: ``batch_size``, or what ``"auto"`` means, at most the graph's edges."""
-        n_edges = max(n_edges, 1)
-        if self.batch_size == "auto":
-            return min(AUTO_EDGE_BATCH, math.ceil(n_edges / MIN_STEPS_PER_EPOCH))
-        return min(self.batch_size, n_edges)
+    def _auto_batch_size(self, n_samples: int) -> int:
+        """``batch_size="auto"`` for a graph of ``n_samples`` edges (the samples it trains on)."""
+        return min(AUTO_EDGE_BATCH, math.ceil(n_samples / MIN_STEPS_PER_EPOCH))
 
     def _epochs(self, n_points: int, n_edges: int) -> int:
         if self.max_iter != "auto":

@@ -382,6 +382,6 @@ def test_auto_batch_gives_small_graphs_ten_steps_an_epoch(monkeypatch):
     assert sizes[-1] == 64  # an int is used as it is
     small(max_iter=1, batch_size=10**6).fit(X)
     assert sizes[-1] == n_edges  # ... up to the whole graph
-    assert ne_module.NeighborEmbedding()._edge_batch_size(10**6) == 2048
+    assert ne_module.NeighborEmbedding()._resolve_batch_size(10**6) == 2048
     with pytest.raises(InvalidParameterError, match="batch_size"):
         small(batch_size="large").fit(X)
