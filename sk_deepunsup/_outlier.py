@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.neighbors import NearestNeighbors
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
+from sklearn.utils._set_output import _get_output_config
 
 from ._autoencoder import AutoencoderBase
 from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin
@@ -32,6 +33,44 @@ CONTRIBUTION_CHUNK = 1024
 #: training samples (a random subsample of larger data) that set the part
 #: scales and, with ``contamination="auto"``, the threshold
 CALIBRATION_SAMPLES = 4096
+#: share of the features left out when a sample's robust neighbours are found
+#: (its most different ones), so that a few corrupted values cannot choose them
+TRIMMED_SHARE = 1 / 3
+#: elements of the (rows, references, features) differences held at once
+DEVIATION_BLOCK = 2**22
+
+
+def robust_deviations(X, reference, n_neighbors, *, leave_self_out=False):
+    """Each feature's distance from its value at the sample's robust neighbours.
+
+    A sample's robust neighbours are the ``n_neighbors`` reference samples
+    nearest in the L1 distance over all but its ``TRIMMED_SHARE`` most
+    different features; a feature's deviation is ``|x_j - median_j|`` over
+    them. A value corrupted on its own, or one that breaks how the features
+    go together, stands out; the neighbours are found on the other features.
+    """
+    n, d = X.shape
+    keep = d - min(int(np.ceil(TRIMMED_SHARE * d)), d - 1)
+    k = min(n_neighbors, reference.shape[0] - int(leave_self_out))
+    out = np.empty((n, d))
+    rows = max(1, DEVIATION_BLOCK // max(1, reference.shape[0] * d))
+    ref32 = reference.astype(np.float32)  # neighbours are chosen in float32: half the traffic
+    for start in range(0, n, rows):
+        block = X[start : start + rows]
+        diff = np.abs(block[:, None, :].astype(np.float32) - ref32[None])
+        distance = np.partition(diff, keep - 1, axis=2)[:, :, :keep].sum(axis=2)
+        if leave_self_out:
+            distance[diff.sum(axis=2) == 0] = np.inf
+        nearest = np.argpartition(distance, k - 1, axis=1)[:, :k]
+        out[start : start + rows] = np.abs(block - np.median(reference[nearest], axis=1))
+    return out
+
+
+def _row_shares(values):
+    """Each row divided by its sum (an even split where the row is all zero)."""
+    total = values.sum(axis=1, keepdims=True)
+    even = np.full_like(values, 1.0 / values.shape[1], dtype=np.float64)
+    return np.divide(values, total, out=even, where=total > 0)
 
 
 def robust_spread(values) -> float:
@@ -242,6 +281,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
             The fitted detector.
         """
         X = self._dense(validate_input(self, X, reset=True, training=True))
+        self._deviation_scale = None  # of the reference samples this fit picks
         n = X.shape[0]
         seed = self._training_seed(first_call=True)
         rng = np.random.RandomState(derive_seed(seed, 0))  # the subsamples
@@ -421,11 +461,25 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     def feature_contributions(self, X):
         """Each feature's share of each sample's outlyingness.
 
-        ``feature_contributions(X).sum(axis=1) == -score_samples(X)``: a
-        large value says that feature is off for that sample, badly
-        reconstructed or far from the sample's normal neighbours. The columns
-        follow ``feature_names_in_`` (a DataFrame with those columns and X's
-        index when ``set_output(transform="pandas")`` is set).
+        ``feature_contributions(X).sum(axis=1) == -score_samples(X)``: the
+        score is split over the features in proportion to the mean of two
+        shares, each summing to 1 over the features:
+
+        - the feature's share of the score's parts: its scaled reconstruction
+          residual and its share of the distance to the normal neighbours;
+        - its share of the sample's robust deviation: how far the feature
+          is from its value at the sample's robust neighbours, reference
+          samples found on all but its third most different features (so a
+          few corrupted values do not choose them), in units of that
+          deviation's mean over the reference samples.
+
+        A large value says that feature is what is off for that sample: out
+        of its usual range, or in range but at odds with the sample's other
+        features. The columns follow ``feature_names_in_`` (a DataFrame with
+        those columns and X's index when ``set_output(transform="pandas")``
+        is set on the detector or globally, or use
+        :func:`sk_deepunsup.inspection.explain_outliers`, which names them in
+        a Pipeline too).
 
         Parameters
         ----------
@@ -439,13 +493,30 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         """
         X_valid = self._validated(X)
         recon, distance = self._contributions(X_valid)
-        out = (recon / self.part_scale_[0] + distance / self.part_scale_[1]).astype(X_valid.dtype)
-        if getattr(self, "_sklearn_output_config", {}).get("transform") == "pandas":
+        parts = recon / self.part_scale_[0] + distance / self.part_scale_[1]
+        total = parts.sum(axis=1, keepdims=True)
+        deviation = self._robust_deviations(X_valid)
+        share = 0.5 * (_row_shares(parts) + _row_shares(deviation))
+        out = (share * total).astype(X_valid.dtype)
+        if _get_output_config("transform", self)["dense"] == "pandas":
             import pandas as pd
 
             index = X.index if hasattr(X, "index") else None
             return pd.DataFrame(out, columns=self._feature_names(), index=index)
         return out
+
+    def _robust_deviations(self, X):
+        """``robust_deviations`` of X in units of their mean over the reference samples."""
+        n_neighbors = max(1, self.n_neighbors)
+        scale = getattr(self, "_deviation_scale", None)
+        if scale is None or scale.shape != (self.n_features_in_,):
+            typical = robust_deviations(
+                self.reference_, self.reference_, n_neighbors, leave_self_out=True
+            ).mean(axis=0)
+            scale = typical + SCALE_SHRINKAGE * typical.mean()
+            scale = np.maximum(scale, np.finfo(np.float32).eps)
+            self._deviation_scale = scale
+        return robust_deviations(X, self.reference_, n_neighbors) / scale
 
     def _feature_names(self):
         if hasattr(self, "feature_names_in_"):

@@ -38,7 +38,7 @@ __all__ = [
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 #: The outlier sets :func:`load_odds` reads.
-ODDS_SETS = ("mammography", "musk", "shuttle", "thyroid")
+ODDS_SETS = ("breast", "ionosphere", "mammography", "musk", "shuttle", "thyroid", "wbc")
 
 
 def _package_dir(package: str, data: str, install: str) -> str:
@@ -199,7 +199,7 @@ def load_odds(name: str):
 
     Parameters
     ----------
-    name : {"mammography", "musk", "shuttle", "thyroid"}
+    name : {"breast", "ionosphere", "mammography", "musk", "shuttle", "thyroid", "wbc"}
 
     Returns
     -------
