@@ -20,6 +20,7 @@ from ._images import (
     network_signature,
 )
 from ._interrupts import restore_on_interrupt
+from ._representation import RepresentationMixin
 from ._nn import build_autoencoder, decode_output, reconstruction_loss
 from ._nn.losses import RECONSTRUCTION_LOSSES, reconstruction_objective
 from ._tensors import infer
@@ -122,7 +123,7 @@ class EncoderMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
         return tags
 
 
-class AutoencoderBase(EncoderMixin, NetworkEstimator):
+class AutoencoderBase(RepresentationMixin, EncoderMixin, NetworkEstimator):
     """Fitting of the autoencoder estimators: the MLP, a conv net or the user's modules.
 
     Subclasses say what to minimise (``_objective``) and may change the
@@ -138,6 +139,11 @@ class AutoencoderBase(EncoderMixin, NetworkEstimator):
     }
 
     _encoder_outputs = 1
+
+    @property
+    def encoder_(self) -> torch.nn.Module:
+        """The fitted network's encoder: model input to code (the representation contract)."""
+        return self.module_.encoder
 
     def _build_module(self, n_features: int, generator: torch.Generator):
         """The user's modules, a conv net (``image_shape``) or the MLP."""

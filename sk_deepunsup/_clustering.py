@@ -25,6 +25,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_memory
 
 from ._autoencoder import DeepAutoencoder
+from ._vae import VariationalAutoencoder
 from ._neighbor_embedding import NeighborEmbedding
 from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin, warn_not_converged
 from ._devices import make_generator, resolve_device
@@ -33,7 +34,7 @@ from ._validation import validate_input
 from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._nn import (
     ClusteringAutoencoder,
-    Embedder,
+    SoftAssignment,
     distributed,
     TargetUpdater,
     Trainer,
@@ -43,6 +44,7 @@ from ._nn import (
     student_t_assignment,
 )
 from ._pretraining import pretrain_representation
+from ._representation import RepresentationMixin, apply_module, frozen_copy
 
 #: Rows scored by :meth:`DeepEmbeddingClusterer.score` (a fixed subsample beyond it).
 SCORE_SAMPLE_SIZE = 4000
@@ -61,6 +63,7 @@ def refinement_epochs(n_samples: int) -> int:
 
 
 class DeepEmbeddingClusterer(
+    RepresentationMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
     ClusterMixin,
@@ -85,7 +88,7 @@ class DeepEmbeddingClusterer(
     ----------
     n_clusters : int, default=8
         Number of clusters.
-    autoencoder : DeepAutoencoder or None, default=None
+    autoencoder : DeepAutoencoder, VariationalAutoencoder or None, default=None
         ``None`` pretrains a ``DeepAutoencoder(n_components=10,
         hidden_layer_sizes=(500, 500))`` for 150 epochs or 2 million sample
         visits, whichever is fewer (at least 10 epochs), so pretraining time
@@ -228,7 +231,7 @@ default="auto"
     _parameter_constraints: dict = {
         **TRAINING_CONSTRAINTS,
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
-        "autoencoder": [None, DeepAutoencoder],
+        "autoencoder": [None, DeepAutoencoder, VariationalAutoencoder],
         "embedding": [StrOptions({"auto", "neighbors", "autoencoder"}), NeighborEmbedding],
         "alpha": [Interval(Real, 0, None, closed="neither")],
         "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
@@ -317,14 +320,9 @@ default="auto"
         # a neighbour embedding with a fixed first layer (wide input) is refined
         # on the projected rows: the frozen layer is applied once, not per step
         split = getattr(autoencoder, "projected_inputs", lambda X: None)(X)
-        if split is None:
-            X_fit, encoder = X, autoencoder.module_.encoder
-            network = autoencoder.module_
-        else:
-            X_fit, encoder = split
-            network = Embedder(encoder)
+        X_fit, encoder = (X, autoencoder.encoder_) if split is None else split
         embedding = distributed.map_rows(  # each rank its share, under data-parallel fits
-            lambda rows: infer(network, rows, autoencoder._encode, self.n_threads), X_fit
+            lambda rows: infer(encoder, rows, apply_module, self.n_threads), X_fit
         )
         # k-means once, on rank 0, under data-parallel training: all start alike
         centers = distributed.on_main(lambda: self._initial_centers(embedding, seed))
@@ -455,7 +453,7 @@ default="auto"
             centers = module.centers.detach().cpu().numpy().astype(np.float64)
             forward = functools.partial(self._soft_assign, centers=centers)
             proba = distributed.map_rows(
-                lambda rows: infer(module, rows, forward, self.n_threads), X_fit
+                lambda rows: infer(module.encoder, rows, forward, self.n_threads), X_fit
             )
             return proba, centers
 
@@ -489,13 +487,34 @@ default="auto"
 
     # -- inference -------------------------------------------------------------------
 
-    def _soft_assign(self, module, x, centers=None):
+    def _soft_assign(self, encoder, x, centers=None):
         centers = self.cluster_centers_ if centers is None else centers
         centers = torch.as_tensor(centers, dtype=x.dtype, device=x.device)
-        return student_t_assignment(module.encoder(x), centers, self.alpha)
+        return student_t_assignment(encoder(x), centers, self.alpha)
 
     def _predict_proba(self, X):
-        return infer(self.autoencoder_.module_, X, self._soft_assign, self.n_threads)
+        return infer(self.encoder_, X, self._soft_assign, self.n_threads)
+
+    @property
+    def encoder_(self) -> torch.nn.Module:
+        """The fine-tuned encoder: model input to the space of ``cluster_centers_``."""
+        return self.autoencoder_.encoder_
+
+    def get_assignment_module(self) -> torch.nn.Module:
+        """The network that maps the model input to ``predict_proba``'s soft assignment.
+
+        Returns
+        -------
+        assignment : torch.nn.Module
+            A copy on the CPU, in float32 and evaluation mode, with frozen
+            parameters: Student's t similarity of ``get_encoder()(x)`` to
+            ``cluster_centers_``, shape ``(n, n_clusters)``, rows summing to 1,
+            differentiable with respect to its input ``x`` of shape
+            ``(n, n_features_in_)``.
+        """
+        check_is_fitted(self)
+        centers = torch.as_tensor(self.cluster_centers_, dtype=torch.float32)
+        return frozen_copy(SoftAssignment(self.encoder_, centers, self.alpha))
 
     def predict_proba(self, X):
         """Soft assignments Q: Student's t similarity of each sample to each centre.
@@ -539,7 +558,7 @@ default="auto"
         X_new : ndarray of shape (n_samples, n_components)
         """
         X = self._validated(X)
-        return infer(self.autoencoder_.module_, X, self.autoencoder_._encode, self.n_threads)
+        return infer(self.encoder_, X, apply_module, self.n_threads)
 
     def score(self, X, y=None):
         """Silhouette coefficient of the predicted clusters of X, in X's space.

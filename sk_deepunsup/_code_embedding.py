@@ -11,8 +11,9 @@ Neighbours are found among codes, where convolutions have made images of
 one kind close, rather than among raw pixels.
 
 :class:`CodeNeighborEmbedding` holds the two fitted estimators and shows
-the clusterer the chained network (``module_``, ``_encode``) it shows for
-an autoencoder or a neighbour embedding, so fitting, refinement, inference,
+the clusterer the chained network (``encoder_``, the representation
+contract of :mod:`sk_deepunsup._representation`) it shows for an
+autoencoder or a neighbour embedding, so fitting, refinement, inference,
 pickling and :func:`sk_deepunsup.save` work unchanged.
 """
 
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 from sklearn.base import BaseEstimator
 from torch import nn
+
+from ._representation import RepresentationMixin
 
 
 __all__ = ["CodeNeighborEmbedding"]
@@ -46,7 +49,7 @@ class _Chain(nn.Module):
         self.decoder = None
 
 
-class CodeNeighborEmbedding(BaseEstimator):
+class CodeNeighborEmbedding(RepresentationMixin, BaseEstimator):
     """A fitted autoencoder and a neighbour embedding fitted to its code.
 
     Built by :class:`~sk_deepunsup.DeepEmbeddingClusterer` (its
@@ -74,9 +77,14 @@ class CodeNeighborEmbedding(BaseEstimator):
         return pair
 
     @property
+    def encoder_(self) -> nn.Module:
+        """The autoencoder's encoder, then the embedding's; their own submodules."""
+        return ChainedEncoder(self.autoencoder.encoder_, self.embedding.encoder_)
+
+    @property
     def module_(self) -> nn.Module:
-        """The chained network; its submodules are the two estimators' own."""
-        return _Chain(ChainedEncoder(self.autoencoder.module_.encoder, self.embedding.module_.encoder))
+        """The chained encoder and no decoder (DEC)."""
+        return _Chain(self.encoder_)
 
     def __setattr__(self, name, value):
         super().__setattr__(name, value)
@@ -84,9 +92,6 @@ class CodeNeighborEmbedding(BaseEstimator):
             for part in (getattr(self, "autoencoder", None), getattr(self, "embedding", None)):
                 if part is not None and hasattr(part, "module_"):
                     part.device_ = value
-
-    def _encode(self, module, x):
-        return module.encoder(x)
 
     def transform(self, X):
         """X's coordinates in the neighbour embedding of its code."""

@@ -24,6 +24,7 @@ from ._devices import make_generator, resolve_device
 from ._tensors import infer, make_source
 from ._validation import as_dense, check_finite_range, hidden_sizes, is_streamed, validate_input
 from ._input_projection import fit_input_projection, project
+from ._representation import RepresentationMixin
 from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
 from ._neighbor_graph import (
     fit_ab,
@@ -68,6 +69,7 @@ AUTO_NOISE = {"infonce": 0.5, "umap": 0.0}
 
 
 class NeighborEmbedding(
+    RepresentationMixin,
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, TorchEstimatorMixin, BaseEstimator
 ):
     """Parametric neighbour embedding: a network trained on the data's kNN graph.
@@ -519,6 +521,11 @@ class NeighborEmbedding(
 
     def _encode(self, module, x):
         return module.encoder(x)
+
+    @property
+    def encoder_(self) -> nn.Module:
+        """The fitted network (its fixed input projection first, if any): X to the embedding."""
+        return self.module_.encoder
 
     def fit_transform(self, X, y=None):
         """Fit, then return the training data's embedding (``embedding_``).

@@ -1,16 +1,19 @@
 """skl2onnx parsers, shape calculators and converters for this package's estimators.
 
-The networks are written out as plain ONNX operators from the fitted weights:
-each linear layer a ``Gemm`` (batch normalisation, in evaluation mode, folded
-into it; dropout is the identity at inference), each activation its ONNX
-operator or a short composition of elementary ones. Float32 and float64
-inputs are both supported, and the graph computes in the input's type, as the
-estimators do on the CPU.
+Each network is the estimator's own, traced by torch's exporter
+(``torch.onnx.export``, TorchScript-based) from the representation contract
+(:mod:`._representation`): ``get_encoder()`` for ``transform``, the
+clusterer's ``get_assignment_module()`` for ``predict_proba``, an
+autoencoder's encoder and decoder for the detector's reconstruction. Batch
+normalisation is folded into the linear layers and dropout is the identity
+(evaluation mode). Float32 and float64 inputs are both supported: the graph
+computes in the input's type, as the estimators do on the CPU, except the
+few operators ONNX Runtime has only in float32 (:data:`FLOAT32_ONLY`).
 
 Outputs, by estimator:
 
-- ``DeepAutoencoder``, ``VariationalAutoencoder``: ``variable``, the
-  ``transform`` output, shape ``(N, n_components)``.
+- ``DeepAutoencoder``, ``VariationalAutoencoder``, ``NeighborEmbedding``:
+  ``variable``, the ``transform`` output, shape ``(N, n_components)``.
 - ``DeepEmbeddingClusterer``: ``label`` (int64, ``(N,)``, ``predict``) and
   ``probabilities`` (``(N, n_clusters)``, ``predict_proba``).
 - ``AutoencoderOutlierDetector``: ``label`` (int64, ``(N,)``, +1 / -1,
@@ -22,11 +25,17 @@ registers the converters.
 
 from __future__ import annotations
 
-import math
+import contextlib
+import io
+import warnings
 
 import numpy as np
+import torch
+from torch import nn
 
 try:  # optional: the "onnx" extra (the doctest collector imports this module too)
+    import onnx
+    from onnx import helper, numpy_helper
     from onnx import onnx_pb as onnx_proto
     from skl2onnx import update_registered_converter
     from skl2onnx.common.data_types import (
@@ -42,14 +51,24 @@ else:
 
 from ._autoencoder import DeepAutoencoder
 from ._clustering import DeepEmbeddingClusterer
-from ._nn import MLP
+from ._neighbor_embedding import NeighborEmbedding
+from ._nn import MLP, decode_output
 from ._outlier import AutoencoderOutlierDetector
+from ._representation import frozen_copy
 from ._vae import VariationalAutoencoder
 
 __all__ = ["register_converters"]
 
 #: Lowest ONNX opset the converters emit (ReduceSum takes ``axes`` as an input).
 MIN_OPSET = 13
+
+#: Highest opset of torch's TorchScript exporter; the networks' nodes are
+#: traced at ``min(target_opset, TORCH_MAX_OPSET)``, valid in later opsets too.
+TORCH_MAX_OPSET = 20
+
+#: Operators ONNX Runtime implements for float32 only: in a float64 graph they
+#: run on a float32 copy of their input (a relative error of about 1e-7).
+FLOAT32_ONLY = {"Celu", "Conv", "ConvTranspose", "Elu", "Erf", "Gelu", "LeakyRelu", "Selu"}
 
 
 class _Graph:
@@ -103,122 +122,126 @@ class _Graph:
         return self.node("Reshape", [x, self.const(np.array(shape, dtype=np.int64), "shape",
                                                    np.int64)])
 
-    def softplus(self, x: str) -> str:
-        """``log(1 + exp(x))``, stable: ``relu(x) + log(1 + exp(-|x|))``."""
-        neg_abs = self.node("Neg", [self.node("Abs", [x])])
-        log_term = self.node("Log", [self.node("Add", [self.node("Exp", [neg_abs]),
-                                                         self.scalar(1.0)])])
-        return self.node("Add", [self.node("Relu", [x]), log_term])
 
-    def erf(self, x: str) -> str:
-        """ONNX Runtime has no float64 Erf: compute it in float32 (error ~1e-7)."""
-        if self.dtype == np.float32:
-            return self.node("Erf", [x])
-        as_float = self.node("Cast", [x], to=onnx_proto.TensorProto.FLOAT)
-        return self.node("Cast", [self.node("Erf", [as_float])], to=self.proto)
-
-    def activation(self, x: str, name: str) -> str:
-        if name == "identity":
-            return x
-        if name == "relu":
-            return self.node("Relu", [x])
-        if name == "tanh":
-            return self.node("Tanh", [x])
-        if name == "logistic":
-            return self.node("Sigmoid", [x])
-        if name == "leaky_relu":  # torch's default slope, 0.01 < 1: max(x, 0.01 x)
-            return self.node("Max", [x, self.node("Mul", [x, self.scalar(0.01)])])
-        if name == "elu":  # x if x > 0 else exp(x) - 1
-            positive = self.node("Greater", [x, self.scalar(0.0)])
-            expm1 = self.node("Sub", [self.node("Exp", [x]), self.scalar(1.0)])
-            return self.node("Where", [positive, x, expm1])
-        if name == "gelu":  # exact: 0.5 x (1 + erf(x / sqrt 2))
-            erf = self.erf(self.node("Mul", [x, self.scalar(1.0 / math.sqrt(2.0))]))
-            half = self.node("Mul", [x, self.scalar(0.5)])
-            return self.node("Mul", [half, self.node("Add", [erf, self.scalar(1.0)])])
-        raise NotImplementedError(f"activation {name!r} has no ONNX conversion")
+def _fold_batch_norm(module):
+    """``module`` with each MLP's batch normalisation (evaluation mode) folded into its linears."""
+    for mlp in module.modules():
+        if not isinstance(mlp, MLP) or mlp.norms is None:
+            continue
+        with torch.no_grad():
+            for lin, norm in zip(mlp.linears, mlp.norms):
+                scale = (norm.running_var.double() + norm.eps).rsqrt()
+                shift = -norm.running_mean.double() * scale
+                if norm.affine:
+                    gamma = norm.weight.double()
+                    scale, shift = scale * gamma, shift * gamma + norm.bias.double()
+                lin.weight.copy_(lin.weight.double() * scale[:, None])
+                lin.bias.copy_(lin.bias.double() * scale + shift)
+        mlp.norms = None
+    return module
 
 
-def _mlp_layers(mlp):
-    """``(weight, bias, activation or None)`` per layer, batch norm folded in."""
-    if not isinstance(mlp, MLP):
+@contextlib.contextmanager
+def _traced(module):
+    """Turn a failure of torch's exporter into a NotImplementedError that names the network."""
+    try:
+        yield
+    except Exception as exc:
+        own = ("sk_deepunsup.", "torch.")
+        users = sorted({type(m).__name__ for m in module.modules()
+                        if not type(m).__module__.startswith(own)})
+        which = f"your module {', '.join(users)}" if users else type(module).__name__
         raise NotImplementedError(
-            f"ONNX export supports the package's MLP networks, not {type(mlp).__name__}."
+            f"ONNX export traces the fitted network with torch.onnx.export, which cannot "
+            f"export it ({which}): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _exported(module, n_features: int, dtype, opset: int, n_outputs: int):
+    """``module`` (a frozen copy, see :func:`~._representation.frozen_copy`) as an ONNX graph.
+
+    Traced by torch's exporter in evaluation mode at ``dtype`` (dropout is
+    the identity; batch normalisation is folded into the linear layers);
+    input ``x`` of shape ``(N, n_features)``, outputs ``y0``, ``y1``...
+    """
+    module = _fold_batch_norm(module.to(torch.float64 if dtype == np.float64 else torch.float32))
+    example = torch.zeros(2, n_features, dtype=next(module.parameters()).dtype)
+    outputs = [f"y{i}" for i in range(n_outputs)]
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings(), _traced(module):
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        # a trace that depends on the example's values would be a wrong graph: refuse it
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        torch.onnx.export(
+            module,
+            (example,),
+            buffer,
+            dynamo=False,
+            input_names=["x"],
+            output_names=outputs,
+            dynamic_axes={name: {0: "N"} for name in ["x", *outputs]},
+            opset_version=min(opset, TORCH_MAX_OPSET),
+            do_constant_folding=True,
         )
-    layers = []
-    last = len(mlp.linears) - 1
-    for i, lin in enumerate(mlp.linears):
-        w = lin.weight.detach().cpu().double().numpy()
-        b = lin.bias.detach().cpu().double().numpy()
-        if i < last and mlp.norms is not None:
-            norm = mlp.norms[i]
-            scale = 1.0 / np.sqrt(norm.running_var.detach().cpu().double().numpy() + norm.eps)
-            shift = -norm.running_mean.detach().cpu().double().numpy() * scale
-            if norm.affine:
-                gamma = norm.weight.detach().cpu().double().numpy()
-                beta = norm.bias.detach().cpu().double().numpy()
-                scale, shift = scale * gamma, shift * gamma + beta
-            w, b = w * scale[:, None], b * scale + shift
-        layers.append((w, b, mlp.activation if i < last else None))
-    return layers
+    return onnx.load_from_string(buffer.getvalue()).graph
 
 
-def _emit_mlp(g: _Graph, mlp, x: str, split: int | None = None):
-    """The MLP applied to ``x``; with ``split``, the last layer's output cut in two."""
-    layers = _mlp_layers(mlp)
-    for w, b, act in layers[:-1]:
-        x = g.node("Gemm", [x, g.const(w, "W"), g.const(b, "B")], transB=1)
-        x = g.activation(x, act)
-    w, b, _ = layers[-1]
-    if split is None:
-        return g.node("Gemm", [x, g.const(w, "W"), g.const(b, "B")], transB=1)
-    return tuple(
-        g.node("Gemm", [x, g.const(w[rows], "W"), g.const(b[rows], "B")], transB=1)
-        for rows in (slice(0, split), slice(split, None))
-    )
+def _emit_module(g: _Graph, module, x: str, n_features: int, n_outputs: int = 1):
+    """The nodes of ``module`` applied to ``x``, added to ``g``; the names of its outputs."""
+    graph = _exported(module, n_features, g.dtype, g.container.target_opset, n_outputs)
+    names = {"x": x}
+    rename = lambda name: names.setdefault(name, g.name(name.strip("/").replace("/", "_")))  # noqa: E731
+    for init in graph.initializer:
+        tensor = numpy_helper.from_array(numpy_helper.to_array(init))
+        g.container.add_initializer(rename(init.name), tensor.data_type, list(tensor.dims), tensor)
+    for node in graph.node:
+        inputs = [rename(name) if name else "" for name in node.input]
+        outputs = [rename(name) for name in node.output]
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type in FLOAT32_ONLY and g.dtype != np.float32:
+            as_float = [g.node("Cast", [name], to=onnx_proto.TensorProto.FLOAT) if name else ""
+                        for name in inputs]
+            g.node("Cast", [g.node(node.op_type, as_float, **attrs)], output=outputs[0],
+                   to=g.proto)
+            continue
+        g.container.add_node(
+            node.op_type, inputs, outputs, op_domain=node.domain,
+            name=g.scope.get_unique_operator_name(f"{g.prefix}_{node.op_type}"), **attrs,
+        )
+    return [names[f"y{i}"] for i in range(n_outputs)]
 
 
-def _encoder_nodes(g: _Graph, autoencoder, x: str) -> str:
-    """The autoencoder's ``transform``: the encoder (a VAE's posterior mean)."""
-    encoder = autoencoder.module_.encoder
-    if isinstance(autoencoder, VariationalAutoencoder):
-        return _emit_mlp(g, encoder, x, split=autoencoder.n_components)[0]
-    return _emit_mlp(g, encoder, x)
+class _Reconstruction(nn.Module):
+    """``inverse_transform(transform(x))`` of an autoencoder: its decoder's output in data space."""
+
+    def __init__(self, autoencoder):
+        super().__init__()
+        self.encoder = autoencoder.get_encoder()
+        self.decoder = frozen_copy(autoencoder.module_.decoder)
+        self.loss = autoencoder.loss
+
+    def forward(self, x):
+        return decode_output(self.decoder(self.encoder(x)), self.loss)
 
 
 # -- converters ------------------------------------------------------------------------
 
 
-def _convert_autoencoder(scope, operator, container):
+def _convert_representation(scope, operator, container):
     g = _Graph(scope, operator, container)
-    out = _encoder_nodes(g, operator.raw_operator, operator.inputs[0].full_name)
-    g.node("Identity", [out], output=operator.outputs[0].full_name)
+    model = operator.raw_operator
+    (code,) = _emit_module(g, model.get_encoder(), operator.inputs[0].full_name,
+                           model.n_features_in_)
+    g.node("Identity", [code], output=operator.outputs[0].full_name)
 
 
 def _convert_clusterer(scope, operator, container):
     g = _Graph(scope, operator, container)
     model = operator.raw_operator
-    z = _encoder_nodes(g, model.autoencoder_, operator.inputs[0].full_name)
-    k, d = model.cluster_centers_.shape
-    diff = g.node("Sub", [g.reshape(z, [-1, 1, d]), g.const(model.cluster_centers_, "centers")])
-    sq_dist = g.reduce_sum(g.node("Mul", [diff, diff]), 2)  # (N, k)
-    alpha = float(model.alpha)
-    log_kernel = g.node(
-        "Log", [g.node("Add", [g.node("Mul", [sq_dist, g.scalar(1.0 / alpha)]), g.scalar(1.0)])]
-    )
-    logits = g.node("Mul", [log_kernel, g.scalar(-0.5 * (alpha + 1.0))])
-    probabilities = g.node("Softmax", [logits], output=operator.outputs[1].full_name, axis=1)
+    (proba,) = _emit_module(g, model.get_assignment_module(), operator.inputs[0].full_name,
+                            model.n_features_in_)
+    probabilities = g.node("Identity", [proba], output=operator.outputs[1].full_name)
     g.node("ArgMax", [probabilities], output=operator.outputs[0].full_name, axis=1, keepdims=0)
-
-
-def _reconstruct(g: _Graph, autoencoder, x: str) -> str:
-    """``inverse_transform(transform(x))``: the decoder's output in data space."""
-    out = _emit_mlp(g, autoencoder.module_.decoder, _encoder_nodes(g, autoencoder, x))
-    if autoencoder.loss == "bce":
-        return g.node("Sigmoid", [out])
-    if autoencoder.loss == "multinomial":
-        return g.node("Softmax", [out], axis=1)
-    return out
 
 
 def _slice_columns(g: _Graph, x: str, start: int, stop: int) -> str:
@@ -252,7 +275,9 @@ def _convert_detector(scope, operator, container):
     g = _Graph(scope, operator, container)
     model = operator.raw_operator
     x = operator.inputs[0].full_name
-    residual = g.node("Abs", [g.node("Sub", [x, _reconstruct(g, model.autoencoder_, x)])])
+    (reconstruction,) = _emit_module(g, _Reconstruction(model.autoencoder_), x,
+                                     model.n_features_in_)
+    residual = g.node("Abs", [g.node("Sub", [x, reconstruction])])
     scaled = g.node("Mul", [residual, g.const(1.0 / model.residual_scale_, "inv_scale")])
     outlyingness = g.node("Mul", [g.reduce_sum(scaled, 1), g.scalar(1.0 / model.part_scale_[0])])
     if model._has_distance_part():
@@ -336,13 +361,15 @@ def _shape_detector(operator):
 _ALIASES = {
     DeepAutoencoder: "SkDeepUnsupDeepAutoencoder",
     VariationalAutoencoder: "SkDeepUnsupVariationalAutoencoder",
+    NeighborEmbedding: "SkDeepUnsupNeighborEmbedding",
     DeepEmbeddingClusterer: "SkDeepUnsupDeepEmbeddingClusterer",
     AutoencoderOutlierDetector: "SkDeepUnsupAutoencoderOutlierDetector",
 }
 
 _CONVERTERS = {
-    DeepAutoencoder: (_shape_autoencoder, _convert_autoencoder, _parse_autoencoder),
-    VariationalAutoencoder: (_shape_autoencoder, _convert_autoencoder, _parse_autoencoder),
+    DeepAutoencoder: (_shape_autoencoder, _convert_representation, _parse_autoencoder),
+    VariationalAutoencoder: (_shape_autoencoder, _convert_representation, _parse_autoencoder),
+    NeighborEmbedding: (_shape_autoencoder, _convert_representation, _parse_autoencoder),
     DeepEmbeddingClusterer: (_shape_clusterer, _convert_clusterer, _parse_clusterer),
     AutoencoderOutlierDetector: (_shape_detector, _convert_detector, _parse_detector),
 }

@@ -26,6 +26,7 @@ from ._autoencoder import DeepAutoencoder
 from ._code_embedding import CodeNeighborEmbedding
 from ._neighbor_embedding import NeighborEmbedding
 from ._nn import TrainingInterrupted
+from ._representation import apply_module
 from ._tensors import infer
 from ._vae import VariationalAutoencoder
 
@@ -192,7 +193,7 @@ def uses_code_neighbors(clusterer) -> bool:
 
 def pretrain_code_embedding(clusterer, X, autoencoder, seed: int, fit=fit_pretraining):
     """The neighbour embedding of ``autoencoder``'s code of X, paired with it (N2D)."""
-    code = infer(autoencoder.module_, X, autoencoder._encode, clusterer.n_threads)
+    code = infer(autoencoder.encoder_, X, apply_module, clusterer.n_threads)
     embedding = pretrain_neighbor_embedding(clusterer, code, seed, fit)
     return CodeNeighborEmbedding.from_fitted(autoencoder, embedding)
 
@@ -229,6 +230,7 @@ def pretrain_representation(owner, X, seed: int):
     autoencoder, needs_fit = prepare_pretraining(
         owner, owner.autoencoder, lambda: clustering_autoencoder(n), X, seed
     )
+    interrupted = False
     if needs_fit:
         if owner.memory is not None and owner.random_state is None:
             warnings.warn(
@@ -243,12 +245,17 @@ def pretrain_representation(owner, X, seed: int):
         try:
             autoencoder = fit(autoencoder, X, quiet=owner.autoencoder is None)
         except PretrainingInterrupted as stop:
-            return stop.estimator, owner.reconstruction_weight, stop.estimator.loss, True
-    if not uses_code_neighbors(owner):
-        return autoencoder, owner.reconstruction_weight, autoencoder.loss, False
+            autoencoder, interrupted = stop.estimator, True
+    if interrupted or not uses_code_neighbors(owner):
+        return autoencoder, owner.reconstruction_weight, _decoder_loss(autoencoder), interrupted
     owner._say(f"pretraining the neighbour embedding of the code of {n} samples")
     try:
         pair = pretrain_code_embedding(owner, X, autoencoder, seed, fit)
     except PretrainingInterrupted:  # the autoencoder alone, as when it was interrupted
-        return autoencoder, owner.reconstruction_weight, autoencoder.loss, True
+        return autoencoder, owner.reconstruction_weight, _decoder_loss(autoencoder), True
     return pair, 0.0, "mse", False  # no decoder: DEC
+
+
+def _decoder_loss(autoencoder) -> str:
+    """The refinement's reconstruction loss: a VAE's Gaussian decoder emits a mean (``"mse"``)."""
+    return "mse" if autoencoder.loss == "gaussian" else autoencoder.loss

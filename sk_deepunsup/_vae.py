@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._autoencoder import AutoencoderBase
 from ._devices import draw_seed
-from ._nn import VAEModule, elbo, elbo_objective
+from ._nn import PosteriorMean, VAEModule, elbo, elbo_objective
 
 #: The likelihood p(x | z) behind each ``loss``.
 LIKELIHOOD_OF_LOSS = {
@@ -251,6 +251,11 @@ class VariationalAutoencoder(AutoencoderBase):
 
     def _encode(self, module, x):
         return module.posterior(x)[0]
+
+    @property
+    def encoder_(self):
+        """The posterior mean's network (shares the encoder's parameters)."""
+        return PosteriorMean(self.module_.encoder)
 
     def _score_samples_tensor(self, module, x):
         return elbo(module, x)

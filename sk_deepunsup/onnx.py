@@ -10,12 +10,14 @@ pipelines that contain them::
     onx = to_onnx(pipeline, X[:1])  # X[:1] fixes the input's type and width
 
 :func:`register` does the same explicitly (it is idempotent), and
-:func:`to_onnx` registers and converts in one call. The networks become
-plain ONNX ``Gemm`` and activation nodes built from the fitted weights, so
-onnxruntime (or any ONNX runtime) serves the model without Python or torch.
+:func:`to_onnx` registers and converts in one call. Each estimator's own
+network (its ``get_encoder()``; the clusterer's ``get_assignment_module()``)
+is traced by torch's exporter into the graph, so onnxruntime (or any ONNX
+runtime) serves the model without Python or torch.
 Needs the ``onnx`` extra: ``pip install "sk-deepunsup[onnx]"``.
 
-Outputs: the autoencoders give ``variable`` (``transform``); the clusterer
+Outputs: the autoencoders and ``NeighborEmbedding`` give ``variable``
+(``transform``); the clusterer
 ``label`` (``predict``) and ``probabilities`` (``predict_proba``); the
 outlier detector ``label`` (``predict``, +1 / -1) and ``scores``
 (``decision_function``).

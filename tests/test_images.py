@@ -230,13 +230,17 @@ def test_conv_pickle_save_load(digits, tmp_path):
     np.testing.assert_array_equal(load(tmp_path / "conv.skdu").transform(X[:30]), expected)
 
 
-def test_conv_onnx_says_not_implemented(digits):
+def test_conv_onnx_matches_transform(digits):
+    ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("skl2onnx")
     from sk_deepunsup.onnx import to_onnx
 
     ae = small_conv(max_iter=1).fit(X := digits[0][:50])
-    with pytest.raises(NotImplementedError, match="MLP"):
-        to_onnx(ae, X)
+    session = ort.InferenceSession(to_onnx(ae, X[:1]).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    (code,) = session.run(None, {session.get_inputs()[0].name: X})
+    assert {"Conv"} <= {node.op_type for node in to_onnx(ae, X[:1]).graph.node}
+    np.testing.assert_allclose(code, ae.transform(X), rtol=1e-5, atol=1e-5)
 
 
 def test_pipeline_with_images_flattened(digits):

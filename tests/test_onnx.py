@@ -13,6 +13,7 @@ from sk_deepunsup import (
     AutoencoderOutlierDetector,
     DeepAutoencoder,
     DeepEmbeddingClusterer,
+    NeighborEmbedding,
     VariationalAutoencoder,
 )
 
@@ -119,3 +120,101 @@ def test_register_without_skl2onnx_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "sk_deepunsup._onnx", raising=False)
     with pytest.raises(ImportError, match=r"pip install \"sk-deepunsup\[onnx\]\""):
         sk_onnx.register()
+
+
+# -- every default and documented route, from the estimator's own network ---------------
+
+TIGHT = dict(rtol=1e-5, atol=1e-5)  # float32 graphs; float64 ones are closer still
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    return MinMaxScaler().fit_transform(load_digits().data[:240]).astype(np.float32)
+
+
+def widened(X):
+    """300 columns: past the input projection's threshold (256)."""
+    return (X @ np.random.RandomState(0).uniform(size=(64, 300))).astype(np.float32) / 10
+
+
+def conv_autoencoder(**kw):
+    return DeepAutoencoder(n_components=4, image_shape=(8, 8), conv_channels=(4, 8),
+                           hidden_layer_sizes=(16,), max_iter=1, random_state=0, **kw)
+
+
+TRANSFORMERS = {
+    "neighbors": lambda X: (NeighborEmbedding(max_iter=2, random_state=0), X),
+    "neighbors-projected": lambda X: (NeighborEmbedding(max_iter=2, random_state=0), widened(X)),
+    "conv-autoencoder": lambda X: (conv_autoencoder(), X),
+    "vae": lambda X: (VariationalAutoencoder(hidden_layer_sizes=(16,), max_iter=2,
+                                             random_state=0), X),
+}
+
+CLUSTERERS = {
+    "neighbors": lambda X: (DeepEmbeddingClusterer(3, max_iter=2, random_state=0), X),
+    "neighbors-projected": lambda X: (
+        DeepEmbeddingClusterer(3, max_iter=2, random_state=0), widened(X)),
+    "n2d": lambda X: (DeepEmbeddingClusterer(3, autoencoder=conv_autoencoder(), max_iter=2,
+                                             random_state=0), X),
+    "vae": lambda X: (DeepEmbeddingClusterer(
+        3, autoencoder=VariationalAutoencoder(hidden_layer_sizes=(16,), max_iter=2,
+                                              random_state=0), max_iter=2, random_state=0), X),
+}
+
+DETECTORS = {
+    "default": lambda: AutoencoderOutlierDetector(random_state=0),
+    "conv": lambda: AutoencoderOutlierDetector(conv_autoencoder(loss="bce"), random_state=0),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("route", TRANSFORMERS)
+def test_transformer_routes(digits, route, dtype):
+    est, X = TRANSFORMERS[route](digits)
+    est = fit(est, X)
+    X = X.astype(dtype)
+    if route == "neighbors-projected":
+        assert est.input_projection_ == "pca"
+    (embedding,) = run(sk_onnx.to_onnx(est, X[:1]), X)
+    np.testing.assert_allclose(embedding, est.transform(X), **TIGHT)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("route", CLUSTERERS)
+def test_clusterer_routes(digits, route, dtype):
+    est, X = CLUSTERERS[route](digits)
+    est = fit(est, X)
+    X = X.astype(dtype)
+    onx = sk_onnx.to_onnx(est, X[:1])
+    label, proba = run(onx, X)
+    np.testing.assert_allclose(proba, est.predict_proba(X), **TIGHT)
+    np.testing.assert_array_equal(label, est.predict(X))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("route", DETECTORS)
+def test_detector_routes(digits, route, dtype):
+    detector = fit(DETECTORS[route](), digits)
+    X = digits.astype(dtype)
+    label, scores = run(sk_onnx.to_onnx(detector, X[:1]), X)
+    np.testing.assert_allclose(scores, detector.decision_function(X), **TIGHT)
+    np.testing.assert_array_equal(label, detector.predict(X))
+
+
+def test_untraceable_users_module_names_it(digits):
+    from torch import nn
+
+    class Branchy(nn.Module):  # data-dependent control flow: not traceable
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(64, 2)
+
+        def forward(self, x):
+            return self.lin(x) if bool(x.sum() > 0) else -self.lin(x)
+
+    ae = fit(DeepAutoencoder(n_components=2, encoder=Branchy(), decoder=nn.Linear(2, 64),
+                             max_iter=1, random_state=0), digits)
+    with pytest.raises(NotImplementedError, match="cannot export it .your module Branchy"):
+        sk_onnx.to_onnx(ae, digits[:1])

@@ -25,6 +25,7 @@ __all__ = [
     "posterior_draws",
     "reconstruction_loss",
     "reconstruction_objective",
+    "SoftAssignment",
     "student_t_assignment",
     "target_distribution",
 ]
@@ -93,6 +94,19 @@ def student_t_assignment(z, centers, alpha: float = 1.0):
     # log-space normalisation: no underflow to 0/0 for far-away points.
     logits = -0.5 * (alpha + 1.0) * torch.log1p(sq_dist / alpha)
     return torch.softmax(logits, dim=1)
+
+
+class SoftAssignment(torch.nn.Module):
+    """``student_t_assignment(encoder(x), centers, alpha)`` as a module (DEC's ``Q``)."""
+
+    def __init__(self, encoder: torch.nn.Module, centers: torch.Tensor, alpha: float = 1.0):
+        super().__init__()
+        self.encoder = encoder
+        self.alpha = float(alpha)
+        self.register_buffer("centers", centers)
+
+    def forward(self, x):
+        return student_t_assignment(self.encoder(x), self.centers, self.alpha)
 
 
 def target_distribution(q):

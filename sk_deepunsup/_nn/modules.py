@@ -27,6 +27,7 @@ __all__ = [
     "MLP",
     "Autoencoder",
     "ClusteringAutoencoder",
+    "PosteriorMean",
     "VAEModule",
     "GeneratorDropout",
     "NormalizedInput",
@@ -326,6 +327,21 @@ class ClusteringAutoencoder(Autoencoder):
 
 #: Likelihoods of :class:`VAEModule`.
 LIKELIHOODS = ("unit_gaussian", "gaussian", "bernoulli", "multinomial")
+
+
+class PosteriorMean(nn.Module):
+    """A VAE's encoder read as a plain encoder: the posterior mean, the first half of its output.
+
+    Shares ``encoder``'s parameters; ``forward`` is what :meth:`VAEModule.posterior`
+    returns first.
+    """
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x):
+        return self.encoder(x).chunk(2, dim=1)[0]
 
 
 class VAEModule(nn.Module):
