@@ -150,6 +150,9 @@ def _build_parser():
          help="random seed of the clusterer and of k-means (default: 0)")),
         (["--drop"], dict(action="extend", nargs="+", default=[], metavar="COL",
          help="leave out column COL of DATA (repeatable; takes several names)")),
+        (["--explain"], dict(action="store_true", help="print each cluster's size, "
+         "most distinctive columns and most typical row ids; with -o FILE, also "
+         "write them as CSV to FILE's name with '.clusters' before its suffix")),
     ]
     for flags, kwargs in options:
         cluster.add_argument(*flags, **kwargs)
@@ -331,20 +334,48 @@ def _status(verbose, message):
 
 
 def _fit_predict(estimator, X, verbose):
-    """Fit ``MinMaxScaler() + estimator`` on X; return the labels and the seconds."""
+    """Fit ``MinMaxScaler() + estimator`` on X; return the labels, the seconds and the model."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import MinMaxScaler
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()
-        labels = make_pipeline(MinMaxScaler(), estimator).fit_predict(X)
+        model = make_pipeline(MinMaxScaler(), estimator)
+        labels = model.fit_predict(X)
         seconds = time.perf_counter() - start
     if getattr(estimator, "interrupted_", False):  # Ctrl-C ended the fit: write nothing
         raise KeyboardInterrupt
     for warning in caught:
         _status(verbose, f"{PROG}: warning: {' '.join(str(warning.message).split())}")
-    return np.asarray(labels, dtype=np.int64), seconds
+    return np.asarray(labels, dtype=np.int64), seconds, model
+
+
+def _explain(model, X, labels, ids, args, image_shape):
+    """``--explain``: each cluster's size, top columns and typical rows, as text (and CSV)."""
+    from .inspection import explain_clusters
+
+    explanation = explain_clusters(model, X, labels=labels, n_features=5, n_prototypes=3,
+                                   image_shape=image_shape)
+    table = explanation.features[["cluster", "rank", "feature", "direction", "score",
+                                  "mean_in", "mean_out"]].copy()
+    typical = {c: [ids.iloc[i] for i in rows] for c, rows in explanation.prototypes.items()}
+    lines = []
+    for cluster, size in explanation.sizes.items():
+        rows = table[table["cluster"] == cluster]
+        terms = ", ".join(f"{'+' if d == 'higher' else '-'}{f}"
+                          for f, d in zip(rows["feature"], rows["direction"]))
+        lines.append(f"cluster {cluster}: {size} rows; {terms}; typical "
+                     f"{ids.name} {', '.join(map(str, typical[cluster]))}")
+    # the summary shares standard output only when the labels do not use it
+    print("\n".join(lines), file=sys.stderr if args.output is None and args.data else sys.stdout)
+    if args.output:
+        path = Path(args.output)
+        target = path.with_name(f"{path.stem}.clusters{path.suffix or '.csv'}")
+        table["typical_" + str(ids.name)] = table["cluster"].map(
+            lambda c: " ".join(map(str, typical[c])))
+        table.to_csv(target, index=False)
+        _status(args.verbose, f"wrote the explanation of {len(lines)} clusters to {target}")
 
 
 def _check_output(args):
@@ -389,11 +420,11 @@ def _cluster(args):
     clusterer = make_clusterer(k, args.seed, args.verbose, n_samples=n_rows,
                                **_network_kwargs(args))
     _status(args.verbose, f"fitting {type(clusterer).__name__}(n_clusters={k}) ...")
-    labels, seconds = _fit_predict(clusterer, X, args.verbose)
+    labels, seconds, model = _fit_predict(clusterer, X, args.verbose)
     _status(args.verbose, f"fitted in {seconds:.1f} s")
     if y is not None:
         _status(args.verbose, f"fitting KMeans(n_clusters={k}) ...")
-        kmeans = _fit_predict(KMeans(n_clusters=k, random_state=args.seed), X, args.verbose)
+        kmeans = _fit_predict(KMeans(n_clusters=k, random_state=args.seed), X, args.verbose)[:2]
         print(f"digits: {n_rows} rows x {n_cols} columns, min-max scaled; "
               f"n_clusters={k}, seed={args.seed}")
         print(f"{'method':<24}{'ACC':>5}{'NMI':>8}{'fit s':>9}")
@@ -405,6 +436,8 @@ def _cluster(args):
         out = pd.DataFrame({ids.name: ids.to_numpy(), "cluster": labels})
         out.to_csv(args.output or sys.stdout, index=False)
         _status(args.verbose, f"wrote {n_rows} labels to {args.output or 'stdout'}")
+    if args.explain:
+        _explain(model, X, labels, ids, args, (8, 8) if args.data is None else None)
     return 0
 
 

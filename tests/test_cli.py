@@ -443,3 +443,34 @@ def test_embedding_settings_start_from_the_clusterers_neighbor_embedding():
 
     chosen = PRODUCT_CLUSTERER(3, 0, False, n_components=5).embedding
     assert chosen.get_params() == clustering_embedding().set_params(n_components=5).get_params()
+
+
+def test_explain_prints_each_cluster_and_writes_its_table(capsys, tmp_path, blobs):
+    """--explain names the columns that set each cluster apart and its typical row ids."""
+    path = tmp_path / "blobs.csv"
+    blobs.to_csv(path, index=False)
+    out = tmp_path / "labels.csv"
+    assert main(["cluster", str(path), "-k", "3", "-o", str(out), "-q", "--explain"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 3
+    assert all(line.startswith(f"cluster {c}: ") and "typical row" in line
+               for c, line in enumerate(printed))
+    table = pd.read_csv(tmp_path / "labels.clusters.csv")
+    assert list(table.columns) == ["cluster", "rank", "feature", "direction", "score",
+                                   "mean_in", "mean_out", "typical_row"]
+    assert set(table["feature"]) == {"a", "b", "c"}
+    labels = pd.read_csv(out)["cluster"]
+    for _, row in table[table["rank"] == 1].iterrows():  # the direction matches the data
+        inside = blobs.loc[labels == row["cluster"], row["feature"]].mean()
+        outside = blobs.loc[labels != row["cluster"], row["feature"]].mean()
+        assert (inside > outside) == (row["direction"] == "higher")
+    for cluster, rows in table.groupby("cluster")["typical_row"].first().items():
+        assert all(labels[int(i)] == cluster for i in rows.split())
+
+
+def test_explain_with_labels_on_stdout_prints_the_summary_on_stderr(capsys, csv):
+    assert main(["cluster", str(csv), "-k", "3", "-q", "--explain"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("row,cluster")
+    assert "cluster 0:" not in captured.out
+    assert captured.err.count("typical row") == 3

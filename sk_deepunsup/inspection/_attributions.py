@@ -83,7 +83,7 @@ def _baseline_row(baseline, inputs):
 
 
 def feature_attributions(
-    model, X, *, baseline=None, output="auto", n_steps=32, return_names=False
+    model, X, *, baseline=None, output="auto", n_steps=64, return_names=False
 ):
     """Per-sample, per-feature attributions of a model's learned output.
 
@@ -115,7 +115,7 @@ def feature_attributions(
         the clusterer's soft assignment (``"predict_proba"``, why a sample
         is in cluster c). ``"auto"``: ``predict_proba`` for a clusterer,
         else ``transform``.
-    n_steps : int, default=32
+    n_steps : int, default=64
         Points of the Gauss-Legendre rule along the path.
     return_names : bool, default=False
         Also return the feature and output names.

@@ -35,7 +35,9 @@ def _is_numeric_table(X) -> bool:
     if sp.issparse(X):
         return True
     if hasattr(X, "dtypes"):  # a DataFrame: every column numeric or boolean
-        return all(np.issubdtype(dtype, np.number) or dtype == bool for dtype in X.dtypes)
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+        return all(is_numeric_dtype(dtype) or is_bool_dtype(dtype) for dtype in X.dtypes)
     array = np.asarray(X)
     return array.ndim == 2 and (np.issubdtype(array.dtype, np.number) or array.dtype == bool)
 
