@@ -11,8 +11,12 @@ in C order), so everything scikit-learn does with X still works.
 
 The example clusters a fixed random subset of the images (pixels / 255),
 prints accuracy (best one-to-one matching of clusters to the 10 classes) and
-NMI against the true classes, and saves ``fashion_clusters.png``: one row a
-cluster, its images nearest its centre first.
+NMI against the true classes, then explains the clusters with
+:func:`sk_deepunsup.inspection.explain_clusters`: each cluster's prototypes
+(the members nearest the centres of a k-means of its members, so together they
+cover its modes), its borderline members, and ``fashion_clusters.png``, one
+row of prototypes a cluster, drawn by
+:class:`~sk_deepunsup.inspection.ClusterExplanationDisplay`.
 
 Needs Fashion-MNIST, read offline from Debian's ``dataset-fashion-mnist``
 package by :func:`sk_deepunsup.datasets.load_fashion_mnist`. Runtime: a few minutes on a GPU;
@@ -42,6 +46,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from sk_deepunsup import DeepAutoencoder, DeepEmbeddingClusterer
 from sk_deepunsup.datasets import load_fashion_mnist
+from sk_deepunsup.inspection import ClusterExplanationDisplay, explain_clusters
 from sk_deepunsup.metrics import clustering_accuracy
 
 CLASSES = ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
@@ -50,30 +55,6 @@ CLASSES = ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
 def load_images():
     X, y = load_fashion_mnist()  # its error says how to install the data
     return X.astype(np.float32) / 255.0, y
-
-
-def save_grid(X, labels, distances, y, path, per_cluster=12):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    clusters = np.unique(labels)
-    fig, axes = plt.subplots(len(clusters), per_cluster, figsize=(per_cluster, len(clusters) * 1.1))
-    for row, c in enumerate(clusters):
-        members = np.flatnonzero(labels == c)
-        members = members[np.argsort(distances[members])][:per_cluster]
-        majority = CLASSES[np.bincount(y[labels == c], minlength=10).argmax()]
-        for col in range(per_cluster):
-            ax = axes[row, col]
-            ax.axis("off")
-            if col < len(members):
-                ax.imshow(X[members[col]].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
-        axes[row, 0].set_title(f"cluster {c}: {(labels == c).sum()} ({majority})", loc="left",
-                               fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def main():
@@ -101,9 +82,18 @@ def main():
     labels = dec.labels_
     print(f"ACC {clustering_accuracy(y, labels):.3f}  "
           f"NMI {normalized_mutual_info_score(y, labels):.3f}")
-    embedding = dec.transform(X)
-    distances = np.linalg.norm(embedding - dec.cluster_centers_[labels], axis=1)
-    save_grid(X, labels, distances, y, args.output)
+    explanation = explain_clusters(dec, X, n_prototypes=8)
+    print(f"{'cluster':>7} {'size':>5}  {'prototypes (class)':<52} borderline (class)")
+    for c, size in explanation.sizes.items():
+        typical = " ".join(CLASSES[k] for k in y[explanation.prototypes[c][:4]])
+        weak = " ".join(CLASSES[k] for k in y[explanation.borderline[c][:3]])
+        print(f"{c:>7} {size:>5}  {typical:<52} {weak}")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    display = ClusterExplanationDisplay.from_explanation(explanation, X=X)
+    display.figure_.savefig(args.output, dpi=80)
     print(f"saved {args.output}")
 
 

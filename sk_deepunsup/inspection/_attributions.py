@@ -194,7 +194,7 @@ def _input_names(model, n_in):
 
 
 def attribution_summary(model, X, **kwargs):
-    """Which features drive each output overall: the mean |attribution| over X.
+    """Which features drive each output overall: the mean absolute attribution over X.
 
     Parameters
     ----------

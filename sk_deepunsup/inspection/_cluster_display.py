@@ -41,7 +41,7 @@ class ClusterExplanationDisplay:
     explanation : ClusterExplanation
         The result of :func:`explain_clusters`.
     prototype_images : dict or None, default=None
-        Cluster -> array of shape (n_prototypes, *image_shape), drawn by
+        Cluster -> array of shape ``(n_prototypes, *image_shape)``, drawn by
         ``kind="prototypes"``.
 
     Attributes

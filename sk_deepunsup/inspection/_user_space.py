@@ -60,7 +60,7 @@ def image_feature_names(image_shape) -> np.ndarray:
 
 def model_image_shape(final):
     """The image shape a fitted model was built for, or None."""
-    for owner in (final, getattr(final, "autoencoder_", None)):
+    for owner in (final, getattr(final, "autoencoder_", None), getattr(final, "autoencoder", None)):
         shape = getattr(owner, "image_shape", None)
         if shape is not None:
             return tuple(shape)
