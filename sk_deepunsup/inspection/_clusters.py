@@ -8,7 +8,7 @@ from numbers import Integral
 import numpy as np
 import scipy.sparse as sp
 from sklearn.cluster import KMeans
-from sklearn.metrics import pairwise_distances, pairwise_distances_argmin
+from sklearn.metrics import pairwise_distances
 from sklearn.utils import check_random_state
 
 from ._rank_tests import benjamini_hochberg, one_vs_rest_tests
@@ -165,7 +165,7 @@ def _group_means(features, codes, n_groups):
     )
 
 
-def _typical_members(space, codes, n_groups, n_prototypes, rng):
+def _typical_members(space, codes, n_groups, n_prototypes, seed, rng):
     """Each cluster's prototypes: the members nearest the centres of a k-means of its members
     (k-medoids' answer, found the k-means way), the largest sub-cluster's first."""
     prototypes = []
@@ -177,10 +177,14 @@ def _typical_members(space, codes, n_groups, n_prototypes, rng):
         if n_pick == len(members):
             prototypes.append(members)
             continue
-        sub = KMeans(n_pick, n_init=10, random_state=rng.randint(2**31 - 1)).fit(space[members])
+        sub = KMeans(n_pick, n_init=10, random_state=seed).fit(space[members])
         order = np.argsort(-np.bincount(sub.labels_, minlength=n_pick), kind="stable")
-        nearest = pairwise_distances_argmin(sub.cluster_centers_[order], space[members])
-        prototypes.append(members[nearest])
+        distances = pairwise_distances(sub.cluster_centers_[order], space[members])
+        chosen = []
+        for row in distances:  # the nearest member not taken by a larger sub-cluster
+            row[chosen] = np.inf
+            chosen.append(int(np.argmin(row)))
+        prototypes.append(members[chosen])
     return prototypes
 
 
@@ -250,8 +254,8 @@ def explain_clusters(
         ``image_shape`` when it has one): features are named ``pixel[r, c]``
         and the Display draws prototypes as images.
     random_state : int, RandomState instance or None, default=0
-        Seeds the k-means that picks prototypes, and the subsample it runs
-        on in clusters of more than 2 000 members.
+        Seeds the k-means that picks each cluster's prototypes, and the
+        subsample it runs on in clusters of more than 2 000 members.
 
     Returns
     -------
@@ -332,7 +336,8 @@ def explain_clusters(
         }
     )
     rng = check_random_state(random_state)
-    typical = _typical_members(as_float_table(space.model_input), codes, k, n_prototypes, rng)
+    seed = random_state if isinstance(random_state, Integral) else rng.randint(2**31 - 1)
+    typical = _typical_members(as_float_table(space.model_input), codes, k, n_prototypes, seed, rng)
     weakest = _weakest_members(space.final, space.model_input, codes, k, n_prototypes)
     return ClusterExplanation(
         features=table,
