@@ -16,8 +16,8 @@ from ._user_space import as_float_table, model_image_shape, resolve_user_space
 
 DIRECTIONS = ("auto", "both", "higher", "lower")
 
-#: members a cluster's prototypes are chosen among, and judged against (a random subsample beyond)
-PROTOTYPE_POOL = 2000
+#: members of a cluster its prototypes are chosen among (a random subsample beyond)
+PROTOTYPE_POOL = 1000
 
 
 @dataclass
@@ -168,6 +168,8 @@ def _group_means(features, codes, n_groups):
 def _typical_members(space, codes, n_groups, n_prototypes, seed, rng):
     """Each cluster's prototypes: the members nearest the centres of a k-means of its members
     (k-medoids' answer, found the k-means way), the largest sub-cluster's first."""
+    from threadpoolctl import threadpool_limits
+
     prototypes = []
     for group in range(n_groups):
         members = np.flatnonzero(codes == group)
@@ -177,7 +179,8 @@ def _typical_members(space, codes, n_groups, n_prototypes, seed, rng):
         if n_pick == len(members):
             prototypes.append(members)
             continue
-        sub = KMeans(n_pick, n_init=10, random_state=seed).fit(space[members])
+        with threadpool_limits(1):  # small problems: threads only wait on each other
+            sub = KMeans(n_pick, n_init=10, random_state=seed).fit(space[members])
         order = np.argsort(-np.bincount(sub.labels_, minlength=n_pick), kind="stable")
         distances = pairwise_distances(sub.cluster_centers_[order], space[members])
         chosen = []
@@ -255,7 +258,7 @@ def explain_clusters(
         and the Display draws prototypes as images.
     random_state : int, RandomState instance or None, default=0
         Seeds the k-means that picks each cluster's prototypes, and the
-        subsample it runs on in clusters of more than 2 000 members.
+        subsample it runs on in clusters of more than 1 000 members.
 
     Returns
     -------
