@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ._nn import Autoencoder
-from ._nn.conv import FlatOutput, ImageInput, build_conv_autoencoder
+from ._nn import FlatOutput, ImageInput, build_conv_autoencoder
 
 #: Constraints of the parameters this module serves.
 IMAGE_CONSTRAINTS = {

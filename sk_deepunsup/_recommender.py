@@ -25,9 +25,9 @@ from ._nn import (
     elbo_objective,
     reconstruction_objective,
 )
-from ._nn.losses import multinomial_log_likelihood
-from ._nn.modules import NormalizedInput
-from ._nn.recommend import (
+from ._nn import (
+    NormalizedInput,
+    multinomial_log_likelihood,
     L2_LADDER,
     Blend,
     ItemItem,
