@@ -16,9 +16,7 @@ from sklearn.base import (
     ClusterMixin,
     TransformerMixin,
     _fit_context,
-    clone,
 )
-from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import pairwise_distances_argmin, silhouette_score
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -38,11 +36,11 @@ from ._nn import (
     distributed,
     TargetUpdater,
     Trainer,
-    TrainingInterrupted,
     clustering_objective,
     snapshot,
     student_t_assignment,
 )
+from ._centers import initial_centers
 from ._pretraining import pretrain_representation
 from ._representation import RepresentationMixin, apply_module, frozen_copy
 
@@ -194,6 +192,9 @@ default="auto"
         Mean clustering loss of each epoch.
     label_changes_ : list of float
         Share of samples that changed cluster at each target update.
+    label_change_epochs_ : ndarray of shape (len(label_changes_),)
+        Epoch of the refinement (fractional) at which each of ``label_changes_``
+        was measured; :class:`~sk_deepunsup.inspection.LossCurveDisplay` plots them there.
     device_ : str
         The device the network lives on.
     n_features_in_ : int
@@ -333,7 +334,7 @@ default="auto"
             torch.as_tensor(centers, dtype=torch.float32),
         ).to(device)
         initial = snapshot(module)
-        history, updater = self._refine(
+        history, updater, steps_per_epoch = self._refine(
             module, X_fit, reconstruction_weight, reconstruction, seed, device
         )
 
@@ -347,6 +348,7 @@ default="auto"
             self.interrupted_ = self.interrupted_ or history.interrupted or held.hit
             self.loss_curve_ = history.loss
             self.label_changes_ = updater.label_changes
+            self.label_change_epochs_ = np.asarray(updater.change_steps) / steps_per_epoch
             self.labels_ = proba.argmax(axis=1)
         if held.hit:
             warn_interrupted(self, "the final pass")
@@ -401,7 +403,7 @@ default="auto"
                 f"{interval} batches"
             )
         history = trainer.fit(data)  # on_train_begin refreshes P even with max_iter=0
-        return history, updater
+        return history, updater, steps_per_epoch
 
     def _uses_neighbor_embedding(self) -> bool:
         if isinstance(self.embedding, NeighborEmbedding):
@@ -411,37 +413,10 @@ default="auto"
         return self.embedding == "neighbors"
 
     def _initial_centers(self, embedding, seed) -> np.ndarray:
-        k = self.n_clusters
-        if isinstance(self.init, str):  # "k-means"
-            if self.interrupted_:
-                return kmeans_plusplus(embedding, k, random_state=seed)[0]
-            kmeans = KMeans(n_clusters=k, n_init=self.n_init, random_state=seed)
-            try:
-                return kmeans.fit(embedding).cluster_centers_
-            except KeyboardInterrupt:
-                self.interrupted_ = True
-                warnings.warn(
-                    "Initialisation interrupted; the clusters start from k-means++ "
-                    "seeds and are not refined.",
-                    TrainingInterrupted,
-                )
-                return kmeans_plusplus(embedding, k, random_state=seed)[0]
-        init = clone(self.init)
-        params = init.get_params()
-        overrides = {}
-        if "n_clusters" in params:
-            overrides["n_clusters"] = k
-        if "random_state" in params and params["random_state"] is None:
-            overrides["random_state"] = seed
-        labels = np.asarray(init.set_params(**overrides).fit_predict(embedding))
-        found = np.unique(labels[labels >= 0])
-        if len(found) != k:
-            raise ValueError(
-                f"init={type(init).__name__} found {len(found)} clusters in the "
-                f"embedding, but n_clusters={k}; pass a clusterer that finds "
-                "n_clusters clusters."
-            )
-        return np.stack([embedding[labels == c].mean(axis=0) for c in found])
+        centers, self.interrupted_ = initial_centers(
+            embedding, self.n_clusters, self.init, self.n_init, seed, self.interrupted_
+        )
+        return centers
 
     def _final_assignment(self, module, X_fit, initial, embedding):
         """The centres and the soft assignments of ``X_fit`` after refinement, or,

@@ -39,6 +39,7 @@ class TargetUpdater(Callback):
         self.p: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
         self.label_changes: list[float] = []
+        self.change_steps: list[int] = []  # the optimisation step of each label change
         self.converged = False
 
     @torch.no_grad()
@@ -59,6 +60,7 @@ class TargetUpdater(Callback):
         if self.labels is not None:
             changed = float((labels != self.labels).float().mean())
             self.label_changes.append(changed)
+            self.change_steps.append(trainer.history.n_steps)
             if changed < self.tol:
                 self.converged = True
                 trainer.stop_requested = True
