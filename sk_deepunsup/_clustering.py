@@ -25,17 +25,16 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from ._autoencoder import DeepAutoencoder
 from ._vae import VariationalAutoencoder
 from ._neighbor_embedding import NeighborEmbedding
-from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin, warn_not_converged
+from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin
 from ._devices import make_generator, resolve_device
 from ._tensors import infer, make_source
 from ._validation import validate_input
-from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
+from ._interrupts import restore_on_interrupt
 from ._nn import (
     ClusteringAutoencoder,
     SoftAssignment,
     distributed,
     TargetUpdater,
-    Trainer,
     clustering_objective,
     snapshot,
     student_t_assignment,
@@ -338,26 +337,27 @@ default="auto"
             module, X_fit, reconstruction_weight, reconstruction, seed, device
         )
 
-        with finishing() as held:
+        def store():
             proba, centers = self._final_assignment(module, X_fit, initial, embedding)
             self.autoencoder_ = autoencoder  # its module_ holds the fine-tuned networks
             self.cluster_centers_ = centers
             self.device_ = str(device)
             self.n_iter_ = history.n_iter
             self.converged_ = updater.converged
-            self.interrupted_ = self.interrupted_ or history.interrupted or held.hit
             self.loss_curve_ = history.loss
             self.label_changes_ = updater.label_changes
             self.label_change_epochs_ = np.asarray(updater.change_steps) / steps_per_epoch
             self.labels_ = proba.argmax(axis=1)
-        if held.hit:
-            warn_interrupted(self, "the final pass")
-        # the updater stops training on tol, so history.stopped_early covers it;
-        # max_iter="auto" is a budget by design, spent without a warning
-        if not self.interrupted_ and self.max_iter != "auto":
-            warn_not_converged(self, history)
+
+        # the updater stops training on tol, so history.stopped_early covers it
+        self._finish_fit(
+            store, interrupted=self.interrupted_ or history.interrupted, history=history
+        )
         self._warn_empty_clusters()
         return self
+
+    def _epochs_are_a_budget(self) -> bool:
+        return self.max_iter == "auto"  # a budget by design, spent without a warning
 
     def _cached(self, func):
         """``func`` through the ``memory`` cache (rank 0's, under data-parallel fits)."""
@@ -380,21 +380,17 @@ default="auto"
         params = [*module.encoder.parameters(), module.centers]
         if reconstruction_weight:
             params += list(module.decoder.parameters())
-        trainer = Trainer(
+        trainer = self._trainer(
             module,
             clustering_objective(updater, self.alpha, reconstruction_weight, loss),
-            params=params,
-            learning_rate=self.learning_rate_init,
+            generator=make_generator(seed, device),
             batch_size=batch_size,
             max_iter=0 if self.interrupted_ else max_iter,
+            params=params,
             n_iter_no_change=None,
             shuffle=True,
-            generator=make_generator(seed, device),
-            verbose=bool(self.verbose),
             callbacks=[updater],
-            description=type(self).__name__,
             with_index=True,
-            n_threads=self.n_threads,
         )
         if not self.interrupted_:
             self._say(

@@ -56,6 +56,7 @@ from .recommend import (
     standardize_rows,
 )
 from .threads import ThreadPolicy
+from .callbacks import Checkpoint, DistributedSync, EarlyStopping, ProgressBar
 from .training import (
     Callback,
     History,
@@ -94,6 +95,10 @@ __all__ = [
     "Embedder",
     "Autoencoder",
     "Callback",
+    "Checkpoint",
+    "DistributedSync",
+    "EarlyStopping",
+    "ProgressBar",
     "ClusteringAutoencoder",
     "FlatAdam",
     "History",
