@@ -18,23 +18,21 @@ from ._devices import draw_seed, make_generator, resolve_device
 from ._tensors import INFERENCE_CHUNK, infer
 from ._validation import check_loss_range, hidden_sizes, validate_input
 from ._nn import (
-    Autoencoder,
-    VAEModule,
-    build_autoencoder,
-    decode_output,
-    elbo_objective,
-    reconstruction_objective,
-)
-from ._nn import (
-    NormalizedInput,
-    multinomial_log_likelihood,
     L2_LADDER,
+    Autoencoder,
     Blend,
     ItemItem,
+    NormalizedInput,
+    VAEModule,
+    build_autoencoder,
     check_ease_memory,
+    decode_output,
     ease_scorer,
     ease_solve,
     ease_spectrum,
+    elbo_objective,
+    multinomial_log_likelihood,
+    reconstruction_objective,
     standardize_rows,
 )
 from ._interactions import (

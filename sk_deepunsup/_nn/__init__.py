@@ -56,16 +56,16 @@ from .recommend import (
     standardize_rows,
 )
 from .threads import ThreadPolicy
-from .callbacks import Checkpoint, DistributedSync, EarlyStopping, ProgressBar
-from .training import (
+from .callbacks import (
     Callback,
-    History,
-    NonFiniteLossError,
-    Trainer,
-    TrainingInterrupted,
+    Checkpoint,
+    DistributedSync,
+    EarlyStopping,
+    ProgressBar,
     all_finite,
     snapshot,
 )
+from .training import History, NonFiniteLossError, Trainer, TrainingInterrupted
 
 __all__ = [
     "ACTIVATIONS",

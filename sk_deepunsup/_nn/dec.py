@@ -1,6 +1,6 @@
 """DEC's self-training schedule (Xie et al., 2016): the target distribution's updates.
 
-A :class:`~.training.Callback` of the one engine; the loss itself
+A :class:`~.callbacks.Callback` of the one engine; the loss itself
 (:func:`~.losses.clustering_objective`) and the Student's t assignments live in
 :mod:`.losses`. Nothing here imports scikit-learn.
 """
@@ -11,7 +11,8 @@ import torch
 
 from . import distributed
 from .losses import student_t_assignment, target_distribution
-from .training import Callback, Trainer, as_source
+from .callbacks import Callback
+from .training import Trainer, as_source
 
 __all__ = ["TargetUpdater"]
 

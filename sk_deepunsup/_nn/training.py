@@ -35,32 +35,17 @@ import torch
 from torch import nn
 
 from . import distributed
-from .callbacks import (
-    Callback,
-    Checkpoint,
-    DistributedSync,
-    EarlyStopping,
-    ProgressBar,
-    all_finite,
-    snapshot,
-)
+from .callbacks import Callback, Checkpoint, DistributedSync, EarlyStopping, ProgressBar
 from .data import BatchSource, TensorSource, batch_bounds
 from .modules import set_generator
 from .optim import FlatAdam
 from .threads import GlobalGenerator, ThreadPolicy
 
 __all__ = [
-    "Callback",
-    "Checkpoint",
-    "DistributedSync",
-    "EarlyStopping",
-    "ProgressBar",
     "History",
     "NonFiniteLossError",
     "TrainingInterrupted",
     "Trainer",
-    "all_finite",
-    "snapshot",
 ]
 
 LossFn = Callable[..., torch.Tensor]
