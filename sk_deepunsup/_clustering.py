@@ -40,6 +40,7 @@ from ._nn import (
     student_t_assignment,
 )
 from ._centers import initial_centers
+from ._code_embedding import place_on
 from ._pretraining import pretrain_representation
 from ._representation import RepresentationMixin, apply_module, frozen_copy
 
@@ -311,15 +312,16 @@ default="auto"
             )
         device = resolve_device(self.device)
         seed = self._training_seed(first_call=True)
-        pretrained = pretrain_representation(self, X, seed)
+        pretrained = pretrain_representation(self, X, seed, cached=self._cached, say=self._say)
         autoencoder, reconstruction_weight, reconstruction, self.interrupted_ = pretrained
-        autoencoder.module_.to(device)
-        autoencoder.device_ = str(device)  # unpickling maps tensors to device_
+        decoder = place_on(autoencoder, device)
 
         self._say(f"initialising {self.n_clusters} clusters in the embedding")
         # a neighbour embedding with a fixed first layer (wide input) is refined
         # on the projected rows: the frozen layer is applied once, not per step
-        split = getattr(autoencoder, "projected_inputs", lambda X: None)(X)
+        split = None
+        if isinstance(autoencoder, NeighborEmbedding):
+            split = autoencoder.projected_inputs(X)
         X_fit, encoder = (X, autoencoder.encoder_) if split is None else split
         embedding = distributed.map_rows(  # each rank its share, under data-parallel fits
             lambda rows: infer(encoder, rows, apply_module, self.n_threads), X_fit
@@ -328,9 +330,7 @@ default="auto"
         centers = distributed.on_main(lambda: self._initial_centers(embedding, seed))
 
         module = ClusteringAutoencoder(
-            encoder,
-            autoencoder.module_.decoder,
-            torch.as_tensor(centers, dtype=torch.float32),
+            encoder, decoder, torch.as_tensor(centers, dtype=torch.float32)
         ).to(device)
         initial = snapshot(module)
         history, updater, steps_per_epoch = self._refine(
@@ -400,13 +400,6 @@ default="auto"
             )
         history = trainer.fit(data)  # on_train_begin refreshes P even with max_iter=0
         return history, updater, steps_per_epoch
-
-    def _uses_neighbor_embedding(self) -> bool:
-        if isinstance(self.embedding, NeighborEmbedding):
-            return True
-        if self.embedding == "auto":
-            return self.autoencoder is None
-        return self.embedding == "neighbors"
 
     def _initial_centers(self, embedding, seed) -> np.ndarray:
         centers, self.interrupted_ = initial_centers(
