@@ -192,7 +192,7 @@ default="auto"
         Mean clustering loss of each epoch.
     label_changes_ : list of float
         Share of samples that changed cluster at each target update.
-    label_change_epochs_ : ndarray of shape (len(label_changes_),)
+    label_change_epochs_ : ndarray of shape (n_target_updates,)
         Epoch of the refinement (fractional) at which each of ``label_changes_``
         was measured; :class:`~sk_deepunsup.inspection.LossCurveDisplay` plots them there.
     device_ : str
