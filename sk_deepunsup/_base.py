@@ -62,6 +62,11 @@ NETWORK_CONSTRAINTS = {
 AUTO_BATCH_SIZE = 256
 
 
+def budget_epochs(sample_visits: int, n_samples: int, low: int, high: int) -> int:
+    """Epochs of a ``sample_visits`` budget (epochs x samples) on ``n_samples``, within [low, high]."""
+    return int(min(high, max(low, math.ceil(sample_visits / n_samples))))
+
+
 def warn_not_converged(estimator, history) -> None:
     if not (history.converged or history.interrupted or history.stopped_early):
         warnings.warn(

@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from ._autoencoder import DeepAutoencoder
 from ._vae import VariationalAutoencoder
 from ._neighbor_embedding import NeighborEmbedding
-from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin
+from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin, budget_epochs
 from ._devices import make_generator, resolve_device
 from ._tensors import infer, make_source
 from ._validation import validate_input
@@ -56,8 +56,7 @@ REFINEMENT_EPOCHS = (10, 100)
 
 def refinement_epochs(n_samples: int) -> int:
     """Epochs of the clusterer's refinement with ``max_iter="auto"`` on ``n_samples`` samples."""
-    low, high = REFINEMENT_EPOCHS
-    return int(min(high, max(low, math.ceil(REFINEMENT_SAMPLES / n_samples))))
+    return budget_epochs(REFINEMENT_SAMPLES, n_samples, *REFINEMENT_EPOCHS)
 
 
 class DeepEmbeddingClusterer(

@@ -16,13 +16,13 @@
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 from ._autoencoder import DeepAutoencoder
+from ._base import budget_epochs
 from ._code_embedding import CodeNeighborEmbedding
 from ._neighbor_embedding import NeighborEmbedding
 from ._nn import TrainingInterrupted
@@ -104,7 +104,7 @@ PRETRAINING_SAMPLES = 2_000_000
 
 def pretraining_epochs(n_samples: int) -> int:
     """Epochs the clusterer's default autoencoder pretrains for on ``n_samples`` samples."""
-    return int(min(150, max(10, math.ceil(PRETRAINING_SAMPLES / n_samples))))
+    return budget_epochs(PRETRAINING_SAMPLES, n_samples, 10, 150)
 
 
 def clustering_autoencoder(n_samples: int) -> DeepAutoencoder:

@@ -437,11 +437,15 @@ n_features_in_, feature_names_in_
         return ItemItem(X.shape[1], weight).to(device), val_scores
 
     def _fit_ease(self, X, split):
-        self.module_, _ = self._solve_ease(X, split)
-        self.device_ = str(resolve_device(self.device))
-        self.loss_curve_, self.validation_loss_curve_, self.n_iter_ = [], None, 0
-        self.best_loss_ = math.inf
-        self.interrupted_ = False
+        module, _ = self._solve_ease(X, split)
+
+        def store():
+            self.module_ = module
+            self.device_ = str(resolve_device(self.device))
+            self.loss_curve_, self.validation_loss_curve_, self.n_iter_ = [], None, 0
+            self.best_loss_ = math.inf
+
+        self._finish_fit(store, interrupted=False)  # a closed-form solve: no epochs
 
     def _fit_hybrid(self, X, split):
         item_item, ease_val = self._solve_ease(X, split)
