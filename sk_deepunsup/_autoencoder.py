@@ -21,8 +21,13 @@ from ._images import (
 )
 from ._interrupts import restore_on_interrupt
 from ._representation import RepresentationMixin
-from ._nn import build_autoencoder, decode_output, reconstruction_loss
-from ._nn.losses import RECONSTRUCTION_LOSSES, reconstruction_objective
+from ._nn import (
+    RECONSTRUCTION_LOSSES,
+    build_autoencoder,
+    decode_output,
+    reconstruction_loss,
+    reconstruction_objective,
+)
 from ._tensors import infer
 from ._validation import FLOAT_DTYPES, check_loss_range, hidden_sizes, validate_input
 

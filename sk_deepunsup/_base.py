@@ -62,6 +62,11 @@ NETWORK_CONSTRAINTS = {
 AUTO_BATCH_SIZE = 256
 
 
+def budget_epochs(sample_visits: int, n_samples: int, low: int, high: int) -> int:
+    """Epochs of a ``sample_visits`` budget (epochs x samples) on ``n_samples``, within [low, high]."""
+    return int(min(high, max(low, math.ceil(sample_visits / n_samples))))
+
+
 def warn_not_converged(estimator, history) -> None:
     if not (history.converged or history.interrupted or history.stopped_early):
         warnings.warn(
@@ -104,6 +109,41 @@ class TorchEstimatorMixin(TorchStateMixin):
             self._base_seed = distributed.broadcast_object(draw_seed(self.random_state))
             return self._base_seed
         return derive_seed(self._base_seed, self.n_iter_)
+
+    def _epochs_are_a_budget(self) -> bool:
+        """Whether ``max_iter`` is a fixed budget (no ConvergenceWarning when it is spent)."""
+        return False
+
+    def _trainer(self, module, objective, *, generator, batch_size, max_iter, **options):
+        """The engine for this estimator: its step size, progress, threads and name, plus ``options``."""
+        return Trainer(
+            module,
+            objective,
+            learning_rate=self.learning_rate_init,
+            batch_size=batch_size,
+            max_iter=max_iter,
+            generator=generator,
+            verbose=bool(self.verbose),
+            description=type(self).__name__,
+            n_threads=self.n_threads,
+            **options,
+        )
+
+    def _finish_fit(self, store, *, interrupted: bool, history=None) -> None:
+        """The end of every fit: ``store()`` sets the fitted attributes, then ``interrupted_``.
+
+        They are stored in one pass during which a Ctrl-C is held, so they are
+        never half new. Then a ConvergenceWarning when ``history`` (a training
+        run, None when no warning applies) spent ``max_iter`` epochs that were
+        not a budget (:meth:`_epochs_are_a_budget`) without converging.
+        """
+        with finishing() as held:
+            store()
+            self.interrupted_ = bool(interrupted) or held.hit
+        if held.hit:
+            warn_interrupted(self, "the final pass")
+        if history is not None and not self.interrupted_ and not self._epochs_are_a_budget():
+            warn_not_converged(self, history)
 
     def _resolve_batch_size(self, n_samples: int) -> int:
         if self.batch_size == "auto":
@@ -153,10 +193,6 @@ class NetworkEstimator(TorchEstimatorMixin, BaseEstimator):
 
     def _after_fit(self, module, data) -> None:
         """Called after ``fit`` (not ``partial_fit``) trained ``module`` on ``data``."""
-
-    def _epochs_are_a_budget(self) -> bool:
-        """Whether ``max_iter`` is a fixed budget (no ConvergenceWarning when it is spent)."""
-        return False
 
     # -- training --------------------------------------------------------------------
 
@@ -209,26 +245,23 @@ class NetworkEstimator(TorchEstimatorMixin, BaseEstimator):
             data, validation = self._split_validation(data, generator)
         batch_size = self._resolve_batch_size(data.n_samples)
         self._check_batch_size(batch_size)
-        trainer = Trainer(
+        trainer = self._trainer(
             module,
             self._objective(generator),
-            learning_rate=self.learning_rate_init,
-            weight_decay=self.alpha,
+            generator=generator,
             batch_size=batch_size,
             max_iter=1 if incremental else self.max_iter,
+            weight_decay=self.alpha,
             tol=self.tol,
             n_iter_no_change=None if incremental else self.n_iter_no_change,
             shuffle=self.shuffle,
-            generator=generator,
-            verbose=bool(self.verbose),
             optimizer_state=optimizer_state,
-            description=type(self).__name__,
-            n_threads=self.n_threads,
             global_seed=seed if self._draws_global_rng() else None,
         )
         with self._training_context(module, device):
             history = trainer.fit(data, validation)
-        with finishing() as held:
+
+        def store():
             if not incremental:
                 self._after_fit(module, data)
             self.module_ = module
@@ -243,11 +276,10 @@ class NetworkEstimator(TorchEstimatorMixin, BaseEstimator):
             )
             self.n_iter_ = previous["n_iter"] + history.n_iter
             self.best_loss_ = min(previous["best"], history.best_loss)
-            self.interrupted_ = history.interrupted or held.hit
-        if held.hit:
-            warn_interrupted(self, "the final pass")
-        if not incremental and not self.interrupted_ and not self._epochs_are_a_budget():
-            warn_not_converged(self, history)
+
+        self._finish_fit(
+            store, interrupted=history.interrupted, history=None if incremental else history
+        )
         return self
 
     def _split_validation(self, data, generator):

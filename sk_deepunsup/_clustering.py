@@ -16,9 +16,7 @@ from sklearn.base import (
     ClusterMixin,
     TransformerMixin,
     _fit_context,
-    clone,
 )
-from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import pairwise_distances_argmin, silhouette_score
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -27,22 +25,22 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from ._autoencoder import DeepAutoencoder
 from ._vae import VariationalAutoencoder
 from ._neighbor_embedding import NeighborEmbedding
-from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin, warn_not_converged
+from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin, budget_epochs
 from ._devices import make_generator, resolve_device
 from ._tensors import infer, make_source
 from ._validation import validate_input
-from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
+from ._interrupts import restore_on_interrupt
 from ._nn import (
     ClusteringAutoencoder,
     SoftAssignment,
     distributed,
     TargetUpdater,
-    Trainer,
-    TrainingInterrupted,
     clustering_objective,
     snapshot,
     student_t_assignment,
 )
+from ._centers import initial_centers
+from ._code_embedding import place_on
 from ._pretraining import pretrain_representation
 from ._representation import RepresentationMixin, apply_module, frozen_copy
 
@@ -58,8 +56,7 @@ REFINEMENT_EPOCHS = (10, 100)
 
 def refinement_epochs(n_samples: int) -> int:
     """Epochs of the clusterer's refinement with ``max_iter="auto"`` on ``n_samples`` samples."""
-    low, high = REFINEMENT_EPOCHS
-    return int(min(high, max(low, math.ceil(REFINEMENT_SAMPLES / n_samples))))
+    return budget_epochs(REFINEMENT_SAMPLES, n_samples, *REFINEMENT_EPOCHS)
 
 
 class DeepEmbeddingClusterer(
@@ -194,6 +191,9 @@ default="auto"
         Mean clustering loss of each epoch.
     label_changes_ : list of float
         Share of samples that changed cluster at each target update.
+    label_change_epochs_ : ndarray of shape (n_target_updates,)
+        Epoch of the refinement (fractional) at which each of ``label_changes_``
+        was measured; :class:`~sk_deepunsup.inspection.LossCurveDisplay` plots them there.
     device_ : str
         The device the network lives on.
     n_features_in_ : int
@@ -311,15 +311,16 @@ default="auto"
             )
         device = resolve_device(self.device)
         seed = self._training_seed(first_call=True)
-        pretrained = pretrain_representation(self, X, seed)
+        pretrained = pretrain_representation(self, X, seed, cached=self._cached, say=self._say)
         autoencoder, reconstruction_weight, reconstruction, self.interrupted_ = pretrained
-        autoencoder.module_.to(device)
-        autoencoder.device_ = str(device)  # unpickling maps tensors to device_
+        decoder = place_on(autoencoder, device)
 
         self._say(f"initialising {self.n_clusters} clusters in the embedding")
         # a neighbour embedding with a fixed first layer (wide input) is refined
         # on the projected rows: the frozen layer is applied once, not per step
-        split = getattr(autoencoder, "projected_inputs", lambda X: None)(X)
+        split = None
+        if isinstance(autoencoder, NeighborEmbedding):
+            split = autoencoder.projected_inputs(X)
         X_fit, encoder = (X, autoencoder.encoder_) if split is None else split
         embedding = distributed.map_rows(  # each rank its share, under data-parallel fits
             lambda rows: infer(encoder, rows, apply_module, self.n_threads), X_fit
@@ -328,34 +329,34 @@ default="auto"
         centers = distributed.on_main(lambda: self._initial_centers(embedding, seed))
 
         module = ClusteringAutoencoder(
-            encoder,
-            autoencoder.module_.decoder,
-            torch.as_tensor(centers, dtype=torch.float32),
+            encoder, decoder, torch.as_tensor(centers, dtype=torch.float32)
         ).to(device)
         initial = snapshot(module)
-        history, updater = self._refine(
+        history, updater, steps_per_epoch = self._refine(
             module, X_fit, reconstruction_weight, reconstruction, seed, device
         )
 
-        with finishing() as held:
+        def store():
             proba, centers = self._final_assignment(module, X_fit, initial, embedding)
             self.autoencoder_ = autoencoder  # its module_ holds the fine-tuned networks
             self.cluster_centers_ = centers
             self.device_ = str(device)
             self.n_iter_ = history.n_iter
             self.converged_ = updater.converged
-            self.interrupted_ = self.interrupted_ or history.interrupted or held.hit
             self.loss_curve_ = history.loss
             self.label_changes_ = updater.label_changes
+            self.label_change_epochs_ = np.asarray(updater.change_steps) / steps_per_epoch
             self.labels_ = proba.argmax(axis=1)
-        if held.hit:
-            warn_interrupted(self, "the final pass")
-        # the updater stops training on tol, so history.stopped_early covers it;
-        # max_iter="auto" is a budget by design, spent without a warning
-        if not self.interrupted_ and self.max_iter != "auto":
-            warn_not_converged(self, history)
+
+        # the updater stops training on tol, so history.stopped_early covers it
+        self._finish_fit(
+            store, interrupted=self.interrupted_ or history.interrupted, history=history
+        )
         self._warn_empty_clusters()
         return self
+
+    def _epochs_are_a_budget(self) -> bool:
+        return self.max_iter == "auto"  # a budget by design, spent without a warning
 
     def _cached(self, func):
         """``func`` through the ``memory`` cache (rank 0's, under data-parallel fits)."""
@@ -378,21 +379,17 @@ default="auto"
         params = [*module.encoder.parameters(), module.centers]
         if reconstruction_weight:
             params += list(module.decoder.parameters())
-        trainer = Trainer(
+        trainer = self._trainer(
             module,
             clustering_objective(updater, self.alpha, reconstruction_weight, loss),
-            params=params,
-            learning_rate=self.learning_rate_init,
+            generator=make_generator(seed, device),
             batch_size=batch_size,
             max_iter=0 if self.interrupted_ else max_iter,
+            params=params,
             n_iter_no_change=None,
             shuffle=True,
-            generator=make_generator(seed, device),
-            verbose=bool(self.verbose),
             callbacks=[updater],
-            description=type(self).__name__,
             with_index=True,
-            n_threads=self.n_threads,
         )
         if not self.interrupted_:
             self._say(
@@ -401,47 +398,13 @@ default="auto"
                 f"{interval} batches"
             )
         history = trainer.fit(data)  # on_train_begin refreshes P even with max_iter=0
-        return history, updater
-
-    def _uses_neighbor_embedding(self) -> bool:
-        if isinstance(self.embedding, NeighborEmbedding):
-            return True
-        if self.embedding == "auto":
-            return self.autoencoder is None
-        return self.embedding == "neighbors"
+        return history, updater, steps_per_epoch
 
     def _initial_centers(self, embedding, seed) -> np.ndarray:
-        k = self.n_clusters
-        if isinstance(self.init, str):  # "k-means"
-            if self.interrupted_:
-                return kmeans_plusplus(embedding, k, random_state=seed)[0]
-            kmeans = KMeans(n_clusters=k, n_init=self.n_init, random_state=seed)
-            try:
-                return kmeans.fit(embedding).cluster_centers_
-            except KeyboardInterrupt:
-                self.interrupted_ = True
-                warnings.warn(
-                    "Initialisation interrupted; the clusters start from k-means++ "
-                    "seeds and are not refined.",
-                    TrainingInterrupted,
-                )
-                return kmeans_plusplus(embedding, k, random_state=seed)[0]
-        init = clone(self.init)
-        params = init.get_params()
-        overrides = {}
-        if "n_clusters" in params:
-            overrides["n_clusters"] = k
-        if "random_state" in params and params["random_state"] is None:
-            overrides["random_state"] = seed
-        labels = np.asarray(init.set_params(**overrides).fit_predict(embedding))
-        found = np.unique(labels[labels >= 0])
-        if len(found) != k:
-            raise ValueError(
-                f"init={type(init).__name__} found {len(found)} clusters in the "
-                f"embedding, but n_clusters={k}; pass a clusterer that finds "
-                "n_clusters clusters."
-            )
-        return np.stack([embedding[labels == c].mean(axis=0) for c in found])
+        centers, self.interrupted_ = initial_centers(
+            embedding, self.n_clusters, self.init, self.n_init, seed, self.interrupted_
+        )
+        return centers
 
     def _final_assignment(self, module, X_fit, initial, embedding):
         """The centres and the soft assignments of ``X_fit`` after refinement, or,

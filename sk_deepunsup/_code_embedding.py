@@ -11,10 +11,10 @@ Neighbours are found among codes, where convolutions have made images of
 one kind close, rather than among raw pixels.
 
 :class:`CodeNeighborEmbedding` holds the two fitted estimators and shows
-the clusterer the chained network (``encoder_``, the representation
-contract of :mod:`sk_deepunsup._representation`) it shows for an
-autoencoder or a neighbour embedding, so fitting, refinement, inference,
-pickling and :func:`sk_deepunsup.save` work unchanged.
+the representation contract of :mod:`sk_deepunsup._representation`
+(``transform``, ``encoder_``: the chained network, ``get_encoder()``), as an
+autoencoder or a neighbour embedding does; it has no decoder (DEC).
+:func:`place_on` moves any representation's networks to a device.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import nn
 from ._representation import RepresentationMixin
 
 
-__all__ = ["CodeNeighborEmbedding"]
+__all__ = ["CodeNeighborEmbedding", "place_on"]
 
 
 class ChainedEncoder(nn.Module):
@@ -38,15 +38,6 @@ class ChainedEncoder(nn.Module):
 
     def forward(self, x):
         return self.second(self.first(x))
-
-
-class _Chain(nn.Module):
-    """The network the clusterer trains: a chained encoder and no decoder (DEC)."""
-
-    def __init__(self, encoder: nn.Module):
-        super().__init__()
-        self.encoder = encoder
-        self.decoder = None
 
 
 class CodeNeighborEmbedding(RepresentationMixin, BaseEstimator):
@@ -81,18 +72,22 @@ class CodeNeighborEmbedding(RepresentationMixin, BaseEstimator):
         """The autoencoder's encoder, then the embedding's; their own submodules."""
         return ChainedEncoder(self.autoencoder.encoder_, self.embedding.encoder_)
 
-    @property
-    def module_(self) -> nn.Module:
-        """The chained encoder and no decoder (DEC)."""
-        return _Chain(self.encoder_)
-
-    def __setattr__(self, name, value):
-        super().__setattr__(name, value)
-        if name == "device_":  # unpickling maps each estimator's tensors to its device_
-            for part in (getattr(self, "autoencoder", None), getattr(self, "embedding", None)):
-                if part is not None and hasattr(part, "module_"):
-                    part.device_ = value
 
     def transform(self, X):
         """X's coordinates in the neighbour embedding of its code."""
         return self.embedding.transform(self.autoencoder.transform(X))
+
+
+def place_on(representation, device):
+    """Move a fitted representation's networks to ``device``; its decoder (None for the pair).
+
+    Each estimator holding a network records the device in ``device_``
+    (unpickling and :func:`sk_deepunsup.load` map its tensors there).
+    """
+    pair = isinstance(representation, CodeNeighborEmbedding)
+    holders = (representation.autoencoder, representation.embedding) if pair else (representation,)
+    for holder in holders:
+        holder.module_.to(device)
+        holder.device_ = str(device)
+    representation.device_ = str(device)
+    return None if pair else representation.module_.decoder

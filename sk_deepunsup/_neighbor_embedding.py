@@ -19,13 +19,13 @@ from sklearn.base import (
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
-from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin, warn_not_converged
+from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin
 from ._devices import make_generator, resolve_device
 from ._tensors import infer, make_source
 from ._validation import as_dense, check_finite_range, hidden_sizes, is_streamed, validate_input
 from ._input_projection import fit_input_projection, project
 from ._representation import RepresentationMixin
-from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
+from ._interrupts import restore_on_interrupt
 from ._neighbor_graph import (
     fit_ab,
     fuzzy_neighbor_graph,
@@ -42,7 +42,6 @@ from ._nn import (
     FixedProjection,
     LinearDecay,
     TensorSource,
-    Trainer,
     neighbor_embedding_objective,
 )
 
@@ -337,7 +336,7 @@ class NeighborEmbedding(
     def _rebuild_module(self, name: str):
         """An untrained network of the fitted shape, for :func:`sk_deepunsup.load` and unpickling."""
         if name == "module_":
-            kind = getattr(self, "input_projection_", None)  # absent in older fits
+            kind = getattr(self, "input_projection_", None)  # no attribute: no projection
             shape = None
             if kind is not None:
                 shape = FixedProjection(
@@ -382,13 +381,49 @@ class NeighborEmbedding(
         """
         X = validate_input(self, X, reset=True, training=True)
         prune, negatives, noise = self._resolved_knobs()
-        n_samples = X.shape[0]
         device = resolve_device(self.device)
         seed = self._training_seed(first_call=True)
-        k = min(self.n_neighbors, n_samples - 1)
         projection = self._input_projection(X, seed)
         projected = None if projection is None else project(projection, X)
+        graph, noise_scale = self._neighbour_graph(X, projection, projected, seed, prune, noise)
+        a, b = fit_ab(self.min_dist) if self.loss == "umap" else (1.0, 1.0)
+        module = self._build_module(X.shape[1], make_generator(seed), projection).to(device)
+        if projection is None:
+            trained = module
+            data = make_source(X, device, training=True)
+            if is_streamed(X):
+                check_finite_range(data)
+        else:  # train the layers after the fixed projection on the projected rows
+            module.encoder[0].load_state_dict(projection.state_dict())
+            trained = Embedder(module.encoder[1])
+            data = TensorSource(torch.as_tensor(projected, dtype=torch.float32, device=device))
+        objective = dict(a=a, b=b, negative_sample_rate=negatives, noise=noise_scale)
+        history = self._train(trained, data, graph, objective, seed, device)
 
+        def store():
+            # with a fixed first layer, embed the projected rows (not the wide X again)
+            self.embedding_ = infer(
+                trained, X if projected is None else projected, self._encode, self.n_threads
+            )
+            self.module_ = module
+            self.n_projected_ = None if projection is None else projected.shape[1]
+            self.input_projection_ = self._projection_kind(projection)
+            self.device_ = str(device)
+            self.a_, self.b_ = a, b
+            self.n_edges_ = int(len(graph.data))
+            self.noise_scale_ = noise_scale
+            self.loss_curve_ = history.loss
+            self.n_iter_ = history.n_iter
+
+        self._finish_fit(store, interrupted=history.interrupted, history=history)
+        return self
+
+    def _epochs_are_a_budget(self) -> bool:
+        return self.n_iter_no_change is None  # nothing stops on the loss
+
+    def _neighbour_graph(self, X, projection, projected, seed, prune, noise):
+        """X's fuzzy kNN graph (pruned by ``prune``) and the scale of the edge noise."""
+        k = min(self.n_neighbors, X.shape[0] - 1)
         # wide sparse rows are searched in their LSA projection, as LSA + k-means does
         in_projection = projection is not None and projection.normalize
         graph_width = projected.shape[1] if in_projection else X.shape[1]
@@ -407,82 +442,43 @@ class NeighborEmbedding(
                 f"row {rows[0]}): constant or all-zero rows have no correlation or "
                 "cosine distance. Drop those rows or use metric='euclidean'."
             )
-        graph = prune_shared_neighbors(
-            fuzzy_neighbor_graph(idx, dist), idx, prune
-        )
+        graph = prune_shared_neighbors(fuzzy_neighbor_graph(idx, dist), idx, prune)
         noise_scale = 0.0
         if noise:
             spacing = float(np.median(dist.mean(axis=1))) if dist.size else 0.0
             noise_scale = noise * spacing / np.sqrt(graph_width)
-        if self.loss == "umap":
-            a, b = fit_ab(self.min_dist)
-        else:
-            a, b = 1.0, 1.0
-        module = self._build_module(X.shape[1], make_generator(seed), projection).to(device)
+        return graph, noise_scale
+
+    def _train(self, trained, data, graph, objective, seed, device):
+        """Train ``trained`` on ``graph``'s edges between the rows of ``data``; the history."""
         generator = make_generator(seed, device)
-        if projection is None:
-            trained = module
-            data = make_source(X, device, training=True)
-            if is_streamed(X):
-                check_finite_range(data)
-        else:  # train the layers after the fixed projection on the projected rows
-            module.encoder[0].load_state_dict(projection.state_dict())
-            trained = Embedder(module.encoder[1])
-            data = TensorSource(torch.as_tensor(projected, dtype=torch.float32, device=device))
         edges = EdgeSampler(
             torch.as_tensor(graph.row, dtype=torch.long, device=device),
             torch.as_tensor(graph.col, dtype=torch.long, device=device),
             torch.as_tensor(graph.data, dtype=torch.float32, device=device),
         )
         batch_size = self._resolve_batch_size(len(graph.data))  # at most the graph's edges
-        max_iter = self._epochs(n_samples, len(graph.data))
+        max_iter = self._epochs(data.n_samples, len(graph.data))
         steps = max_iter * max(1, -(-len(graph.data) // batch_size))
-        objective = neighbor_embedding_objective(
+        loss = neighbor_embedding_objective(
             data,
             self.loss,
-            a=a,
-            b=b,
-            negative_sample_rate=negatives,
             reconstruction_weight=self.reconstruction_weight,
-            noise=noise_scale,
             generator=generator,
+            **objective,
         )
-        trainer = Trainer(
+        trainer = self._trainer(
             trained,
-            objective,
-            learning_rate=self.learning_rate_init,
-            weight_decay=self.alpha,
+            loss,
+            generator=generator,
             batch_size=batch_size,
             max_iter=max_iter,
+            weight_decay=self.alpha,
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
-            generator=generator,
-            verbose=bool(self.verbose),
-            description=type(self).__name__,
-            n_threads=self.n_threads,
             callbacks=[LinearDecay(steps)],
         )
-        history = trainer.fit(edges)
-        with finishing() as held:
-            # with a fixed first layer, embed the projected rows (not the wide X again)
-            self.embedding_ = infer(
-                trained, X if projected is None else projected, self._encode, self.n_threads
-            )
-            self.module_ = module
-            self.n_projected_ = None if projection is None else projected.shape[1]
-            self.input_projection_ = self._projection_kind(projection)
-            self.device_ = str(device)
-            self.a_, self.b_ = a, b
-            self.n_edges_ = int(len(graph.data))
-            self.noise_scale_ = noise_scale
-            self.loss_curve_ = history.loss
-            self.n_iter_ = history.n_iter
-            self.interrupted_ = history.interrupted or held.hit
-        if held.hit:
-            warn_interrupted(self, "the final pass")
-        if self.n_iter_no_change is not None and not self.interrupted_:
-            warn_not_converged(self, history)
-        return self
+        return trainer.fit(edges)
 
     def _input_projection(self, X, seed):
         """The fixed first layer for wide X; None when X goes in as it is."""

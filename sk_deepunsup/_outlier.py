@@ -15,7 +15,7 @@ from ._autoencoder import AutoencoderBase
 from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin
 from ._devices import derive_seed
 from ._validation import as_dense, non_finite_error, validate_input
-from ._interrupts import finishing, restore_on_interrupt, warn_interrupted
+from ._interrupts import restore_on_interrupt
 from ._pretraining import (
     PretrainingInterrupted,
     detector_autoencoder,
@@ -329,7 +329,8 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         elif needs_fit:
             take = first_rows
         reference = np.sort(rng.choice(order[:n_support], min(n_sub, n_support), replace=False))
-        with finishing() as held:
+
+        def store():
             self.autoencoder_ = model
             self.support_ = support
             self.reference_ = X[reference]
@@ -337,9 +338,8 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
                 np.abs(X[take] - self._reconstruct(model, X[take]))
             )
             self._calibrate(X, rng)
-            self.interrupted_ = interrupted or held.hit
-        if held.hit:
-            warn_interrupted(self, "the final pass")
+
+        self._finish_fit(store, interrupted=interrupted)
         return self
 
     def _calibrate(self, X, rng):

@@ -16,13 +16,13 @@
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 
 from ._autoencoder import DeepAutoencoder
+from ._base import budget_epochs
 from ._code_embedding import CodeNeighborEmbedding
 from ._neighbor_embedding import NeighborEmbedding
 from ._nn import TrainingInterrupted
@@ -104,7 +104,7 @@ PRETRAINING_SAMPLES = 2_000_000
 
 def pretraining_epochs(n_samples: int) -> int:
     """Epochs the clusterer's default autoencoder pretrains for on ``n_samples`` samples."""
-    return int(min(150, max(10, math.ceil(PRETRAINING_SAMPLES / n_samples))))
+    return budget_epochs(PRETRAINING_SAMPLES, n_samples, 10, 150)
 
 
 def clustering_autoencoder(n_samples: int) -> DeepAutoencoder:
@@ -180,6 +180,15 @@ def pretrain_neighbor_embedding(owner, X, seed: int, fit=fit_pretraining):
     return fit(embedding, X) if needs_fit else embedding
 
 
+def uses_neighbor_embedding(clusterer) -> bool:
+    """Whether ``clusterer`` clusters in a neighbour embedding of X (its ``embedding`` and ``autoencoder``)."""
+    if isinstance(clusterer.embedding, NeighborEmbedding):
+        return True
+    if clusterer.embedding == "auto":
+        return clusterer.autoencoder is None
+    return clusterer.embedding == "neighbors"
+
+
 def uses_code_neighbors(clusterer) -> bool:
     """Whether ``clusterer`` takes the N2D route: ``embedding="auto"`` and an image autoencoder."""
     embedding, autoencoder = clusterer.embedding, clusterer.autoencoder
@@ -198,13 +207,14 @@ def pretrain_code_embedding(clusterer, X, autoencoder, seed: int, fit=fit_pretra
     return CodeNeighborEmbedding.from_fitted(autoencoder, embedding)
 
 
-def pretrain_representation(owner, X, seed: int):
+def pretrain_representation(owner, X, seed: int, cached, say):
     """Phase 1 of a clusterer (``owner``): its representation, pretrained on X.
 
-    The neighbour embedding (``owner._uses_neighbor_embedding()``), or the
+    The neighbour embedding (:func:`uses_neighbor_embedding`), or the
     autoencoder (the fitted one given, or one pretrained here), followed, for
     an image autoencoder with ``embedding="auto"``, by the neighbour embedding
-    of its code (N2D). Fits go through ``owner._cached`` (``memory``).
+    of its code (N2D). Fits go through ``cached(fit_pretraining)`` (the
+    owner's ``memory``); ``say(message)`` reports each phase (``verbose``).
 
     Returns
     -------
@@ -217,10 +227,10 @@ def pretrain_representation(owner, X, seed: int):
     interrupted : bool
         Whether Ctrl-C ended a pretraining (the representation is usable).
     """
-    fit = owner._cached(fit_pretraining)
+    fit = cached(fit_pretraining)
     n = X.shape[0]
-    if owner._uses_neighbor_embedding():
-        owner._say(f"pretraining the neighbour embedding on {n} samples")
+    if uses_neighbor_embedding(owner):
+        say(f"pretraining the neighbour embedding on {n} samples")
         try:
             embedding, interrupted = pretrain_neighbor_embedding(owner, X, seed, fit), False
         except PretrainingInterrupted as stop:  # later phases run as briefly as they can
@@ -239,7 +249,7 @@ def pretrain_representation(owner, X, seed: int):
                 "reused; set random_state to an int.",
                 UserWarning,
             )
-        owner._say(
+        say(
             f"pretraining the autoencoder for up to {autoencoder.max_iter} epochs on {n} samples"
         )
         try:
@@ -248,7 +258,7 @@ def pretrain_representation(owner, X, seed: int):
             autoencoder, interrupted = stop.estimator, True
     if interrupted or not uses_code_neighbors(owner):
         return autoencoder, owner.reconstruction_weight, _decoder_loss(autoencoder), interrupted
-    owner._say(f"pretraining the neighbour embedding of the code of {n} samples")
+    say(f"pretraining the neighbour embedding of the code of {n} samples")
     try:
         pair = pretrain_code_embedding(owner, X, autoencoder, seed, fit)
     except PretrainingInterrupted:  # the autoencoder alone, as when it was interrupted

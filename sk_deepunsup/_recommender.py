@@ -18,23 +18,21 @@ from ._devices import draw_seed, make_generator, resolve_device
 from ._tensors import INFERENCE_CHUNK, infer
 from ._validation import check_loss_range, hidden_sizes, validate_input
 from ._nn import (
-    Autoencoder,
-    VAEModule,
-    build_autoencoder,
-    decode_output,
-    elbo_objective,
-    reconstruction_objective,
-)
-from ._nn.losses import multinomial_log_likelihood
-from ._nn.modules import NormalizedInput
-from ._nn.recommend import (
     L2_LADDER,
+    Autoencoder,
     Blend,
     ItemItem,
+    NormalizedInput,
+    VAEModule,
+    build_autoencoder,
     check_ease_memory,
+    decode_output,
     ease_scorer,
     ease_solve,
     ease_spectrum,
+    elbo_objective,
+    multinomial_log_likelihood,
+    reconstruction_objective,
     standardize_rows,
 )
 from ._interactions import (
@@ -439,11 +437,15 @@ n_features_in_, feature_names_in_
         return ItemItem(X.shape[1], weight).to(device), val_scores
 
     def _fit_ease(self, X, split):
-        self.module_, _ = self._solve_ease(X, split)
-        self.device_ = str(resolve_device(self.device))
-        self.loss_curve_, self.validation_loss_curve_, self.n_iter_ = [], None, 0
-        self.best_loss_ = math.inf
-        self.interrupted_ = False
+        module, _ = self._solve_ease(X, split)
+
+        def store():
+            self.module_ = module
+            self.device_ = str(resolve_device(self.device))
+            self.loss_curve_, self.validation_loss_curve_, self.n_iter_ = [], None, 0
+            self.best_loss_ = math.inf
+
+        self._finish_fit(store, interrupted=False)  # a closed-form solve: no epochs
 
     def _fit_hybrid(self, X, split):
         item_item, ease_val = self._solve_ease(X, split)

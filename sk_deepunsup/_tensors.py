@@ -9,8 +9,14 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from ._nn import ThreadPolicy
-from ._nn.data import BatchSource, SparseRowSource, StreamedRowSource, TensorSource, chunk_rows
+from ._nn import (
+    BatchSource,
+    SparseRowSource,
+    StreamedRowSource,
+    TensorSource,
+    ThreadPolicy,
+    chunk_rows,
+)
 from ._validation import data_dtype, is_streamed, non_finite_error
 
 #: Rows per chunk at inference (fewer for wide data); results do not depend on it.

@@ -15,7 +15,7 @@ import torch
 from sklearn.utils.validation import validate_data
 
 from ._images import check_two_dimensional
-from ._nn.data import BatchSource
+from ._nn import BatchSource
 
 #: The dtypes estimators accept without conversion; anything else becomes float64.
 FLOAT_DTYPES = (np.float64, np.float32)

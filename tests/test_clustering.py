@@ -310,6 +310,21 @@ def test_target_updates_are_counted_in_epochs(blobs):
     assert len(dec.label_changes_) == 9  # every other batch (round(1.5) = 2)
 
 
+def test_label_change_epochs_are_stored_and_plotted_there(blobs):
+    X, _ = blobs  # 150 samples, batch 50: 3 batches an epoch
+    dec = small(tol=0.0, max_iter=6, batch_size=50, update_interval=2.0).fit(X)
+    np.testing.assert_allclose(dec.label_change_epochs_, [2.0, 4.0, 6.0])
+    dec2 = small(tol=0.0, max_iter=3, batch_size=50, update_interval=0.5).fit(X)
+    np.testing.assert_allclose(dec2.label_change_epochs_, np.arange(1, 5) * 2 / 3)
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from sk_deepunsup.inspection import LossCurveDisplay
+
+    disp = LossCurveDisplay.from_estimator(dec)
+    np.testing.assert_allclose(disp.label_changes_line_.get_xdata(), [2.0, 4.0, 6.0])
+    np.testing.assert_allclose(disp.label_changes_line_.get_ydata(), dec.label_changes_)
+
+
 def test_verbose_fit_names_each_phase(blobs, capsys):
     X, _ = blobs
     small(verbose=True, max_iter=2).fit(X)

@@ -340,16 +340,16 @@ def test_wide_sparse_input_goes_through_lsa_and_the_clusterer_refines_after_it()
     assert clusterer.autoencoder_.input_projection_ == "lsa"
 
 
-def record_argument(monkeypatch, name, argument):
-    """The values of keyword ``argument`` in the calls ``fit`` makes to ``ne_module.<name>``."""
+def record_argument(monkeypatch, name, argument, module=ne_module):
+    """The values of keyword ``argument`` in the calls ``fit`` makes to ``module.<name>``."""
     seen = []
-    original = getattr(ne_module, name)
+    original = getattr(module, name)
 
     def spy(*args, **kwargs):
         seen.append(kwargs[argument])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(ne_module, name, spy)
+    monkeypatch.setattr(module, name, spy)
     return seen
 
 
@@ -375,7 +375,9 @@ def test_min_shared_neighbors_is_deprecated():
 
 def test_auto_batch_gives_small_graphs_ten_steps_an_epoch(monkeypatch):
     X, _ = make_blobs(120, centers=3, n_features=4, random_state=0)
-    sizes = record_argument(monkeypatch, "Trainer", "batch_size")
+    import sk_deepunsup._base as base_module  # where every estimator builds its Trainer
+
+    sizes = record_argument(monkeypatch, "Trainer", "batch_size", base_module)
     n_edges = small(max_iter=1).fit(X).n_edges_
     assert sizes[-1] == -(-n_edges // 10) < 2048  # a tenth of the edges, rounded up
     small(max_iter=1, batch_size=64).fit(X)

@@ -2,6 +2,7 @@
 
 import copy
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -268,3 +269,20 @@ def test_deterministic_pandas_and_pickle(plane_data):
     again = pickle.loads(pickle.dumps(a))
     np.testing.assert_array_equal(again.decision_function(df), a.decision_function(df))
     np.testing.assert_array_equal(again.feature_contributions(df), a.feature_contributions(df))
+
+
+def test_embedding_display_of_a_detector_on_a_dataframe_is_quiet():
+    pd = pytest.importorskip("pandas")
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from sklearn.datasets import load_wine
+
+    from sk_deepunsup.inspection import EmbeddingDisplay
+
+    wine = load_wine(as_frame=True)
+    X = (wine.data - wine.data.mean()) / wine.data.std()
+    detector = AutoencoderOutlierDetector(random_state=0).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # "fitted without feature names"
+        disp = EmbeddingDisplay.from_estimator(detector, X)
+    assert disp.embedding.shape == (len(X), 2)

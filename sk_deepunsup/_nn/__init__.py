@@ -5,14 +5,17 @@ package are thin layers over it.
 """
 
 from . import distributed
-from .data import BatchSource, SparseRowSource, StreamedRowSource, TensorSource
+from .conv import FlatOutput, ImageInput, build_conv_autoencoder
+from .data import BatchSource, SparseRowSource, StreamedRowSource, TensorSource, chunk_rows
 from .losses import (
+    RECONSTRUCTION_LOSSES,
     clustering_objective,
     decode_output,
     elbo,
     elbo_objective,
     gaussian_kl,
     kl_clustering_loss,
+    multinomial_log_likelihood,
     reconstruction_loss,
     reconstruction_objective,
     SoftAssignment,
@@ -25,6 +28,7 @@ from .modules import (
     Autoencoder,
     PosteriorMean,
     ClusteringAutoencoder,
+    NormalizedInput,
     VAEModule,
     build_autoencoder,
     set_generator,
@@ -41,19 +45,45 @@ from .neighbors import (
 )
 from .dec import TargetUpdater
 from .optim import FlatAdam
+from .recommend import (
+    L2_LADDER,
+    Blend,
+    ItemItem,
+    check_ease_memory,
+    ease_scorer,
+    ease_solve,
+    ease_spectrum,
+    standardize_rows,
+)
 from .threads import ThreadPolicy
-from .training import (
+from .callbacks import (
     Callback,
-    History,
-    NonFiniteLossError,
-    Trainer,
-    TrainingInterrupted,
+    Checkpoint,
+    DistributedSync,
+    EarlyStopping,
+    ProgressBar,
     all_finite,
     snapshot,
 )
+from .training import History, NonFiniteLossError, Trainer, TrainingInterrupted
 
 __all__ = [
     "ACTIVATIONS",
+    "RECONSTRUCTION_LOSSES",
+    "L2_LADDER",
+    "Blend",
+    "FlatOutput",
+    "ImageInput",
+    "ItemItem",
+    "NormalizedInput",
+    "build_conv_autoencoder",
+    "check_ease_memory",
+    "chunk_rows",
+    "ease_scorer",
+    "ease_solve",
+    "ease_spectrum",
+    "multinomial_log_likelihood",
+    "standardize_rows",
     "distributed",
     "BatchSource",
     "SparseRowSource",
@@ -65,6 +95,10 @@ __all__ = [
     "Embedder",
     "Autoencoder",
     "Callback",
+    "Checkpoint",
+    "DistributedSync",
+    "EarlyStopping",
+    "ProgressBar",
     "ClusteringAutoencoder",
     "FlatAdam",
     "History",

@@ -1,6 +1,6 @@
 """DEC's self-training schedule (Xie et al., 2016): the target distribution's updates.
 
-A :class:`~.training.Callback` of the one engine; the loss itself
+A :class:`~.callbacks.Callback` of the one engine; the loss itself
 (:func:`~.losses.clustering_objective`) and the Student's t assignments live in
 :mod:`.losses`. Nothing here imports scikit-learn.
 """
@@ -11,7 +11,8 @@ import torch
 
 from . import distributed
 from .losses import student_t_assignment, target_distribution
-from .training import Callback, Trainer, as_source
+from .callbacks import Callback
+from .training import Trainer, as_source
 
 __all__ = ["TargetUpdater"]
 
@@ -39,6 +40,7 @@ class TargetUpdater(Callback):
         self.p: torch.Tensor | None = None
         self.labels: torch.Tensor | None = None
         self.label_changes: list[float] = []
+        self.change_steps: list[int] = []  # the optimisation step of each label change
         self.converged = False
 
     @torch.no_grad()
@@ -59,6 +61,7 @@ class TargetUpdater(Callback):
         if self.labels is not None:
             changed = float((labels != self.labels).float().mean())
             self.label_changes.append(changed)
+            self.change_steps.append(trainer.history.n_steps)
             if changed < self.tol:
                 self.converged = True
                 trainer.stop_requested = True

@@ -34,7 +34,7 @@ import torch
 
 from .data import BatchSource, local_bounds
 from .losses import reconstruction_loss
-from .training import Callback
+from .callbacks import Callback
 
 __all__ = [
     "NEIGHBOR_LOSSES",

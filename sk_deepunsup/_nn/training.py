@@ -1,7 +1,9 @@
 """The one training engine every estimator uses.
 
 The loop is split into small steps, as in skorch and scikit-learn's MLP:
-:meth:`Trainer.fit` runs epochs and decides when to stop,
+:meth:`Trainer.fit` runs epochs; early stopping, the best-state
+checkpoint, the progress bar and data-parallel synchronisation are callbacks
+(:mod:`.callbacks`) run at fixed points of each epoch;
 :meth:`Trainer.run_epoch` draws the batches of one epoch from a batch source
 (:mod:`.data`: in-memory tensors, sparse rows, or rows streamed from disk),
 and :meth:`Trainer.batch_step` does one optimisation step. A *loss function*
@@ -33,19 +35,17 @@ import torch
 from torch import nn
 
 from . import distributed
+from .callbacks import Callback, Checkpoint, DistributedSync, EarlyStopping, ProgressBar
 from .data import BatchSource, TensorSource, batch_bounds
 from .modules import set_generator
 from .optim import FlatAdam
 from .threads import GlobalGenerator, ThreadPolicy
 
 __all__ = [
-    "Callback",
     "History",
     "NonFiniteLossError",
     "TrainingInterrupted",
     "Trainer",
-    "all_finite",
-    "snapshot",
 ]
 
 LossFn = Callable[..., torch.Tensor]
@@ -57,19 +57,6 @@ class NonFiniteLossError(ValueError):
 
 class TrainingInterrupted(UserWarning):
     """Warned when a KeyboardInterrupt ends training early."""
-
-
-class Callback:
-    """Hooks into :class:`Trainer`; set ``trainer.stop_requested`` to stop."""
-
-    def on_train_begin(self, trainer: Trainer) -> None:
-        """Before the first epoch."""
-
-    def on_batch_end(self, trainer: Trainer) -> None:
-        """After every optimisation step."""
-
-    def on_epoch_end(self, trainer: Trainer) -> None:
-        """After every epoch (its loss is already in the history)."""
 
 
 @dataclass
@@ -84,18 +71,6 @@ class History:
     converged: bool = False
     interrupted: bool = False
     stopped_early: bool = False
-
-
-def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
-    """A detached copy of ``module``'s parameters and buffers."""
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def all_finite(tensors) -> bool:
-    """Whether every floating-point tensor holds only finite values."""
-    return all(
-        bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point() and t.numel()
-    )
 
 
 def as_source(data) -> BatchSource:
@@ -221,6 +196,9 @@ class Trainer:
         self.history = History()
         self.stop_requested = False
         self.optimizer: FlatAdam | None = None
+        self.checkpoint: Checkpoint | None = None
+        #: the loss the stopping rule and the checkpoint watch (validation, else training)
+        self.monitored = math.inf
         #: ``(rank, world_size)`` of the running fit; ``(0, 1)`` when not distributed
         self.part = (0, 1)
 
@@ -258,103 +236,95 @@ class Trainer:
             return self._fit(data, validation_data)
 
     def _fit(self, data: BatchSource, validation_data: BatchSource | None) -> History:
-        history = self.history
         if validation_data is not None:
-            history.validation_loss = []
-        restore_best = (
-            validation_data is not None
-            if self.restore_best is None
-            else self.restore_best
-        )
+            self.history.validation_loss = []
         self.optimizer = FlatAdam(
             self.params,
             lr=self.learning_rate,
             weight_decay=self.weight_decay,
             state=self.optimizer_state,
         )
-        if self.distributed:  # start from rank 0's weights, as DDP does
-            distributed.broadcast_(self.optimizer.flat)
-            self._sync_buffers()
-        initial = snapshot(self.module)
-        best_state = None
-        no_improvement = 0
+        self.checkpoint = Checkpoint()
+        sync = [DistributedSync()] if self.distributed else []
+        engine = [*sync, self.checkpoint, ProgressBar()]
+        # the order of the epoch's hooks: the stopping rule reads the best loss
+        # before the checkpoint updates it; the ranks agree on stopping last
+        epoch_hooks = [EarlyStopping(self.tol, self.n_iter_no_change), *engine[len(sync):],
+                       *self.callbacks, *sync]
         self.module.train()
         set_generator(self.module, self.generator)
-        bar = self._progress_bar()
+        for cb in engine:
+            cb.on_train_begin(self)
         try:
-            for cb in self.callbacks:
-                cb.on_train_begin(self)
-            for _ in range(self.max_iter):
-                if self.stop_requested:
-                    break
-                loss = self.run_epoch(data)
-                if self.distributed:
-                    self._sync_buffers()
-                self._check_finite(loss, "training")
-                history.loss.append(loss)
-                monitored = loss
-                if validation_data is not None:
-                    monitored = self.evaluate(validation_data)
-                    self._check_finite(monitored, "validation")
-                    history.validation_loss.append(monitored)
-                history.n_iter += 1
-                if monitored > history.best_loss - self.tol:
-                    no_improvement += 1
-                else:
-                    no_improvement = 0
-                if monitored < history.best_loss:
-                    history.best_loss = monitored
-                    best_state = snapshot(self.module)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(self._postfix(), refresh=False)
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self)
-                if self.distributed:
-                    self.stop_requested = distributed.any_true(self.stop_requested)
-                if (
-                    self.n_iter_no_change is not None
-                    and no_improvement >= self.n_iter_no_change
-                ):
-                    history.converged = True
-                    break
-            history.stopped_early = self.stop_requested
-            # The last step can overflow even when the last batch loss did not.
-            if not bool(torch.isfinite(self.optimizer.flat).all()):
-                self._check_finite(math.nan, "training")
-            if self.distributed:  # leave every rank's generator in one state
-                self._sync_generator()
+            self._run(data, validation_data, epoch_hooks)
         except KeyboardInterrupt:
             if self.distributed:
                 raise  # the ranks cannot agree on where they stopped: end the job
-            history.interrupted = True
-            if best_state is not None:
-                self.module.load_state_dict(best_state)
-            warnings.warn(
-                f"Training interrupted after {history.n_iter} complete epoch(s); "
-                + (
-                    "the weights of the best epoch were restored."
-                    if best_state is not None
-                    else "no epoch completed, so the weights are those reached "
-                    "when it was interrupted."
-                ),
-                TrainingInterrupted,
-                stacklevel=3,
-            )
+            self._interrupted()
         except NonFiniteLossError:
             # a finite epoch loss can precede a last step that overflowed
-            finite = best_state is not None and all_finite(best_state.values())
-            self.module.load_state_dict(best_state if finite else initial)
+            self.checkpoint.restore_after_failure(self.module)
             raise
         finally:
-            if bar is not None:
-                bar.close()
+            for cb in engine:
+                cb.on_train_exit(self)
             set_generator(self.module, None)
             self.optimizer.release()
             self.module.eval()
-        if restore_best and best_state is not None and not history.interrupted:
-            self.module.load_state_dict(best_state)
-        return history
+        restore_best = validation_data is not None if self.restore_best is None else self.restore_best
+        if restore_best and not self.history.interrupted:
+            self.checkpoint.restore_best(self.module)
+        return self.history
+
+    def _run(self, data: BatchSource, validation_data, hooks: list[Callback]) -> None:
+        """The epochs: train, record, run the hooks; stop on convergence or a request."""
+        history = self.history
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        for _ in range(self.max_iter):
+            if self.stop_requested:
+                break
+            loss = self.run_epoch(data)
+            for cb in hooks:
+                cb.on_epoch_trained(self)
+            self._record_epoch(loss, validation_data)
+            for cb in hooks:
+                cb.on_epoch_end(self)
+            if history.converged:
+                break
+        history.stopped_early = self.stop_requested
+        # The last step can overflow even when the last batch loss did not.
+        if not bool(torch.isfinite(self.optimizer.flat).all()):
+            self._check_finite(math.nan, "training")
+        for cb in hooks:
+            cb.on_train_end(self)
+
+    def _record_epoch(self, loss: float, validation_data) -> None:
+        """Check and record an epoch's loss; ``monitored``: the validation loss if any, else it."""
+        self._check_finite(loss, "training")
+        self.history.loss.append(loss)
+        self.monitored = loss
+        if validation_data is not None:
+            self.monitored = self.evaluate(validation_data)
+            self._check_finite(self.monitored, "validation")
+            self.history.validation_loss.append(self.monitored)
+        self.history.n_iter += 1
+
+    def _interrupted(self) -> None:
+        """Ctrl-C: the best epoch's weights, and a warning that says so."""
+        self.history.interrupted = True
+        restored = self.checkpoint.restore_best(self.module)
+        warnings.warn(
+            f"Training interrupted after {self.history.n_iter} complete epoch(s); "
+            + (
+                "the weights of the best epoch were restored."
+                if restored
+                else "no epoch completed, so the weights are those reached "
+                "when it was interrupted."
+            ),
+            TrainingInterrupted,
+            stacklevel=4,
+        )
 
     def run_epoch(self, data: BatchSource) -> float:
         """One pass over ``data`` in mini-batches; returns the mean loss."""

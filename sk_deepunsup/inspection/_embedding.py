@@ -92,7 +92,9 @@ class EmbeddingDisplay:
         pre, final = split_pipeline(estimator)
         Xt = pre.transform(X) if pre is not None else X
         embedder = final if hasattr(final, "transform") else autoencoder_of(final)
-        embedding = np.asarray(embedder.transform(Xt), dtype=float)
+        # an inner model was fitted on the outer one's validated array, without X's names
+        inner_Xt = Xt.to_numpy() if embedder is not final and hasattr(Xt, "columns") else Xt
+        embedding = np.asarray(embedder.transform(inner_Xt), dtype=float)
         kind = get_tags(final).estimator_type
         if color_by == "auto":
             if y is not None:

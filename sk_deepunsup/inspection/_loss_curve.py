@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ._common import estimator_name, get_ax, split_pipeline
@@ -24,7 +22,9 @@ class LossCurveDisplay:
         Share of samples that changed cluster at each target update of a
         :class:`~sk_deepunsup.DeepEmbeddingClusterer`.
     label_change_epochs : array-like, default=None
-        Epoch (fractional) at which each label change was measured.
+        Epoch (fractional) at which each label change was measured: the
+        clusterer's fitted ``label_change_epochs_``. None spreads the changes
+        evenly over the epochs.
     estimator_name : str, default=None
         Shown in the title.
 
@@ -94,18 +94,11 @@ class LossCurveDisplay:
                 f"{type(final).__name__} records no loss_curve_; pass an estimator of "
                 "sk_deepunsup (or a Pipeline ending in one)."
             )
-        changes = getattr(source, "label_changes_", None)
-        epochs = None
-        if changes is not None:
-            # a change is measured every update_interval optimisation steps
-            n_samples = len(source.labels_)
-            steps_per_epoch = math.ceil(n_samples / source._resolve_batch_size(n_samples))
-            epochs = (np.arange(len(changes)) + 1) * source.update_interval / steps_per_epoch
         display = cls(
             loss_curve=list(source.loss_curve_),
             validation_loss_curve=getattr(source, "validation_loss_curve_", None),
-            label_changes=changes,
-            label_change_epochs=epochs,
+            label_changes=getattr(source, "label_changes_", None),
+            label_change_epochs=getattr(source, "label_change_epochs_", None),
             estimator_name=estimator_name(estimator),
         )
         return display.plot(ax=ax)
