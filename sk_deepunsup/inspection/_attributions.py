@@ -137,8 +137,6 @@ def feature_attributions(
     >>> attributions.shape
     (10, 64, 2)
     """
-    import torch
-
     IntegratedGradients = _import_captum()
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}.")
@@ -146,19 +144,38 @@ def feature_attributions(
         raise ValueError(f"n_steps must be an int >= 2, got {n_steps!r}.")
     check_is_fitted(model)
     space = resolve_user_space(model, X)
+    inputs = _model_inputs(space)
+    module, output = differentiable_output(space.final, output)
+    attributions = _integrated_gradients(
+        IntegratedGradients, module, inputs, _baseline_row(baseline, inputs), int(n_steps)
+    )
+    if not return_names:
+        return attributions
+    n_in = inputs.shape[1]
+    names = space.names if len(space.names) == n_in else _input_names(model, n_in)
+    outputs = _output_names(space.final, output, attributions.shape[2])
+    return attributions, list(map(str, names)), outputs
+
+
+def _model_inputs(space):
+    """X as the last step takes it, dense float64, checked against its width."""
     inputs = space.model_input
     if sp.issparse(inputs):
         inputs = inputs.toarray()
     inputs = np.asarray(inputs, dtype=np.float64)
-    final = space.final
-    n_in = getattr(final, "n_features_in_", inputs.shape[1])
+    n_in = getattr(space.final, "n_features_in_", inputs.shape[1])
     if inputs.shape[1] != n_in:
         raise ValueError(
             f"X has {inputs.shape[1]} features after the pipeline's steps, but "
-            f"{type(final).__name__} is expecting {n_in} features as input."
+            f"{type(space.final).__name__} is expecting {n_in} features as input."
         )
-    module, output = differentiable_output(final, output)
-    reference = _baseline_row(baseline, inputs)
+    return inputs
+
+
+def _integrated_gradients(IntegratedGradients, module, inputs, reference, n_steps):
+    """captum's integrated gradients of every output of ``module``, in float64."""
+    import torch
+
     parameter = next(module.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     module = copy.deepcopy(module).to(torch.float64).eval()  # the model's own stays as it is
@@ -167,22 +184,21 @@ def feature_attributions(
     with torch.no_grad():
         n_outputs = module(x[:1]).shape[1]
     explainer = IntegratedGradients(module)
-    per_output = []
-    for target in range(n_outputs):
-        attr = explainer.attribute(
+    per_output = [
+        explainer.attribute(
             x,
             baselines=base,
             target=target,
-            n_steps=int(n_steps),
+            n_steps=n_steps,
             method="gausslegendre",
             internal_batch_size=INTERNAL_BATCH,
         )
-        per_output.append(attr.detach().cpu().numpy())
-    attributions = np.stack(per_output, axis=2)
-    if not return_names:
-        return attributions
-    names = space.names if len(space.names) == n_in else _input_names(model, n_in)
-    return attributions, list(map(str, names)), _output_names(final, output, n_outputs)
+        .detach()
+        .cpu()
+        .numpy()
+        for target in range(n_outputs)
+    ]
+    return np.stack(per_output, axis=2)
 
 
 def _input_names(model, n_in):

@@ -210,76 +210,53 @@ def _weakest_members(final, model_input, codes, n_groups, n_borderline):
     return out
 
 
-def explain_clusters(
-    model,
-    X,
-    *,
-    n_features=10,
-    n_prototypes=5,
-    direction="auto",
-    labels=None,
-    feature_names=None,
-    image_shape=None,
-    random_state=0,
-):
-    """What distinguishes each cluster, named in the user's features, and its typical members.
+def explain_clusters(model, X, *, n_features=10, n_prototypes=5, direction="auto", labels=None,
+                     feature_names=None, image_shape=None, random_state=0):
+    """What distinguishes each cluster, in the user's features, and its typical members.
 
     Every feature is tested for every cluster against the other samples
-    (Mann-Whitney U, as ``scanpy.tl.rank_genes_groups`` does for cell types),
-    and the features that tell the cluster apart best come first. Features
-    are X's own: a DataFrame's columns, the terms of a pipeline's vectorizer
-    when X is raw text, pixels for images, never the model's embedding.
+    (Mann-Whitney U, Benjamini-Hochberg adjusted, as ``scanpy``'s
+    ``rank_genes_groups``); the features that tell a cluster apart best come
+    first, named after X's columns, a pipeline vectorizer's terms or pixels.
 
     Parameters
     ----------
     model : estimator or Pipeline
         A fitted clusterer with ``predict`` or ``labels_`` (this package's
-        :class:`~sk_deepunsup.DeepEmbeddingClusterer`, scikit-learn's
-        ``KMeans``, ...), or a Pipeline ending in one.
+        or scikit-learn's, ``KMeans`` too), or a Pipeline ending in one.
     X : array-like, DataFrame, sparse matrix or raw input of the pipeline
-        The samples to explain (usually the training data). When X is not
-        a numeric table (raw text, categorical columns), it is explained in
-        the output of the fewest leading pipeline steps that make it numeric.
+        Samples to explain. When X is not a numeric table (raw text,
+        categorical columns), it is explained in the output of the fewest
+        leading pipeline steps that make it numeric.
     n_features : int, default=10
         Features listed per cluster (all of them when there are fewer).
     n_prototypes : int, default=5
         Typical and borderline members listed per cluster.
     direction : {"auto", "both", "higher", "lower"}, default="auto"
-        Which features may describe a cluster: those it is higher on, lower
-        on, or both. ``"auto"`` is ``"higher"`` for sparse X (a document is
-        described by the terms it has) and ``"both"`` otherwise.
+        Whether a cluster is described by features it is higher on, lower
+        on, or both; ``"auto"``: ``"higher"`` for sparse X, else ``"both"``.
     labels : array-like of shape (n_samples,), default=None
         Clusters to explain instead of the model's predictions.
     feature_names : array-like of str, default=None
         Names to use instead of the ones found.
     image_shape : tuple of int, default=None
-        Shape of one image when X holds flattened images (the model's own
-        ``image_shape`` when it has one): features are named ``pixel[r, c]``
-        and the Display draws prototypes as images.
+        One image's shape (the model's own by default): features are named
+        ``pixel[r, c]`` and the Display draws prototypes as images.
     random_state : int, RandomState instance or None, default=0
-        Seeds the k-means that picks each cluster's prototypes, and the
-        subsample it runs on in clusters of more than 1 000 members.
+        Seeds the k-means that picks each cluster's prototypes (and its
+        subsample in clusters of more than 1 000 members).
 
     Returns
     -------
     explanation : ClusterExplanation
-        ``features`` (a DataFrame, one row per cluster and rank),
-        ``effect_sizes``, ``prototypes``, ``borderline``, ``sizes`` and
-        ``labels``; ``print(explanation)`` gives a text summary.
+        ``features`` (a row per cluster and rank), ``effect_sizes``,
+        ``prototypes``, ``borderline``, ``sizes``, ``labels``; print it.
 
     Notes
     -----
-    ``score`` is, for a dense feature, the absolute effect size
-    ``|2 * AUC - 1|`` (1 when the feature alone separates the cluster from
-    the rest); for a sparse one (counts, TF-IDF, one-hot), the mutual
-    information in nats between the feature's presence and membership of
-    the cluster, which favours terms that are both frequent in the cluster
-    and rare elsewhere. Prototypes are the members nearest the centres of a
-    k-means (``n_prototypes`` centres) of the cluster's members, in the space
-    the clusterer's last step takes as input, the largest sub-cluster's
-    first: together they cover the cluster's modes. Borderline members have the lowest
-    ``predict_proba`` for their cluster, or the smallest margin between the
-    distance to the nearest other cluster's mean and their own.
+    ``score`` is ``|2 * AUC - 1|`` for a dense feature and, for a sparse one,
+    the mutual information (nats) of its presence and membership; see
+    :ref:`explaining` for the prototypes and borderline members.
 
     Examples
     --------
@@ -288,41 +265,65 @@ def explain_clusters(
     >>> from sk_deepunsup.inspection import explain_clusters
     >>> X = load_iris(as_frame=True).data
     >>> model = KMeans(3, n_init=10, random_state=0).fit(X)
-    >>> explanation = explain_clusters(model, X, n_features=2)
-    >>> explanation.features.columns[:4].tolist()
-    ['cluster', 'rank', 'feature', 'score']
-    >>> explanation.features.groupby("cluster").size().tolist()
+    >>> explain_clusters(model, X, n_features=2).features.groupby("cluster").size().tolist()
     [2, 2, 2]
     """
     import pandas as pd
 
-    n_features = _check_positive_int(n_features, "n_features")
-    n_prototypes = _check_positive_int(n_prototypes, "n_prototypes")
+    n_features, n_prototypes = _check_options(n_features, n_prototypes, direction)
+    space = resolve_user_space(model, X, feature_names=feature_names, image_shape=image_shape)
+    raw_labels = cluster_labels(space.final, space.model_input, space.features.shape[0], labels)
+    clusters, codes = _cluster_codes(raw_labels)
+    table, effect = _feature_table(space, clusters, codes, n_features, direction)
+    rng, k = check_random_state(random_state), len(clusters)
+    seed = random_state if isinstance(random_state, Integral) else rng.randint(2**31 - 1)
+    typical = _typical_members(as_float_table(space.model_input), codes, k, n_prototypes, seed, rng)
+    weakest = _weakest_members(space.final, space.model_input, codes, k, n_prototypes)
+    return ClusterExplanation(
+        features=table,
+        effect_sizes=pd.DataFrame(effect, index=clusters, columns=space.names),
+        prototypes={c: typical[i] for i, c in enumerate(clusters)},
+        borderline={c: weakest[i] for i, c in enumerate(clusters)},
+        sizes=pd.Series(np.bincount(codes, minlength=k), index=clusters, name="size"),
+        labels=raw_labels,
+        image_shape=image_shape if image_shape is not None else model_image_shape(space.final),
+        sparse=sp.issparse(space.features),
+    )
+
+
+def _check_options(n_features, n_prototypes, direction):
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}.")
-    space = resolve_user_space(model, X, feature_names=feature_names, image_shape=image_shape)
-    features = space.features
-    n = features.shape[0]
-    raw_labels = cluster_labels(space.final, space.model_input, n, labels)
-    clusters, codes = np.unique(raw_labels, return_inverse=True)
-    k = len(clusters)
-    if k < 2:
+    return (_check_positive_int(n_features, "n_features"),
+            _check_positive_int(n_prototypes, "n_prototypes"))
+
+
+def _cluster_codes(labels):
+    """The distinct clusters and each sample's position among them; at least two clusters."""
+    clusters, codes = np.unique(labels, return_inverse=True)
+    if len(clusters) < 2:
         raise ValueError(
-            f"All {n} samples are in one cluster ({clusters[0]!r}): there is nothing to tell "
-            "apart. Explain a clustering with at least two clusters."
+            f"All {len(codes)} samples are in one cluster ({clusters[0]!r}): there is nothing "
+            "to tell apart. Explain a clustering with at least two clusters."
         )
-    sparse = sp.issparse(features)
+    return clusters, codes
+
+
+def _feature_table(space, clusters, codes, n_features, direction):
+    """The (cluster, rank) table of the most distinctive features, and every effect size."""
+    import pandas as pd
+
+    features, k = space.features, len(clusters)
     auc, p_value = one_vs_rest_tests(features, codes, k)
     mean_in, mean_out, presence_in, presence_out = _group_means(features, codes, k)
-    share = np.bincount(codes, minlength=k) / n
-    score, side = _scores(auc, presence_in, presence_out, share, sparse, direction)
+    share = np.bincount(codes, minlength=k) / features.shape[0]
+    score, side = _scores(auc, presence_in, presence_out, share, sp.issparse(features), direction)
     p_adjusted = benjamini_hochberg(p_value)
     n_top = min(n_features, features.shape[1])
     # most distinctive first; ties by the smaller p-value, then by column
-    order = np.lexsort((np.broadcast_to(np.arange(features.shape[1]), score.shape), p_value, -score))
-    top = order[:, :n_top]
+    columns = np.broadcast_to(np.arange(features.shape[1]), score.shape)
     rows = np.repeat(np.arange(k), n_top)
-    cols = top.ravel()
+    cols = np.lexsort((columns, p_value, -score))[:, :n_top].ravel()
     table = pd.DataFrame(
         {
             "cluster": clusters[rows],
@@ -338,18 +339,5 @@ def explain_clusters(
             "p_value": p_adjusted[rows, cols],
         }
     )
-    rng = check_random_state(random_state)
-    seed = random_state if isinstance(random_state, Integral) else rng.randint(2**31 - 1)
-    typical = _typical_members(as_float_table(space.model_input), codes, k, n_prototypes, seed, rng)
-    weakest = _weakest_members(space.final, space.model_input, codes, k, n_prototypes)
-    return ClusterExplanation(
-        features=table,
-        effect_sizes=pd.DataFrame(2.0 * auc - 1.0, index=clusters, columns=space.names),
-        prototypes={c: typical[i] for i, c in enumerate(clusters)},
-        borderline={c: weakest[i] for i, c in enumerate(clusters)},
-        sizes=pd.Series(np.bincount(codes, minlength=k), index=clusters, name="size"),
-        labels=raw_labels,
-        image_shape=image_shape if image_shape is not None else model_image_shape(space.final),
-        sparse=sparse,
-    )
+    return table, 2.0 * auc - 1.0
 

@@ -14,6 +14,42 @@ COLOR_BY = ("auto", "labels", "clusters", "scores", "none")
 MAX_LEGEND = 20
 
 
+def _colors(final, Xt, y, color_by, n_samples):
+    """``(color_by, colors)``: what colours the points, ``"auto"`` resolved."""
+    kind = get_tags(final).estimator_type
+    if color_by == "auto":
+        if y is not None:
+            color_by = "labels"
+        elif kind == "clusterer":
+            color_by = "clusters"
+        elif kind == "outlier_detector":
+            color_by = "scores"
+        else:
+            color_by = "none"
+    if color_by == "labels":
+        if y is None:
+            raise ValueError('color_by="labels" needs y; pass the labels as y=.')
+        colors = np.asarray(y)
+        if colors.shape != (n_samples,):
+            raise ValueError(f"y has shape {colors.shape}, but X has {n_samples} samples.")
+        return color_by, colors
+    if color_by == "clusters":
+        if kind != "clusterer":
+            raise ValueError(
+                f'color_by="clusters" needs a clusterer, got {type(final).__name__}; '
+                'use color_by="scores" or pass y.'
+            )
+        return color_by, np.asarray(final.predict(Xt))
+    if color_by == "scores":
+        if not hasattr(final, "score_samples"):
+            raise ValueError(
+                f'color_by="scores" needs score_samples, which {type(final).__name__} '
+                "does not have."
+            )
+        return color_by, np.asarray(final.score_samples(Xt), dtype=float)
+    return color_by, None
+
+
 class EmbeddingDisplay:
     """The embedding of X as a scatter plot.
 
@@ -95,41 +131,7 @@ class EmbeddingDisplay:
         # an inner model was fitted on the outer one's validated array, without X's names
         inner_Xt = Xt.to_numpy() if embedder is not final and hasattr(Xt, "columns") else Xt
         embedding = np.asarray(embedder.transform(inner_Xt), dtype=float)
-        kind = get_tags(final).estimator_type
-        if color_by == "auto":
-            if y is not None:
-                color_by = "labels"
-            elif kind == "clusterer":
-                color_by = "clusters"
-            elif kind == "outlier_detector":
-                color_by = "scores"
-            else:
-                color_by = "none"
-        if color_by == "labels":
-            if y is None:
-                raise ValueError('color_by="labels" needs y; pass the labels as y=.')
-            colors = np.asarray(y)
-            if colors.shape != (embedding.shape[0],):
-                raise ValueError(
-                    f"y has shape {colors.shape}, but X has {embedding.shape[0]} samples."
-                )
-        elif color_by == "clusters":
-            if kind != "clusterer":
-                raise ValueError(
-                    f'color_by="clusters" needs a clusterer, got {type(final).__name__}; '
-                    'use color_by="scores" or pass y.'
-                )
-            colors = np.asarray(final.predict(Xt))
-        elif color_by == "scores":
-            if not hasattr(final, "score_samples"):
-                raise ValueError(
-                    f'color_by="scores" needs score_samples, which {type(final).__name__} '
-                    "does not have."
-                )
-            colors = np.asarray(final.score_samples(Xt), dtype=float)
-        else:
-            colors = None
-
+        color_by, colors = _colors(final, Xt, y, color_by, embedding.shape[0])
         n_components = embedding.shape[1]
         if n_components > 2:
             embedding = PCA(n_components=2, random_state=0).fit_transform(embedding)
