@@ -20,15 +20,16 @@ row of prototypes a cluster, drawn by
 
 Needs Fashion-MNIST, read offline from Debian's ``dataset-fashion-mnist``
 package by :func:`sk_deepunsup.datasets.load_fashion_mnist`. Runtime: a few minutes on a GPU;
-on 2 CPU cores use a smaller subset and fewer epochs, e.g. (32 s measured, load average 1.0)::
+on 2 CPU cores use a smaller subset and fewer epochs, e.g. (63 s measured while another job
+shared the cores, load average 2.2--2.3)::
 
     python examples/cluster_fashion_mnist.py --n-samples 3000 --pretrain-epochs 10 --epochs 5
 
 .. rubric:: Stored output
 
 The documentation shows the output of one run instead of running this
-example at every build, with the smaller settings above: 32 s on 2 CPU
-cores (load average 1.0).
+example at every build, with the smaller settings above: 63 s on 2 CPU
+cores (load average 2.2--2.3).
 
 .. literalinclude:: /gallery_output/cluster_fashion_mnist.txt
    :language: none

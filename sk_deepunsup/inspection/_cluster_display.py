@@ -13,14 +13,14 @@ KINDS = ("auto", "heatmap", "bars", "prototypes")
 HEATMAP_FEATURES = 3
 
 
-def _panels(ax, n_panels, n_cols):
-    """A grid of axes: a new figure, or the place of ``ax`` split into panels."""
+def _panels(ax, n_panels, n_cols, size):
+    """A grid of axes: a new figure (``size`` inches a panel), or ``ax``'s place split."""
     from ._common import import_pyplot
 
     plt = import_pyplot()
     n_rows = int(np.ceil(n_panels / n_cols))
     if ax is None:
-        figure = plt.figure(figsize=(2.6 * n_cols, 1.9 * n_rows + 0.4))
+        figure = plt.figure(figsize=(size[0] * n_cols, size[1] * n_rows + 0.4))
         grid = figure.add_gridspec(n_rows, n_cols)
     else:
         figure = ax.figure
@@ -156,7 +156,7 @@ class ClusterExplanationDisplay:
     def _plot_bars(self, ax):
         table = self.explanation.features
         clusters = list(self.explanation.sizes.index)
-        figure, axes = _panels(ax, len(clusters), min(4, len(clusters)))
+        figure, axes = _panels(ax, len(clusters), min(4, len(clusters)), (2.6, 1.9))
         for panel, cluster in zip(axes, clusters):
             rows = table[table["cluster"] == cluster]
             panel.barh(range(len(rows))[::-1], rows["score"], color="tab:blue")
@@ -169,7 +169,7 @@ class ClusterExplanationDisplay:
     def _plot_prototypes(self, ax):
         clusters = list(self.explanation.sizes.index)
         n_cols = max(len(v) for v in self.prototype_images.values())
-        figure, axes = _panels(ax, len(clusters) * n_cols, n_cols)
+        figure, axes = _panels(ax, len(clusters) * n_cols, n_cols, (0.9, 0.9))
         for i, cluster in enumerate(clusters):
             images = self.prototype_images[cluster]
             for j in range(n_cols):
@@ -180,5 +180,6 @@ class ClusterExplanationDisplay:
                     image = np.moveaxis(image, 0, -1) if image.ndim == 3 else image
                     panel.imshow(np.squeeze(image), cmap="gray_r")
                 if j == 0:
-                    panel.set_title(f"cluster {cluster}", fontsize=8, loc="left")
+                    panel.set_title(f"cluster {cluster}", fontsize=7, loc="left")
+        figure.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.95, hspace=0.35)
         self.figure_, self.ax_ = figure, axes
