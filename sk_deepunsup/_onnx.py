@@ -53,7 +53,7 @@ from ._autoencoder import DeepAutoencoder
 from ._clustering import DeepEmbeddingClusterer
 from ._neighbor_embedding import NeighborEmbedding
 from ._nn import MLP, decode_output
-from ._outlier import AutoencoderOutlierDetector
+from ._outlier import AutoencoderOutlierDetector, has_distance_part
 from ._representation import frozen_copy
 from ._vae import VariationalAutoencoder
 
@@ -280,7 +280,7 @@ def _convert_detector(scope, operator, container):
     residual = g.node("Abs", [g.node("Sub", [x, reconstruction])])
     scaled = g.node("Mul", [residual, g.const(1.0 / model.residual_scale_, "inv_scale")])
     outlyingness = g.node("Mul", [g.reduce_sum(scaled, 1), g.scalar(1.0 / model.part_scale_[0])])
-    if model._has_distance_part():
+    if has_distance_part(model):
         distance = g.node("Mul", [_neighbour_distance(g, model, x),
                                   g.scalar(1.0 / model.part_scale_[1])])
         outlyingness = g.node("Add", [outlyingness, distance])

@@ -66,6 +66,11 @@ def robust_deviations(X, reference, n_neighbors, *, leave_self_out=False):
     return out
 
 
+def has_distance_part(detector) -> bool:
+    """Whether a fitted detector's score has a distance part: ``n_neighbors > 0``, 2+ references."""
+    return detector.n_neighbors > 0 and detector.reference_.shape[0] > 1
+
+
 def _row_shares(values):
     """Each row divided by its sum (an even split where the row is all zero)."""
     total = values.sum(axis=1, keepdims=True)
@@ -401,7 +406,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     # -- scoring ---------------------------------------------------------------------
 
     def _has_distance_part(self) -> bool:
-        return self.n_neighbors > 0 and self.reference_.shape[0] > 1
+        return has_distance_part(self)
 
     def _neighbours(self, X):
         """Distances to each sample's neighbours among the reference samples, and their rows."""

@@ -198,7 +198,9 @@ def _weakest_members(final, model_input, codes, n_groups, n_borderline):
         strength = proba[np.arange(len(codes)), np.argmax(proba, axis=1)]
     else:
         space = as_float_table(model_input)
-        centres = np.vstack([np.asarray(space[codes == g].mean(axis=0)).ravel() for g in range(n_groups)])
+        centres = np.vstack(
+            [np.asarray(space[codes == g].mean(axis=0)).ravel() for g in range(n_groups)]
+        )
         distances = pairwise_distances(space, centres)
         own = distances[np.arange(len(codes)), codes]
         distances[np.arange(len(codes)), codes] = np.inf

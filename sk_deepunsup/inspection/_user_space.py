@@ -119,7 +119,9 @@ def resolve_user_space(model, X, *, feature_names=None, image_shape=None) -> Use
             "DataFrame or sparse matrix, or a Pipeline whose first steps make X numeric."
         )
     # the rest of the preprocessing continues from where the user's features stopped
-    model_input = model[done:-1].transform(features) if pipeline and done < len(model) - 1 else features
+    model_input = features
+    if pipeline and done < len(model) - 1:
+        model_input = model[done:-1].transform(features)
     features = as_float_table(features)
     if feature_names is not None:
         names = np.asarray(feature_names, dtype=object)
