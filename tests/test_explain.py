@@ -201,6 +201,7 @@ def test_one_member_clusters_and_too_many_features(informative):
     assert np.isfinite(explanation.features["p_value"]).all()
 
 
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 def test_explain_clusters_refuses_bad_input(informative):
     X, _, _ = informative
     model = KMeans(3, n_init=1, random_state=0).fit(X)
