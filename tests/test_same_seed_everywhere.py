@@ -1,0 +1,117 @@
+"""Same seed, same bits: under OMP_NUM_THREADS=1, in joblib workers, in Python threads, from the CLI.
+
+Nearest neighbours among equal distances are taken in index order, so the
+thread count of the neighbour search cannot reorder them; the digits' integer
+pixels give many such ties.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from joblib import Parallel, delayed
+from sklearn.datasets import load_digits
+
+from sk_deepunsup import (
+    AutoencoderOutlierDetector,
+    AutoencoderRecommender,
+    DeepAutoencoder,
+    DeepEmbeddingClusterer,
+    NeighborEmbedding,
+    VariationalAutoencoder,
+)
+
+NAMES = ["autoencoder", "vae", "neighbors", "clusterer", "detector", "recommender"]
+HERE = os.path.abspath(__file__)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def data():
+    return load_digits().data[:300].astype(np.float32) / 16.0
+
+
+def fit_result(name):
+    """One small seeded fit of the estimator ``name``; its outputs as one float64 vector."""
+    X = data()
+    small = dict(max_iter=2, random_state=0, n_threads=1)
+    if name == "autoencoder":
+        out = [DeepAutoencoder(hidden_layer_sizes=(16,), **small).fit(X).transform(X)]
+    elif name == "vae":
+        out = [VariationalAutoencoder(hidden_layer_sizes=(16,), **small).fit(X).transform(X)]
+    elif name == "neighbors":
+        out = [NeighborEmbedding(hidden_layer_sizes=(16,), **small).fit(X).transform(X)]
+    elif name == "clusterer":
+        est = DeepEmbeddingClusterer(n_clusters=4, embedding="neighbors", n_init=1, **small).fit(X)
+        out = [est.labels_, est.transform(X)]
+    elif name == "detector":
+        est = AutoencoderOutlierDetector(DeepAutoencoder(hidden_layer_sizes=(16,), max_iter=2),
+                                         random_state=0, n_threads=1).fit(X)
+        out = [est.score_samples(X)]
+    else:
+        R = (X > 0.5).astype(np.float32)
+        est = AutoencoderRecommender(model="hybrid", hidden_layer_sizes=(16,), n_components=4,
+                                     **small).fit(R)
+        out = [est.decision_function(R)]
+    return np.concatenate([np.asarray(o, dtype=np.float64).ravel() for o in out])
+
+
+def all_results():
+    return {name: fit_result(name) for name in NAMES}
+
+
+@pytest.fixture(scope="module")
+def parent():
+    return all_results()
+
+
+def test_one_omp_thread_gives_the_same_bits(parent, tmp_path):
+    out = tmp_path / "single.npz"
+    code = (f"import runpy, numpy as np; ns = runpy.run_path({HERE!r}); "
+            f"np.savez({str(out)!r}, **ns['all_results']())")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    single = np.load(out)
+    for name in NAMES:
+        np.testing.assert_array_equal(single[name], parent[name], err_msg=name)
+
+
+def test_joblib_workers_give_the_same_bits(parent):
+    results = Parallel(n_jobs=2, backend="loky")(delayed(fit_result)(name) for name in NAMES)
+    for name, result in zip(NAMES, results):
+        np.testing.assert_array_equal(result, parent[name], err_msg=name)
+
+
+def test_python_threads_give_the_same_bits(parent):
+    results = {}
+
+    def run(names):
+        for name in names:
+            results[name] = fit_result(name)
+
+    workers = [threading.Thread(target=run, args=(NAMES[i::2],)) for i in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    for name in NAMES:
+        np.testing.assert_array_equal(results[name], parent[name], err_msg=name)
+
+
+def test_cli_labels_do_not_depend_on_omp_threads(tmp_path):
+    path = tmp_path / "digits.csv"
+    np.savetxt(path, load_digits().data[:300], delimiter=",", fmt="%d")
+    labels = []
+    for threads in (None, "1"):
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        env.pop("OMP_NUM_THREADS", None)
+        if threads:
+            env["OMP_NUM_THREADS"] = threads
+        result = subprocess.run(
+            [sys.executable, "-m", "sk_deepunsup", "cluster", str(path), "-k", "4", "--max-iter", "2",
+             "--hidden-layer-sizes", "16", "-q"],
+            env=env, capture_output=True, text=True, timeout=120, check=True)
+        labels.append(result.stdout)
+    assert labels[0] and labels[0] == labels[1]
