@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 from ._nn import TrainingInterrupted
 
-__all__ = ["finishing", "restore_on_interrupt", "warn_interrupted"]
+__all__ = ["finishing", "restore_on_interrupt", "run_interruptibly", "warn_interrupted"]
 
 
 def restore_on_interrupt(fit):
@@ -39,6 +39,35 @@ def restore_on_interrupt(fit):
             raise
 
     return wrapper
+
+
+def run_interruptibly(fn, *args):
+    """``fn(*args)``, with a Ctrl-C in the main thread landing within 0.1 s.
+
+    Python handles a signal only between bytecodes, so a long C call (a
+    LAPACK eigendecomposition) in the main thread holds Ctrl-C until it
+    returns. The call therefore runs in a helper thread while the main thread
+    waits in short, interruptible joins; on Ctrl-C the KeyboardInterrupt is
+    raised at once and the call's result, when it comes, is dropped. Outside
+    the main thread (no signal reaches it) it runs inline.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return fn(*args)
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name="sk_deepunsup-solve", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 class _Held:

@@ -451,3 +451,17 @@ def test_epochs_are_a_budget_unless_early_stopping(split):
         AutoencoderRecommender(
             model="vae", early_stopping=True, n_iter_no_change=10, **small
         ).fit(X_train)
+
+
+@pytest.mark.parametrize("threshold", [0.0, -1.0, 0.5])
+def test_threshold_means_the_same_on_dense_and_sparse_input(threshold):
+    # an empty cell is never an interaction, also when threshold <= 0
+    rng = np.random.default_rng(0)
+    dense = np.where(rng.random((200, 30)) < 0.1, rng.integers(1, 6, (200, 30)), 0).astype(np.float32)
+    models = [
+        AutoencoderRecommender(model="ease", threshold=threshold, random_state=0).fit(X)
+        for X in (dense, sp.csr_matrix(dense))
+    ]
+    np.testing.assert_array_equal(models[0].item_popularity_, models[1].item_popularity_)
+    np.testing.assert_array_equal(models[0].item_popularity_, (dense != 0).sum(axis=0))
+    np.testing.assert_array_equal(models[0].recommend(dense[:20]), models[1].recommend(dense[:20]))
