@@ -18,11 +18,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import inspect
 import io
 import json
 import math
 import os
 import struct
+import warnings
 import zipfile
 import zlib
 
@@ -56,6 +58,11 @@ MAX_UNPACKED_FLOOR = 1 << 26
 MAX_UNPACK_RATIO = 100
 #: estimator.json compresses about 6:1 (long lists of names); padding 1000:1.
 MAX_JSON_RATIO = 50
+#: Parameters that name a place on the loading machine (a cache directory, a
+#: path, an executable): a file never chooses them. ``memory`` (the
+#: clusterer's and Pipeline's joblib cache) is where a later ``fit`` writes
+#: and unpickles, so a file naming it could make ``fit`` run planted code.
+MACHINE_PARAMETERS = frozenset({"memory"})
 #: Nesting of values and estimators in estimator.json.
 MAX_DEPTH = 64
 _ARRAY_KINDS = "biufcUSMm"  # numbers, booleans, strings, dates: never objects
@@ -396,6 +403,7 @@ class _Reader:
         for attr in [*state_node, *_typed(modules, dict, "an estimator's networks")]:
             _check_attribute(cls, attr)
         state = {attr: self.decode(v, depth + 1) for attr, v in state_node.items()}
+        _drop_machine_parameters(cls, state)
         missing = sorted(set(cls._get_param_names()) - set(state))
         if missing:
             raise ValueError(
@@ -432,6 +440,22 @@ class _Reader:
                 module.to(target)
             setattr(est, attr, module)
         return est
+
+
+def _drop_machine_parameters(cls, state: dict) -> None:
+    """Reset the parameters of :data:`MACHINE_PARAMETERS` in ``state`` to their defaults, warning."""
+    for param in MACHINE_PARAMETERS & set(cls._get_param_names()) & set(state):
+        default = inspect.signature(cls.__init__).parameters[param].default
+        if state[param] is not default and state[param] != default:
+            warnings.warn(
+                f"the file sets {cls.__name__}'s {param}={state[param]!r}, a place on this "
+                f"machine, which sk_deepunsup.load never takes from a file; it loads as "
+                f"{param}={default!r}. Set it after loading if you want it "
+                f"(model.set_params({param}=...)).",
+                UserWarning,
+                stacklevel=2,
+            )
+            state[param] = default
 
 
 def _check_attribute(cls, attr) -> None:
