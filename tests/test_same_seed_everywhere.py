@@ -115,3 +115,28 @@ def test_cli_labels_do_not_depend_on_omp_threads(tmp_path):
             env=env, capture_output=True, text=True, timeout=120, check=True)
         labels.append(result.stdout)
     assert labels[0] and labels[0] == labels[1]
+
+
+@pytest.mark.parametrize("n_threads", [10**6, 20000])
+def test_more_threads_than_cores_are_cut_to_the_cores_with_a_warning(n_threads):
+    # in a subprocess: OpenMP aborts a process asked for that many threads
+    code = f"""
+import warnings, numpy as np
+from sk_deepunsup import DeepAutoencoder
+from sk_deepunsup._nn.threads import usable_cores
+X = np.random.default_rng(0).random((60, 5)).astype(np.float32)
+def fit(n):
+    return DeepAutoencoder(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                           n_threads=n).fit(X).transform(X)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    many = fit({n_threads})
+cores = usable_cores()
+assert np.array_equal(many, fit(cores))
+text = [str(w.message) for w in caught if "n_threads" in str(w.message)]
+assert text and text[0].startswith(f"n_threads={n_threads} is more than the {{cores}} cores"), text
+print("OK")
+"""
+    result = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=ROOT),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "OK", result.stderr[-2000:]
