@@ -36,7 +36,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from ._devices import device_available
 from ._torch_state import TorchStateMixin
 from ._nn import all_finite
-from ._torch_state import rebuild_checked, tensor_layout
+from ._torch_state import check_optimizer_state, rebuild_checked, tensor_layout
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "check_key", "class_name", "read_file",
@@ -439,6 +439,7 @@ class _Reader:
             if target is not None:
                 module.to(target)
             setattr(est, attr, module)
+        check_optimizer_state(est)
         return est
 
 
@@ -498,7 +499,7 @@ def read_file(path, key=None):
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
             RuntimeError, NotImplementedError, RecursionError) as exc:
         raise ValueError(
-            f"{name!r} is corrupt or was edited: {exc}."
+            f"{name!r} is corrupt or was edited: {str(exc).rstrip('.')}."
         ) from None
     unused = len(arrays) + len(tensors) - len(reader.used)
     if unused:

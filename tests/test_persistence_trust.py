@@ -89,3 +89,101 @@ def test_default_memory_loads_without_warning(X, ae, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load(path).memory is None
+
+
+# -- what must fit the network -----------------------------------------------------------
+
+
+def forge(path, tree=None, tensors=None):
+    """Edit the tree and/or the tensors of a saved file, recomputing its digests."""
+    import safetensors.torch as st
+
+    with zipfile.ZipFile(path) as zf:
+        parts = {n: zf.read(n) for n in zf.namelist()}
+    if tree is not None:
+        doc = json.loads(parts["estimator.json"])
+        tree(doc)
+        parts["estimator.json"] = json.dumps(doc).encode()
+    if tensors is not None:
+        loaded = st.load(parts["weights.safetensors"])
+        tensors(loaded, json.loads(parts["estimator.json"]))
+        parts["weights.safetensors"] = st.save(loaded)
+    manifest = json.loads(parts["manifest.json"])
+    manifest["sha256"] = {m: hashlib.sha256(parts[m]).hexdigest() for m in MEMBERS}
+    parts["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in parts.items():
+            zf.writestr(name, data)
+
+
+def optimizer_key(doc, moment):
+    pairs = doc["state"]["_optimizer_state"]["v"]
+    return next(v["key"] for k, v in pairs if k == moment)
+
+
+@pytest.fixture
+def saved(ae, tmp_path):
+    path = tmp_path / "m.skdu"
+    save(ae, path)
+    return path
+
+
+@pytest.mark.parametrize("moment", ["exp_avg", "exp_avg_sq"])
+def test_optimizer_state_of_another_network_is_refused_at_load(saved, moment):
+    import torch
+
+    def shrink(tensors, doc):
+        tensors[optimizer_key(doc, moment)] = torch.zeros(3)
+
+    forge(saved, tensors=shrink)
+    with pytest.raises(ValueError, match=rf"optimizer state of DeepAutoencoder does not fit its "
+                                         rf"network \(its {moment} has shape \[3\] and dtype "
+                                         r"float32, the network module_ has [0-9]+ trainable") as err:
+        load(saved)
+    assert not str(err.value).endswith("..")
+
+
+def test_optimizer_step_must_be_a_count(saved):
+    def edit(doc):
+        pairs = doc["state"]["_optimizer_state"]["v"]
+        for pair in pairs:
+            if pair[0] == "step":
+                pair[1] = -5
+
+    forge(saved, tree=edit)
+    with pytest.raises(ValueError, match=r"its step is -5, not a count of steps\); the file is "
+                                         r"corrupt or was edited\.$"):
+        load(saved)
+
+
+def test_integer_weights_are_refused_naming_their_dtype(saved):
+    def to_int(tensors, doc):
+        key = doc["modules"]["module_"]["encoder.linears.0.weight"]
+        tensors[key] = tensors[key].to(dtype=__import__("torch").int32)
+
+    forge(saved, tensors=to_int)
+    with pytest.raises(ValueError, match=r"encoder.linears.0.weight has dtype int32 in the file, "
+                                         r"the network's is float32\)") as err:
+        load(saved)
+    assert not str(err.value).endswith("..")
+
+
+def test_a_module_attribute_in_a_pickle_does_not_skip_the_size_check(ae, monkeypatch):
+    from torch import nn
+
+    built = []
+    real = DeepAutoencoder._rebuild_module
+
+    def spy(self, name):
+        module = real(self, name)
+        built.extend({p.device.type for p in module.parameters()})
+        return module
+
+    monkeypatch.setattr(DeepAutoencoder, "_rebuild_module", spy)
+    crafted = ae.__getstate__()
+    crafted["hidden_layer_sizes"] = (100000, 100000)
+    crafted["extra_"] = nn.Linear(2, 2)  # any module attribute once skipped the dry build
+    est = DeepAutoencoder.__new__(DeepAutoencoder)
+    with pytest.raises(ValueError, match="do not fit the network rebuilt from its parameters"):
+        est.__setstate__(crafted)
+    assert built == ["meta"]
