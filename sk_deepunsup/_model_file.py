@@ -55,7 +55,9 @@ _MEMBERS = ("estimator.json", "arrays.npz", "weights.safetensors")
 MAX_MANIFEST_BYTES = 1 << 16
 MAX_JSON_BYTES = 1 << 24
 MAX_UNPACKED_FLOOR = 1 << 26
-MAX_UNPACK_RATIO = 100
+MAX_UNPACK_RATIO = 32
+#: Bytes decompressed at once while a member is read.
+READ_CHUNK = 1 << 20
 #: estimator.json compresses about 6:1 (long lists of names); padding 1000:1.
 MAX_JSON_RATIO = 50
 #: Parameters that name a place on the loading machine (a cache directory, a
@@ -218,14 +220,29 @@ def _read_members(name: str) -> dict:
                             f"from {info.compress_size} (padding); it is not a file "
                             "sk_deepunsup.save wrote."
                         )
-                blobs = {}
-                for info in infos:
-                    with zf.open(info) as member:
-                        blobs[info.filename] = member.read(info.file_size + 1)
+                blobs, budget = {}, limit
+                for info in infos:  # the declared sizes are checked; the bytes are counted too
+                    blobs[info.filename] = _read_bounded(zf, info, min(budget, info.file_size), name)
+                    budget -= len(blobs[info.filename])
                 return blobs
         except (zipfile.BadZipFile, zlib.error, EOFError, struct.error, NotImplementedError,
                 RuntimeError) as exc:
             raise _not_a_model(name, str(exc)) from None
+
+
+def _read_bounded(zf, info, bound: int, name: str) -> bytes:
+    """A member's bytes, read in chunks and refused as soon as it yields more than ``bound``."""
+    chunks, size = [], 0
+    with zf.open(info) as member:
+        while chunk := member.read(min(READ_CHUNK, bound + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > bound:
+                raise ValueError(
+                    f"{name!r}: {info.filename} unpacks to more than {bound} bytes, more than "
+                    "its header or the file's size allows; it is not a file sk_deepunsup.save wrote."
+                )
+    return b"".join(chunks)
 
 
 def _json(blob: bytes, what: str):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import warnings
 
 import torch
@@ -93,6 +94,29 @@ def _on_meta(estimator):
     return probe
 
 
+def _check_declared_sizes(estimator, name: str, layout: dict) -> None:
+    """Refuse ``hidden_layer_sizes`` with more layers or units than the stored weights hold.
+
+    Each hidden layer is a layer with a weight tensor of at least its width,
+    so the stored tensors bound the count and the stored values the sum. Checked
+    before the dry build, whose time grows with the layer count.
+    """
+    sizes = getattr(estimator, "hidden_layer_sizes", None)
+    if not isinstance(sizes, (tuple, list)) or not all(isinstance(s, int) for s in sizes):
+        return  # not a list of widths: the dry build refuses it
+    params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
+    if any(isinstance(v, nn.Module) for v in params.values()):
+        return  # a user's encoder/decoder, not the widths, shapes the network
+    values = sum(math.prod(shape) for shape, *_ in layout.values())
+    if len(sizes) > len(layout) or sum(sizes) > values:
+        raise ValueError(
+            f"the saved weights of {type(estimator).__name__}.{name} do not fit the network "
+            f"rebuilt from its parameters (hidden_layer_sizes declares {len(sizes)} layers of "
+            f"{sum(sizes)} units, more than {len(layout)} stored tensors of {values} values "
+            "could hold); the file is corrupt or was edited"
+        )
+
+
 def rebuild_checked(estimator, name: str, layout: dict) -> nn.Module:
     """``estimator._rebuild_module(name)``, built only if its tensors match ``layout``.
 
@@ -101,6 +125,7 @@ def rebuild_checked(estimator, name: str, layout: dict) -> nn.Module:
     a ``ValueError`` says so, and nothing of the described size is allocated.
     """
     cls = type(estimator).__name__
+    _check_declared_sizes(estimator, name, layout)
     try:
         owner = _on_meta(estimator)
         with torch.device("meta"), _OnMeta():

@@ -490,7 +490,7 @@ def test_crafted_pickle_cannot_allocate_a_network_its_weights_do_not_describe(ae
     data = pickle.dumps(_Carrier(DeepAutoencoder, crafted))
     with pytest.raises(ValueError, match="do not fit the network rebuilt from its parameters"):
         _AllowOnly(io.BytesIO(data)).load()
-    assert rebuilt_devices == ["meta"]
+    assert set(rebuilt_devices) <= {"meta"}  # refused before any build, or after a dry one
 
 
 class _Tied(nn.Module):

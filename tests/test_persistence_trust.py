@@ -186,4 +186,62 @@ def test_a_module_attribute_in_a_pickle_does_not_skip_the_size_check(ae, monkeyp
     est = DeepAutoencoder.__new__(DeepAutoencoder)
     with pytest.raises(ValueError, match="do not fit the network rebuilt from its parameters"):
         est.__setstate__(crafted)
-    assert built == ["meta"]
+    assert set(built) <= {"meta"}
+
+
+# -- loading costs what the file is worth ---------------------------------------------------
+
+
+def test_thousands_of_declared_layers_are_refused_before_any_build(saved, monkeypatch):
+    # the 3 KB file: a dry build of 20 000 layers took 30 s
+    forge(saved, tree=lambda d: d["state"]["hidden_layer_sizes"].update(v=[8] * 20000))
+    assert os.path.getsize(saved) < 5000
+    builds = []
+    monkeypatch.setattr(DeepAutoencoder, "_rebuild_module",
+                        lambda self, name: builds.append(name))
+    with pytest.raises(ValueError, match=r"hidden_layer_sizes declares 20000 layers of 160000 "
+                                         r"units, more than 8 stored tensors"):
+        load(saved)
+    assert builds == []
+
+
+def test_compressible_padding_is_refused_before_anything_is_unpacked(saved, monkeypatch):
+    # unpacks to about 40 times the file's size: past the bound, under the old one
+    padding = np.random.default_rng(0).bytes(2_500_000) + bytes(100_000_000)
+    with zipfile.ZipFile(saved) as zf:
+        parts = {n: zf.read(n) for n in zf.namelist()}
+    parts["arrays.npz"] += padding
+    manifest = json.loads(parts["manifest.json"])
+    manifest["sha256"] = {m: hashlib.sha256(parts[m]).hexdigest() for m in MEMBERS}
+    parts["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(saved, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in parts.items():
+            zf.writestr(name, data)
+    del padding, parts
+    size = os.path.getsize(saved)
+    assert 20 * size < 100_000_000 < 100 * size
+    opened = []
+    real_open = zipfile.ZipFile.open
+    monkeypatch.setattr(zipfile.ZipFile, "open",
+                        lambda self, name, *a, **k: opened.append(name) or real_open(self, name, *a, **k))
+    with pytest.raises(ValueError, match=r"would unpack 10[0-9]{7} bytes from a [0-9]+-byte file"):
+        load(saved)
+    assert opened == []
+
+
+def test_members_are_read_in_bounded_chunks(saved, monkeypatch):
+    import sk_deepunsup._model_file as model_file
+
+    reads = []
+    real_open = zipfile.ZipFile.open
+
+    def open_member(self, name, *args, **kwargs):
+        member = real_open(self, name, *args, **kwargs)
+        real_read = member.read
+        member.read = lambda n=-1: reads.append(n) or real_read(n)
+        return member
+
+    monkeypatch.setattr(model_file, "READ_CHUNK", 4096)
+    monkeypatch.setattr(zipfile.ZipFile, "open", open_member)
+    load(saved)
+    assert reads and all(0 < n <= 4096 for n in reads)
