@@ -245,3 +245,42 @@ def test_members_are_read_in_bounded_chunks(saved, monkeypatch):
     monkeypatch.setattr(zipfile.ZipFile, "open", open_member)
     load(saved)
     assert reads and all(0 < n <= 4096 for n in reads)
+
+
+# -- saving ----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_saving_through_a_symlink_replaces_its_target_and_keeps_the_link(ae, X, tmp_path):
+    target = tmp_path / "models" / "v1.skdu"
+    target.parent.mkdir()
+    save(ae, target)
+    link = tmp_path / "current.skdu"
+    link.symlink_to(target)
+    other = quietly(DeepAutoencoder(hidden_layer_sizes=(8,), max_iter=3, random_state=1).fit, X)
+    save(other, link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    np.testing.assert_array_equal(load(target).transform(X), other.transform(X))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current.skdu", "models"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="fcntl locks")
+def test_the_next_save_removes_what_a_killed_save_left(ae, saved):
+    import fcntl
+
+    folder = saved.parent
+    dead = folder / f".{saved.name}.0123456789ab.tmp"  # as a save killed by kill -9 leaves it
+    live = folder / f".{saved.name}.ba9876543210.tmp"  # a save in progress elsewhere
+    fresh = folder / f".{saved.name}.aaaaaaaaaaaa.tmp"  # just created: maybe not locked yet
+    other = folder / ".other.skdu.0123456789ab.tmp"  # another target's
+    for path in (dead, live, fresh, other):
+        path.write_bytes(b"PK partial")
+    for path in (dead, live, other):
+        os.utime(path, (0, 0))
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        save(ae, saved)
+    assert not dead.exists()
+    assert live.exists() and fresh.exists() and other.exists()
+    np.testing.assert_array_equal(load(saved).transform(np.zeros((2, 13))),
+                                  ae.transform(np.zeros((2, 13))))
