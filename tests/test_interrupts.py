@@ -190,44 +190,37 @@ def fitted_report(est, **extra):
 """
 
 
-def test_ctrl_c_in_recommender_network_ends_the_whole_hybrid_fit(tmp_path):
+MIX_SEARCH_CTRL_C = """
+import sk_deepunsup._recommender as recommender
+def search(*args):
+    ctrl_c()
+    raise AssertionError("the signal lands first")
+recommender.search_mix = search
+"""
+
+# where the Ctrl-C lands, the fit's options, and what the fit must have done
+RECOMMENDER_CTRL_C = {
     # the network's fit is the first of 1 + ceil(max_iter / 3) training runs:
     # a Ctrl-C there must not let the extra passes run after it
-    result = run(RECOMMENDER + textwrap.dedent("""
-        at_step(3)
-        est = AutoencoderRecommender(hidden_layer_sizes=(16,), n_components=4, max_iter=9,
-                                     random_state=0).fit(R)
-        fitted_report(est, epochs=est.n_iter_)
+    "network": ("at_step(3)", "max_iter=9", {"passes": 1, "epochs": 1, "mix": 0.5}),
+    # 9 epochs of one step each, then the second extra pass
+    "extra-pass": ("at_step(11)", "max_iter=9, batch_size=300", {"passes": 3, "epochs": 10}),
+    "mix-search": (MIX_SEARCH_CTRL_C, "max_iter=3", {"passes": 1, "epochs": 3, "mix": 0.5}),
+}
+
+
+@pytest.mark.parametrize("where", sorted(RECOMMENDER_CTRL_C))
+def test_ctrl_c_anywhere_in_a_hybrid_recommender_fit_ends_it_with_a_usable_model(tmp_path, where):
+    setup, options, expected = RECOMMENDER_CTRL_C[where]
+    result = run(RECOMMENDER + setup + textwrap.dedent(f"""
+        est = AutoencoderRecommender(hidden_layer_sizes=(16,), n_components=4, random_state=0,
+                                     {options}).fit(R)
+        fitted_report(est, epochs=est.n_iter_, mix=est.mix_)
         """), tmp_path)
-    assert result == {"interrupted": True, "passes": 1, "blend": "Blend", "usable": True,
-                      "recommends": [3, 5], "epochs": 1}
-
-
-def test_ctrl_c_in_recommender_extra_pass_ends_the_fit(tmp_path):
-    result = run(RECOMMENDER + textwrap.dedent("""
-        est = AutoencoderRecommender(hidden_layer_sizes=(16,), n_components=4, max_iter=9,
-                                     random_state=0, batch_size=300)
-        at_step(11)  # 9 epochs of one step each, then the second extra pass
-        est.fit(R)
-        fitted_report(est, epochs=est.n_iter_)
-        """), tmp_path)
-    assert result == {"interrupted": True, "passes": 3, "blend": "Blend", "usable": True,
-                      "recommends": [3, 5], "epochs": 10}
-
-
-def test_ctrl_c_in_recommender_mix_search_keeps_the_trained_parts(tmp_path):
-    result = run(RECOMMENDER + textwrap.dedent("""
-        import sk_deepunsup._recommender as recommender
-        def search(*args):
-            ctrl_c()
-            raise AssertionError("the signal lands first")
-        recommender.search_mix = search
-        est = AutoencoderRecommender(hidden_layer_sizes=(16,), n_components=4, max_iter=3,
-                                     random_state=0).fit(R)
-        fitted_report(est, mix=est.mix_)
-        """), tmp_path)
-    assert result == {"interrupted": True, "passes": 1, "blend": "Blend", "usable": True,
-                      "recommends": [3, 5], "mix": 0.5}
+    if "mix" not in expected:
+        result.pop("mix")
+    assert result == {"interrupted": True, "blend": "Blend", "usable": True,
+                      "recommends": [3, 5], **expected}
 
 
 def test_ctrl_c_in_ease_eigendecomposition_stops_at_once(tmp_path):

@@ -1,7 +1,5 @@
 """What a model file may not choose, and what loading one may cost."""
 
-import hashlib
-import json
 import os
 import warnings
 import zipfile
@@ -12,9 +10,8 @@ from sklearn.datasets import load_wine
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from model_file_forgery import forge, rebuilt_devices, state, tensors_edit  # noqa: F401
 from sk_deepunsup import DeepAutoencoder, DeepEmbeddingClusterer, load, save
-
-MEMBERS = ("estimator.json", "arrays.npz", "weights.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -37,21 +34,6 @@ def ae(X):
     return quietly(small_ae().fit, X)
 
 
-def forge_state(path, edit):
-    """Edit estimator.json of a saved file and recompute its digests, as anyone can."""
-    with zipfile.ZipFile(path) as zf:
-        parts = {n: zf.read(n) for n in zf.namelist()}
-    doc = json.loads(parts["estimator.json"])
-    edit(doc["state"])
-    parts["estimator.json"] = json.dumps(doc).encode()
-    manifest = json.loads(parts["manifest.json"])
-    manifest["sha256"] = {m: hashlib.sha256(parts[m]).hexdigest() for m in MEMBERS}
-    parts["manifest.json"] = json.dumps(manifest).encode()
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in parts.items():
-            zf.writestr(name, data)
-
-
 # -- parameters that name places on the machine --------------------------------------
 
 
@@ -62,7 +44,7 @@ def test_a_file_never_chooses_the_clusterers_cache_directory(X, tmp_path):
     quietly(est.fit, X)
     path = tmp_path / "m.skdu"
     save(est, path)
-    forge_state(path, lambda s: s.update(memory=str(plant)))
+    forge(path, tree=lambda d: state(d).update(memory=str(plant)))
     with pytest.warns(UserWarning, match=r"memory='.*planted'.*never takes from a file.*"
                                          r"loads as memory=None"):
         loaded = load(path)
@@ -94,28 +76,6 @@ def test_default_memory_loads_without_warning(X, ae, tmp_path):
 # -- what must fit the network -----------------------------------------------------------
 
 
-def forge(path, tree=None, tensors=None):
-    """Edit the tree and/or the tensors of a saved file, recomputing its digests."""
-    import safetensors.torch as st
-
-    with zipfile.ZipFile(path) as zf:
-        parts = {n: zf.read(n) for n in zf.namelist()}
-    if tree is not None:
-        doc = json.loads(parts["estimator.json"])
-        tree(doc)
-        parts["estimator.json"] = json.dumps(doc).encode()
-    if tensors is not None:
-        loaded = st.load(parts["weights.safetensors"])
-        tensors(loaded, json.loads(parts["estimator.json"]))
-        parts["weights.safetensors"] = st.save(loaded)
-    manifest = json.loads(parts["manifest.json"])
-    manifest["sha256"] = {m: hashlib.sha256(parts[m]).hexdigest() for m in MEMBERS}
-    parts["manifest.json"] = json.dumps(manifest).encode()
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in parts.items():
-            zf.writestr(name, data)
-
-
 def optimizer_key(doc, moment):
     pairs = doc["state"]["_optimizer_state"]["v"]
     return next(v["key"] for k, v in pairs if k == moment)
@@ -135,7 +95,7 @@ def test_optimizer_state_of_another_network_is_refused_at_load(saved, moment):
     def shrink(tensors, doc):
         tensors[optimizer_key(doc, moment)] = torch.zeros(3)
 
-    forge(saved, tensors=shrink)
+    forge(saved, blobs=tensors_edit(shrink))
     with pytest.raises(ValueError, match=rf"optimizer state of DeepAutoencoder does not fit its "
                                          rf"network \(its {moment} has shape \[3\] and dtype "
                                          r"float32, the network module_ has [0-9]+ trainable") as err:
@@ -161,32 +121,23 @@ def test_integer_weights_are_refused_naming_their_dtype(saved):
         key = doc["modules"]["module_"]["encoder.linears.0.weight"]
         tensors[key] = tensors[key].to(dtype=__import__("torch").int32)
 
-    forge(saved, tensors=to_int)
+    forge(saved, blobs=tensors_edit(to_int))
     with pytest.raises(ValueError, match=r"encoder.linears.0.weight has dtype int32 in the file, "
                                          r"the network's is float32\)") as err:
         load(saved)
     assert not str(err.value).endswith("..")
 
 
-def test_a_module_attribute_in_a_pickle_does_not_skip_the_size_check(ae, monkeypatch):
+def test_a_module_attribute_in_a_pickle_does_not_skip_the_size_check(ae, rebuilt_devices):
     from torch import nn
 
-    built = []
-    real = DeepAutoencoder._rebuild_module
-
-    def spy(self, name):
-        module = real(self, name)
-        built.extend({p.device.type for p in module.parameters()})
-        return module
-
-    monkeypatch.setattr(DeepAutoencoder, "_rebuild_module", spy)
     crafted = ae.__getstate__()
     crafted["hidden_layer_sizes"] = (100000, 100000)
     crafted["extra_"] = nn.Linear(2, 2)  # any module attribute once skipped the dry build
     est = DeepAutoencoder.__new__(DeepAutoencoder)
     with pytest.raises(ValueError, match="do not fit the network rebuilt from its parameters"):
         est.__setstate__(crafted)
-    assert set(built) <= {"meta"}
+    assert set(rebuilt_devices) <= {"meta"}
 
 
 # -- loading costs what the file is worth ---------------------------------------------------
@@ -208,16 +159,8 @@ def test_thousands_of_declared_layers_are_refused_before_any_build(saved, monkey
 def test_compressible_padding_is_refused_before_anything_is_unpacked(saved, monkeypatch):
     # unpacks to about 40 times the file's size: past the bound, under the old one
     padding = np.random.default_rng(0).bytes(2_500_000) + bytes(100_000_000)
-    with zipfile.ZipFile(saved) as zf:
-        parts = {n: zf.read(n) for n in zf.namelist()}
-    parts["arrays.npz"] += padding
-    manifest = json.loads(parts["manifest.json"])
-    manifest["sha256"] = {m: hashlib.sha256(parts[m]).hexdigest() for m in MEMBERS}
-    parts["manifest.json"] = json.dumps(manifest).encode()
-    with zipfile.ZipFile(saved, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in parts.items():
-            zf.writestr(name, data)
-    del padding, parts
+    forge(saved, blobs=lambda b: b.update({"arrays.npz": b["arrays.npz"] + padding}))
+    del padding
     size = os.path.getsize(saved)
     assert 20 * size < 100_000_000 < 100 * size
     opened = []

@@ -15,14 +15,7 @@ import pytest
 from joblib import Parallel, delayed
 from sklearn.datasets import load_digits
 
-from sk_deepunsup import (
-    AutoencoderOutlierDetector,
-    AutoencoderRecommender,
-    DeepAutoencoder,
-    DeepEmbeddingClusterer,
-    NeighborEmbedding,
-    VariationalAutoencoder,
-)
+import sk_deepunsup as sdu
 
 NAMES = ["autoencoder", "vae", "neighbors", "clusterer", "detector", "recommender"]
 HERE = os.path.abspath(__file__)
@@ -38,22 +31,23 @@ def fit_result(name):
     X = data()
     small = dict(max_iter=2, random_state=0, n_threads=1)
     if name == "autoencoder":
-        out = [DeepAutoencoder(hidden_layer_sizes=(16,), **small).fit(X).transform(X)]
+        out = [sdu.DeepAutoencoder(hidden_layer_sizes=(16,), **small).fit(X).transform(X)]
     elif name == "vae":
-        out = [VariationalAutoencoder(hidden_layer_sizes=(16,), **small).fit(X).transform(X)]
+        out = [sdu.VariationalAutoencoder(hidden_layer_sizes=(16,), **small).fit(X).transform(X)]
     elif name == "neighbors":
-        out = [NeighborEmbedding(hidden_layer_sizes=(16,), **small).fit(X).transform(X)]
+        out = [sdu.NeighborEmbedding(hidden_layer_sizes=(16,), **small).fit(X).transform(X)]
     elif name == "clusterer":
-        est = DeepEmbeddingClusterer(n_clusters=4, embedding="neighbors", n_init=1, **small).fit(X)
+        est = sdu.DeepEmbeddingClusterer(n_clusters=4, embedding="neighbors", n_init=1, **small)
+        est.fit(X)
         out = [est.labels_, est.transform(X)]
     elif name == "detector":
-        est = AutoencoderOutlierDetector(DeepAutoencoder(hidden_layer_sizes=(16,), max_iter=2),
-                                         random_state=0, n_threads=1).fit(X)
+        autoencoder = sdu.DeepAutoencoder(hidden_layer_sizes=(16,), max_iter=2)
+        est = sdu.AutoencoderOutlierDetector(autoencoder, random_state=0, n_threads=1).fit(X)
         out = [est.score_samples(X)]
     else:
         R = (X > 0.5).astype(np.float32)
-        est = AutoencoderRecommender(model="hybrid", hidden_layer_sizes=(16,), n_components=4,
-                                     **small).fit(R)
+        est = sdu.AutoencoderRecommender(model="hybrid", hidden_layer_sizes=(16,),
+                                         n_components=4, **small).fit(R)
         out = [est.decision_function(R)]
     return np.concatenate([np.asarray(o, dtype=np.float64).ravel() for o in out])
 
