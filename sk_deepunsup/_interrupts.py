@@ -10,6 +10,8 @@ two tools keep every other moment consistent:
   fitted attributes after training: a Ctrl-C there is held until the pass is
   done, so the attributes are never half new, half old; the fit then reports
   it as interrupted.
+- :func:`run_interruptibly` runs a long C call (an eigendecomposition) beside
+  the main thread, so a Ctrl-C during it lands at once.
 """
 
 from __future__ import annotations
