@@ -178,7 +178,7 @@ def signature(key: bytes, manifest: dict) -> str:
 def _not_a_model(name: str, detail: str = "") -> ValueError:
     return ValueError(
         f"{name!r} is not an sk_deepunsup model file (written by sk_deepunsup.save)"
-        + (f": {detail}." if detail else ".")
+        + (f": {detail.rstrip('.')}." if detail else ".")
     )
 
 

@@ -115,3 +115,19 @@ def test_text_values_get_an_error_naming_the_fix(X):
                                          r".*\); the estimators read numbers\. Encode .*"
                                          r"OneHotEncoder or OrdinalEncoder"):
         DeepAutoencoder(max_iter=1).fit(X)
+
+
+def test_an_error_quoted_in_a_message_does_not_end_it_in_two_periods():
+    import torch
+
+    from sk_deepunsup import DeepAutoencoder
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied.")
+
+    est = DeepAutoencoder(encoder=Broken(), decoder=Broken(), n_components=2, max_iter=1)
+    with pytest.raises(ValueError, match=r"dummy batch: mat1 and mat2 shapes cannot be "
+                                         r"multiplied\. The encoder gets") as err:
+        est.fit(np.zeros((4, 3), dtype=np.float32))
+    assert ".." not in str(err.value)
