@@ -28,6 +28,8 @@ __all__ = [
 #: and 1.5 s with a 0.998 recall, but its first call in a process compiles
 #: for about 45 s. Exact search is cheaper up to about 30 000 rows.
 NNDESCENT_THRESHOLD = 30_000
+#: Neighbour entries (rows x candidates) one query of :func:`kneighbors_by_index` holds.
+NEIGHBOR_BLOCK = 1 << 22
 
 
 def nearest_neighbors(X, n_neighbors, metric="euclidean", algorithm="auto", random_state=None):
@@ -89,24 +91,36 @@ def kneighbors_by_index(search, X, n_neighbors, *, exclude_self=False):
     # one candidate beyond the last kept shows whether a tie crosses the cut
     wanted = min(n_neighbors + 1 + int(exclude_self), n_fit)
     while rows.size:
-        dist, idx = search.kneighbors(X[rows], n_neighbors=wanted)
-        if exclude_self:
-            own = idx == rows[:, None]
-            dist = np.where(own, np.inf, dist)
-            idx = np.where(own, n_fit, idx)
-        order = np.lexsort((idx, dist))
-        dist = np.take_along_axis(dist, order, 1)
-        idx = np.take_along_axis(idx, order, 1)
-        last = np.max(np.where(np.isinf(dist) & (idx == n_fit), -np.inf, dist), axis=1)
-        # a row whose kept distance equals the farthest candidate may have
-        # more points at that distance than were returned: ask again, wider
-        unsure = (dist[:, n_neighbors - 1] >= last) & (wanted < n_fit)
-        done = ~unsure
-        out_dist[rows[done]] = dist[done, :n_neighbors]
-        out_idx[rows[done]] = idx[done, :n_neighbors]
-        rows = rows[unsure]
+        unsure = []
+        step = max(1, NEIGHBOR_BLOCK // wanted)  # ties widen the search: memory stays bounded
+        for start in range(0, rows.size, step):
+            block = rows[start : start + step]
+            unsure.append(_sorted_block(search, X, block, wanted, n_neighbors, exclude_self,
+                                        out_dist, out_idx))
+        rows = np.concatenate(unsure)
         wanted = min(2 * wanted, n_fit)
     return out_dist, out_idx
+
+
+def _sorted_block(search, X, rows, wanted, n_neighbors, exclude_self, out_dist, out_idx):
+    """Store the rows whose ``n_neighbors``-th place is sure among ``wanted``; return the others."""
+    n_fit = search.n_samples_fit_
+    dist, idx = search.kneighbors(X[rows], n_neighbors=wanted)
+    if exclude_self:
+        own = idx == rows[:, None]
+        dist = np.where(own, np.inf, dist)
+        idx = np.where(own, n_fit, idx)
+    order = np.lexsort((idx, dist))
+    dist = np.take_along_axis(dist, order, 1)
+    idx = np.take_along_axis(idx, order, 1)
+    last = np.max(np.where(idx == n_fit, -np.inf, dist), axis=1)
+    # a row whose kept distance equals the farthest candidate may have more
+    # points at that distance than were returned: it is asked again, wider
+    unsure = (dist[:, n_neighbors - 1] >= last) & (wanted < n_fit)
+    done = ~unsure
+    out_dist[rows[done]] = dist[done, :n_neighbors]
+    out_idx[rows[done]] = idx[done, :n_neighbors]
+    return rows[unsure]
 
 
 def fuzzy_neighbor_graph(idx, dist, n_iter=64):

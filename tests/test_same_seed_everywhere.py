@@ -134,3 +134,24 @@ print("OK")
     result = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=ROOT),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "OK", result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("exclude_self", [True, False])
+def test_neighbours_at_equal_distances_come_in_index_order(monkeypatch, exclude_self):
+    import sk_deepunsup._neighbor_graph as graph
+    from sklearn.neighbors import NearestNeighbors
+
+    monkeypatch.setattr(graph, "NEIGHBOR_BLOCK", 64)  # many small queries
+    rng = np.random.default_rng(0)
+    X = np.vstack([np.zeros((40, 3)), rng.integers(0, 3, (60, 3))]).astype(float)  # 40 copies
+    search = NearestNeighbors().fit(X)
+    dist, idx = graph.kneighbors_by_index(search, X, 5, exclude_self=exclude_self)
+    # the reference: every distance, sorted by (distance, index)
+    full_dist, full_idx = search.kneighbors(X, n_neighbors=len(X))
+    if exclude_self:
+        own = full_idx == np.arange(len(X))[:, None]
+        full_dist[own], full_idx[own] = np.inf, len(X)
+    order = np.lexsort((full_idx, full_dist))
+    np.testing.assert_array_equal(idx, np.take_along_axis(full_idx, order, 1)[:, :5])
+    np.testing.assert_array_equal(dist, np.take_along_axis(full_dist, order, 1)[:, :5])
+    assert idx[0].tolist() == ([1, 2, 3, 4, 5] if exclude_self else [0, 1, 2, 3, 4])
