@@ -24,7 +24,7 @@ def initial_centers(embedding, n_clusters: int, init, n_init, seed: int, interru
             return kmeans_plusplus(embedding, k, random_state=seed)[0], True
         kmeans = KMeans(n_clusters=k, n_init=n_init, random_state=seed)
         try:
-            return kmeans.fit(embedding).cluster_centers_, False
+            kmeans.fit(embedding)
         except KeyboardInterrupt:
             warnings.warn(
                 "Initialisation interrupted; the clusters start from k-means++ "
@@ -32,6 +32,7 @@ def initial_centers(embedding, n_clusters: int, init, n_init, seed: int, interru
                 TrainingInterrupted,
             )
             return kmeans_plusplus(embedding, k, random_state=seed)[0], True
+        return _cluster_means(embedding, kmeans.labels_, kmeans.cluster_centers_), False
     init = clone(init)
     params = init.get_params()
     overrides = {}
@@ -48,3 +49,16 @@ def initial_centers(embedding, n_clusters: int, init, n_init, seed: int, interru
             "n_clusters clusters."
         )
     return np.stack([embedding[labels == c].mean(axis=0) for c in found]), interrupted
+
+
+def _cluster_means(embedding, labels, fallback):
+    """Each cluster's mean, summed in row order (k-means' own centres sum per thread).
+
+    A cluster without members keeps its ``fallback`` centre.
+    """
+    centers = fallback.copy()
+    for c in range(centers.shape[0]):
+        members = embedding[labels == c]
+        if len(members):
+            centers[c] = members.mean(axis=0)
+    return centers

@@ -198,7 +198,7 @@ def _custom_network(est, n_features: int, shape) -> Autoencoder:
                 )
     except (RuntimeError, TypeError) as exc:
         raise ValueError(
-            f"the encoder/decoder failed on a dummy batch: {exc}. The encoder gets a float32 "
+            f"the encoder/decoder failed on a dummy batch: {str(exc).rstrip('.')}. The encoder gets a float32 "
             f"batch of shape (n, {n_features})"
             + (f" reshaped to (n, *{shape})" if shape is not None else "")
             + f" and must return (n, {n_code}); the decoder gets (n, {est.n_components})."

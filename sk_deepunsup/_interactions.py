@@ -2,7 +2,9 @@
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
+from ._nn import standardize_rows
 from .metrics import _top_k, ndcg_at_k
 from .model_selection import train_test_split_interactions
 
@@ -14,6 +16,7 @@ __all__ = [
     "ladder_search",
     "rank_items",
     "recommendations_frame",
+    "search_mix",
     "validation_ndcg",
     "validation_split",
 ]
@@ -109,7 +112,9 @@ def binarize(X, threshold):
             "(np.clip(X, 0, None)), or shift signed ratings to be non-negative and set "
             "threshold= to the level that counts as a like."
         )
-    cut = (data >= threshold) if threshold is not None else (data > 0)
+    # an empty cell is never an interaction, whatever the threshold: a dense
+    # matrix's zeros then mean what a sparse matrix's missing entries mean
+    cut = (data > 0) if threshold is None else (data >= threshold) & (data != 0)
     if sp.issparse(X):
         out = X.copy()
         out.data = cut.astype(X.dtype)
@@ -197,6 +202,17 @@ def validation_ndcg(history, X_val):
         return ndcg_at_k(X_val, scores, k=k)
 
     return ndcg
+
+
+def search_mix(ladder, deep_val, shallow_val, history, X_val):
+    """The blend weight of ``ladder`` whose mix of the two scores ranks ``X_val`` best, and its NDCG.
+
+    Each model's validation scores are standardized per row first.
+    """
+    shallow = standardize_rows(torch.as_tensor(shallow_val, dtype=torch.float64)).numpy()
+    deep = standardize_rows(torch.as_tensor(deep_val, dtype=torch.float64)).numpy()
+    ndcg = validation_ndcg(history, X_val)
+    return ladder_search(ladder, ladder.index(0.5), lambda w: ndcg((1 - w) * shallow + w * deep))
 
 
 def ladder_search(ladder, start, evaluate):

@@ -10,6 +10,8 @@ two tools keep every other moment consistent:
   fitted attributes after training: a Ctrl-C there is held until the pass is
   done, so the attributes are never half new, half old; the fit then reports
   it as interrupted.
+- :func:`run_interruptibly` runs a long C call (an eigendecomposition) beside
+  the main thread, so a Ctrl-C during it lands at once.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from contextlib import contextmanager
 
 from ._nn import TrainingInterrupted
 
-__all__ = ["finishing", "restore_on_interrupt", "warn_interrupted"]
+__all__ = ["finishing", "restore_on_interrupt", "run_interruptibly", "warn_interrupted"]
 
 
 def restore_on_interrupt(fit):
@@ -39,6 +41,35 @@ def restore_on_interrupt(fit):
             raise
 
     return wrapper
+
+
+def run_interruptibly(fn, *args):
+    """``fn(*args)``, with a Ctrl-C in the main thread landing within 0.1 s.
+
+    Python handles a signal only between bytecodes, so a long C call (a
+    LAPACK eigendecomposition) in the main thread holds Ctrl-C until it
+    returns. The call therefore runs in a helper thread while the main thread
+    waits in short, interruptible joins; on Ctrl-C the KeyboardInterrupt is
+    raised at once and the call's result, when it comes, is dropped. Outside
+    the main thread (no signal reaches it) it runs inline.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return fn(*args)
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name="sk_deepunsup-solve", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 class _Held:

@@ -18,11 +18,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import inspect
 import io
 import json
 import math
 import os
 import struct
+import warnings
 import zipfile
 import zlib
 
@@ -34,7 +36,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from ._devices import device_available
 from ._torch_state import TorchStateMixin
 from ._nn import all_finite
-from ._torch_state import rebuild_checked, tensor_layout
+from ._torch_state import check_optimizer_state, rebuild_checked, tensor_layout
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "check_key", "class_name", "read_file",
@@ -53,9 +55,16 @@ _MEMBERS = ("estimator.json", "arrays.npz", "weights.safetensors")
 MAX_MANIFEST_BYTES = 1 << 16
 MAX_JSON_BYTES = 1 << 24
 MAX_UNPACKED_FLOOR = 1 << 26
-MAX_UNPACK_RATIO = 100
+MAX_UNPACK_RATIO = 32
+#: Bytes decompressed at once while a member is read.
+READ_CHUNK = 1 << 20
 #: estimator.json compresses about 6:1 (long lists of names); padding 1000:1.
 MAX_JSON_RATIO = 50
+#: Parameters that name a place on the loading machine (a cache directory, a
+#: path, an executable): a file never chooses them. ``memory`` (the
+#: clusterer's and Pipeline's joblib cache) is where a later ``fit`` writes
+#: and unpickles, so a file naming it could make ``fit`` run planted code.
+MACHINE_PARAMETERS = frozenset({"memory"})
 #: Nesting of values and estimators in estimator.json.
 MAX_DEPTH = 64
 _ARRAY_KINDS = "biufcUSMm"  # numbers, booleans, strings, dates: never objects
@@ -169,7 +178,7 @@ def signature(key: bytes, manifest: dict) -> str:
 def _not_a_model(name: str, detail: str = "") -> ValueError:
     return ValueError(
         f"{name!r} is not an sk_deepunsup model file (written by sk_deepunsup.save)"
-        + (f": {detail}." if detail else ".")
+        + (f": {detail.rstrip('.')}." if detail else ".")
     )
 
 
@@ -211,14 +220,29 @@ def _read_members(name: str) -> dict:
                             f"from {info.compress_size} (padding); it is not a file "
                             "sk_deepunsup.save wrote."
                         )
-                blobs = {}
-                for info in infos:
-                    with zf.open(info) as member:
-                        blobs[info.filename] = member.read(info.file_size + 1)
+                blobs, budget = {}, limit
+                for info in infos:  # the declared sizes are checked; the bytes are counted too
+                    blobs[info.filename] = _read_bounded(zf, info, min(budget, info.file_size), name)
+                    budget -= len(blobs[info.filename])
                 return blobs
         except (zipfile.BadZipFile, zlib.error, EOFError, struct.error, NotImplementedError,
                 RuntimeError) as exc:
             raise _not_a_model(name, str(exc)) from None
+
+
+def _read_bounded(zf, info, bound: int, name: str) -> bytes:
+    """A member's bytes, read in chunks and refused as soon as it yields more than ``bound``."""
+    chunks, size = [], 0
+    with zf.open(info) as member:
+        while chunk := member.read(min(READ_CHUNK, bound + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > bound:
+                raise ValueError(
+                    f"{name!r}: {info.filename} unpacks to more than {bound} bytes, more than "
+                    "its header or the file's size allows; it is not a file sk_deepunsup.save wrote."
+                )
+    return b"".join(chunks)
 
 
 def _json(blob: bytes, what: str):
@@ -396,6 +420,7 @@ class _Reader:
         for attr in [*state_node, *_typed(modules, dict, "an estimator's networks")]:
             _check_attribute(cls, attr)
         state = {attr: self.decode(v, depth + 1) for attr, v in state_node.items()}
+        _drop_machine_parameters(cls, state)
         missing = sorted(set(cls._get_param_names()) - set(state))
         if missing:
             raise ValueError(
@@ -431,7 +456,24 @@ class _Reader:
             if target is not None:
                 module.to(target)
             setattr(est, attr, module)
+        check_optimizer_state(est)
         return est
+
+
+def _drop_machine_parameters(cls, state: dict) -> None:
+    """Reset the parameters of :data:`MACHINE_PARAMETERS` in ``state`` to their defaults, warning."""
+    for param in MACHINE_PARAMETERS & set(cls._get_param_names()) & set(state):
+        default = inspect.signature(cls.__init__).parameters[param].default
+        if state[param] is not default and state[param] != default:
+            warnings.warn(
+                f"the file sets {cls.__name__}'s {param}={state[param]!r}, a place on this "
+                f"machine, which sk_deepunsup.load never takes from a file; it loads as "
+                f"{param}={default!r}. Set it after loading if you want it "
+                f"(model.set_params({param}=...)).",
+                UserWarning,
+                stacklevel=2,
+            )
+            state[param] = default
 
 
 def _check_attribute(cls, attr) -> None:
@@ -474,7 +516,7 @@ def read_file(path, key=None):
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
             RuntimeError, NotImplementedError, RecursionError) as exc:
         raise ValueError(
-            f"{name!r} is corrupt or was edited: {exc}."
+            f"{name!r} is corrupt or was edited: {str(exc).rstrip('.')}."
         ) from None
     unused = len(arrays) + len(tensors) - len(reader.used)
     if unused:

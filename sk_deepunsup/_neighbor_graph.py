@@ -16,6 +16,7 @@ __all__ = [
     "NNDESCENT_THRESHOLD",
     "fit_ab",
     "fuzzy_neighbor_graph",
+    "kneighbors_by_index",
     "nearest_neighbors",
     "prune_shared_neighbors",
 ]
@@ -27,6 +28,8 @@ __all__ = [
 #: and 1.5 s with a 0.998 recall, but its first call in a process compiles
 #: for about 45 s. Exact search is cheaper up to about 30 000 rows.
 NNDESCENT_THRESHOLD = 30_000
+#: Neighbour entries (rows x candidates) one query of :func:`kneighbors_by_index` holds.
+NEIGHBOR_BLOCK = 1 << 22
 
 
 def nearest_neighbors(X, n_neighbors, metric="euclidean", algorithm="auto", random_state=None):
@@ -64,11 +67,60 @@ def nearest_neighbors(X, n_neighbors, metric="euclidean", algorithm="auto", rand
         keep = ~own
         keep[own.sum(axis=1) == 0, -1] = False
         idx = idx[keep].reshape(n, n_neighbors)
-        dist = dist[keep].reshape(n, n_neighbors)
-        return idx, dist.astype(np.float64)
-    nn_ = NearestNeighbors(n_neighbors=n_neighbors, metric=metric).fit(X)
-    dist, idx = nn_.kneighbors()  # excludes each row itself
+        dist = dist[keep].reshape(n, n_neighbors).astype(np.float64)
+        order = np.lexsort((idx, dist))  # ties by index, as the exact search
+        return np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)
+    search = NearestNeighbors(n_neighbors=n_neighbors, metric=metric).fit(X)
+    dist, idx = kneighbors_by_index(search, X, n_neighbors, exclude_self=True)
     return idx, dist
+
+
+def kneighbors_by_index(search, X, n_neighbors, *, exclude_self=False):
+    """Distances and indices of each row's nearest fitted samples, ties broken by index.
+
+    ``search`` is a fitted ``NearestNeighbors``. Among equal distances the
+    lower index comes first and is the one kept at the ``n_neighbors``-th
+    place, so the result does not depend on the search's thread count,
+    chunking or tree. ``exclude_self``: ``X`` is the fitted data and row ``i``
+    is not its own neighbour (its duplicates are).
+    """
+    n_fit = search.n_samples_fit_
+    out_dist = np.empty((X.shape[0], n_neighbors))
+    out_idx = np.empty((X.shape[0], n_neighbors), dtype=np.intp)
+    rows = np.arange(X.shape[0])
+    # one candidate beyond the last kept shows whether a tie crosses the cut
+    wanted = min(n_neighbors + 1 + int(exclude_self), n_fit)
+    while rows.size:
+        unsure = []
+        step = max(1, NEIGHBOR_BLOCK // wanted)  # ties widen the search: memory stays bounded
+        for start in range(0, rows.size, step):
+            block = rows[start : start + step]
+            unsure.append(_sorted_block(search, X, block, wanted, n_neighbors, exclude_self,
+                                        out_dist, out_idx))
+        rows = np.concatenate(unsure)
+        wanted = min(2 * wanted, n_fit)
+    return out_dist, out_idx
+
+
+def _sorted_block(search, X, rows, wanted, n_neighbors, exclude_self, out_dist, out_idx):
+    """Store the rows whose ``n_neighbors``-th place is sure among ``wanted``; return the others."""
+    n_fit = search.n_samples_fit_
+    dist, idx = search.kneighbors(X[rows], n_neighbors=wanted)
+    if exclude_self:
+        own = idx == rows[:, None]
+        dist = np.where(own, np.inf, dist)
+        idx = np.where(own, n_fit, idx)
+    order = np.lexsort((idx, dist))
+    dist = np.take_along_axis(dist, order, 1)
+    idx = np.take_along_axis(idx, order, 1)
+    last = np.max(np.where(idx == n_fit, -np.inf, dist), axis=1)
+    # a row whose kept distance equals the farthest candidate may have more
+    # points at that distance than were returned: it is asked again, wider
+    unsure = (dist[:, n_neighbors - 1] >= last) & (wanted < n_fit)
+    done = ~unsure
+    out_dist[rows[done]] = dist[done, :n_neighbors]
+    out_idx[rows[done]] = idx[done, :n_neighbors]
+    return rows[unsure]
 
 
 def fuzzy_neighbor_graph(idx, dist, n_iter=64):

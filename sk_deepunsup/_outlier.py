@@ -16,6 +16,7 @@ from ._base import TRAINING_CONSTRAINTS, TorchEstimatorMixin
 from ._devices import derive_seed
 from ._validation import as_dense, non_finite_error, validate_input
 from ._interrupts import restore_on_interrupt
+from ._neighbor_graph import kneighbors_by_index
 from ._pretraining import (
     PretrainingInterrupted,
     detector_autoencoder,
@@ -412,7 +413,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         """Distances to each sample's neighbours among the reference samples, and their rows."""
         k = min(self.n_neighbors, self.reference_.shape[0] - 1)
         search = NearestNeighbors(n_neighbors=k + 1, metric="manhattan").fit(self.reference_)
-        dist, index = search.kneighbors(X)
+        dist, index = kneighbors_by_index(search, X, k + 1)
         # a sample identical to a reference sample is not its own neighbour
         own = dist[:, 0] == 0
         dist = np.where(own[:, None], dist[:, 1:], dist[:, :-1])

@@ -20,10 +20,17 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import stat
+import time
 import warnings
 import zipfile
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 import numpy as np
 import torch
@@ -142,15 +149,54 @@ def _check_module_rebuildable(module: nn.Module, where: str) -> None:
         )
 
 
+#: A temporary file younger than this is never taken for a dead save's leftover.
+STALE_TEMP_SECONDS = 60
+
+
+def _remove_stale_temps(directory: str, base: str) -> None:
+    """Delete the temporary files that killed saves to the same target left behind.
+
+    A save holds an exclusive lock on its temporary file while writing it; a
+    file of that name that is older than :data:`STALE_TEMP_SECONDS` and can be
+    locked has no live writer. (Without ``fcntl``, on Windows, they stay.)
+    """
+    if fcntl is None:
+        return
+    pattern = re.compile(rf"\.{re.escape(base)}\.[0-9a-f]{{12}}\.tmp")
+    try:
+        names = [n for n in os.listdir(directory) if pattern.fullmatch(n)]
+    except OSError:
+        return
+    for name in names:
+        temp = os.path.join(directory, name)
+        try:
+            fd = os.open(temp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            if time.time() - os.fstat(fd).st_mtime < STALE_TEMP_SECONDS:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(temp)
+        except OSError:
+            continue  # a live save holds it, or it is gone
+        finally:
+            os.close(fd)
+
+
 def _write_atomically(path: str, members: dict) -> None:
     """Write the zip to a new file beside ``path``; rename it over ``path`` when complete.
 
     The previous file at ``path`` stays intact until the new one is fully
-    written and flushed to disk; a failure removes the partial file. The new
-    file keeps the previous one's permissions (e.g. ``chmod 600``).
+    written and flushed to disk; a failure removes the partial file, and one
+    a killed process left is removed by the next save to the same target. The
+    new file keeps the previous one's permissions (e.g. ``chmod 600``); a
+    symbolic link at ``path`` stays, and its target is replaced.
     """
-    directory = os.path.dirname(os.path.abspath(path))
+    path = os.path.realpath(path)  # through a symbolic link: replace its target, keep the link
+    directory = os.path.dirname(path)
     base = os.path.basename(path)
+    _remove_stale_temps(directory, base)
     while True:
         temp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
         try:
@@ -159,6 +205,8 @@ def _write_atomically(path: str, members: dict) -> None:
         except FileExistsError:  # pragma: no cover - 48 random bits
             continue
     try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held while writing: the file has a live writer
         with os.fdopen(fd, "wb") as fh:
             try:
                 os.chmod(temp, stat.S_IMODE(os.stat(path).st_mode))

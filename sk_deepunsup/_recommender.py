@@ -17,6 +17,7 @@ from ._base import NETWORK_CONSTRAINTS, NetworkEstimator
 from ._devices import draw_seed, make_generator, resolve_device
 from ._tensors import INFERENCE_CHUNK, infer
 from ._validation import check_loss_range, hidden_sizes, validate_input
+from ._interrupts import restore_on_interrupt, run_interruptibly
 from ._nn import (
     L2_LADDER,
     Autoencoder,
@@ -33,7 +34,6 @@ from ._nn import (
     elbo_objective,
     multinomial_log_likelihood,
     reconstruction_objective,
-    standardize_rows,
 )
 from ._interactions import (
     binarize,
@@ -42,6 +42,7 @@ from ._interactions import (
     ladder_search,
     rank_items,
     recommendations_frame,
+    search_mix,
     validation_ndcg,
     validation_split,
 )
@@ -122,8 +123,10 @@ class AutoencoderRecommender(EncoderMixin, NetworkEstimator):
         Epochs over which the KL weight rises linearly from 0 to ``beta``
         (0: no annealing).
     threshold : float or None, default=None
-        Entries ``>= threshold`` are positives; ``None``: every positive entry
-        (e.g. ``threshold=4`` turns 1-5 star ratings into "liked").
+        Non-zero entries ``>= threshold`` are positives; ``None``: every positive
+        entry (e.g. ``threshold=4`` turns 1-5 star ratings into "liked"). An
+        empty (zero) cell is never a positive, so dense, sparse and streamed
+        copies of the data give the same model, whatever the threshold.
     alpha : float >= 0, default=0.0
         L2 penalty on the weight matrices.
     batch_size : int or "auto", default="auto"
@@ -360,6 +363,7 @@ n_features_in_, feature_names_in_
         return binarize(validate_input(self, X, reset=False), self.threshold)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @restore_on_interrupt
     def fit(self, X, y=None):
         """Fit on the interaction histories X (rows: users, columns: items).
 
@@ -375,6 +379,12 @@ n_features_in_, feature_names_in_
         -------
         self : object
             The fitted estimator.
+
+        Notes
+        -----
+        One interruptible unit: a Ctrl-C once the EASE solve is done ends the
+        fit with the model so far (``interrupted_`` is True); one before raises
+        KeyboardInterrupt at once and leaves the estimator as it was.
         """
         X = binarize(validate_input(self, X, reset=True, training=True), self.threshold)
         if self.model in ("ease", "hybrid"):
@@ -393,7 +403,9 @@ n_features_in_, feature_names_in_
             self._fit_hybrid(X, split)
         else:
             self._fit_network(X)
-        self.item_popularity_ = np.asarray((X != 0).sum(axis=0)).ravel().astype(np.int64)
+        popularity = np.asarray((X != 0).sum(axis=0)).ravel().astype(np.int64)
+        store = lambda: setattr(self, "item_popularity_", popularity)  # noqa: E731
+        self._finish_fit(store, interrupted=self.interrupted_)
         return self
 
     def _fit_network(self, X):
@@ -416,7 +428,8 @@ n_features_in_, feature_names_in_
         val_scores = None
         if split is not None:
             X_fit, history, X_val = split
-            scorer = ease_scorer(ease_spectrum(X_fit, INFERENCE_CHUNK, work), history)
+            spectrum = run_interruptibly(ease_spectrum, X_fit, INFERENCE_CHUNK, work)
+            scorer = ease_scorer(spectrum, history)
             ndcg, best = validation_ndcg(history, X_val), {}
 
             def evaluate(l2):
@@ -433,7 +446,8 @@ n_features_in_, feature_names_in_
                 self.validation_ndcg_ = evaluate(self.l2_)
             val_scores = best["scores"] if best["l2"] == self.l2_ else scorer(self.l2_)
             del scorer, best
-        weight = ease_solve(X, self.l2_, INFERENCE_CHUNK, work).to(device, torch.float32)
+        weight = run_interruptibly(ease_solve, X, self.l2_, INFERENCE_CHUNK, work)
+        weight = weight.to(device, torch.float32)
         return ItemItem(X.shape[1], weight).to(device), val_scores
 
     def _fit_ease(self, X, split):
@@ -454,23 +468,23 @@ n_features_in_, feature_names_in_
         X_fit, history, X_val = split if split is not None else (X, None, None)
         self._fit_network(X_fit)
         network = self.module_
-        if self.mix != "auto":
-            self.mix_ = float(self.mix)
-        elif X_val is None:
-            self.mix_ = 0.5
-        else:
-            deep_val = infer(network, history, self._scores, self.n_threads)
-            shallow = standardize_rows(torch.as_tensor(ease_val, dtype=torch.float64)).numpy()
-            deep = standardize_rows(torch.as_tensor(deep_val, dtype=torch.float64)).numpy()
-            ndcg = validation_ndcg(history, X_val)
-            self.mix_, self.validation_ndcg_ = ladder_search(
-                MIX_LADDER, MIX_LADDER.index(0.5), lambda w: ndcg((1 - w) * shallow + w * deep)
-            )
-        if split is not None and not self.early_stopping:  # the 20 % too, at the final beta
-            self._anneal_rows = 0
-            for _ in range(math.ceil(self.max_iter / 3)):
+        self.mix_ = 0.5 if self.mix == "auto" else float(self.mix)
+        try:  # from here on a Ctrl-C ends the fit with the parts trained so far
+            if not self.interrupted_ and self.mix == "auto" and X_val is not None:
+                deep_val = infer(network, history, self._scores, self.n_threads)
+                self.mix_, self.validation_ndcg_ = search_mix(
+                    MIX_LADDER, deep_val, ease_val, history, X_val)
+            # the 20 % too, at the final beta, unless interrupted
+            extra = 0 if split is None or self.early_stopping else math.ceil(self.max_iter / 3)
+            if extra:
+                self._anneal_rows = 0
+            for _ in range(extra):
+                if self.interrupted_:
+                    break
                 self._fit(X, incremental=True)
-            network = self.module_
+                network = self.module_
+        except KeyboardInterrupt:
+            self.interrupted_ = True
         self.module_ = Blend(item_item, network, variational=True, mix=self.mix_)
 
     # -- recommendation ------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import warnings
 
 import torch
@@ -27,7 +28,8 @@ from torch.overrides import TorchFunctionMode
 from ._devices import device_available, make_generator
 
 __all__ = [
-    "TorchStateMixin", "holds_tensor", "pack_module", "rebuild_checked", "tensor_layout",
+    "TorchStateMixin", "check_optimizer_state", "holds_tensor", "pack_module", "rebuild_checked",
+    "tensor_layout",
     "unpack_module",
 ]
 
@@ -43,8 +45,16 @@ class _OnMeta(TorchFunctionMode):
 
 
 def tensor_layout(tensors) -> dict:
-    """``{name: (shape, is floating point)}``: what must agree before weights are loaded."""
-    return {k: (tuple(t.shape), t.is_floating_point()) for k, t in tensors.items()}
+    """``{name: (shape, is floating point, dtype)}``; the first two must agree before loading."""
+    return {
+        k: (tuple(t.shape), t.is_floating_point(), str(t.dtype).removeprefix("torch."))
+        for k, t in tensors.items()
+    }
+
+
+def _agree(expected: dict, stored: dict) -> bool:
+    """Same names, shapes and floating-pointness (a float64 file loads into float32 weights)."""
+    return set(expected) == set(stored) and all(expected[k][:2] == stored[k][:2] for k in expected)
 
 
 def _first_line(exc: Exception) -> str:
@@ -59,12 +69,52 @@ def _describe_mismatch(expected: dict, stored: dict) -> str:
     if missing or unexpected:
         return f"missing {missing[:3]}, unexpected {unexpected[:3]}"
     for key in expected:
-        if expected[key] != stored[key]:
+        if expected[key][0] != stored[key][0]:
             return (
                 f"{key} has shape {list(stored[key][0])} in the file, the parameters "
                 f"describe {list(expected[key][0])}"
             )
+        if expected[key][1] != stored[key][1]:
+            return f"{key} has dtype {stored[key][2]} in the file, the network's is {expected[key][2]}"
     return "different tensors"  # pragma: no cover - only the cases above differ
+
+
+def _on_meta(estimator):
+    """A shallow copy of ``estimator`` whose torch modules (a user's encoder) are on ``meta``.
+
+    The dry build then allocates nothing, also where it runs a user's module.
+    """
+    modules = {k: v for k, v in vars(estimator).items() if isinstance(v, nn.Module)}
+    if not modules:
+        return estimator
+    probe = object.__new__(type(estimator))  # no pickling protocol: plain attributes
+    probe.__dict__.update(vars(estimator))
+    for key, module in modules.items():
+        setattr(probe, key, copy.deepcopy(module).to("meta"))
+    return probe
+
+
+def _check_declared_sizes(estimator, name: str, layout: dict) -> None:
+    """Refuse ``hidden_layer_sizes`` with more layers or units than the stored weights hold.
+
+    Each hidden layer is a layer with a weight tensor of at least its width,
+    so the stored tensors bound the count and the stored values the sum. Checked
+    before the dry build, whose time grows with the layer count.
+    """
+    sizes = getattr(estimator, "hidden_layer_sizes", None)
+    if not isinstance(sizes, (tuple, list)) or not all(isinstance(s, int) for s in sizes):
+        return  # not a list of widths: the dry build refuses it
+    params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
+    if any(isinstance(v, nn.Module) for v in params.values()):
+        return  # a user's encoder/decoder, not the widths, shapes the network
+    values = sum(math.prod(shape) for shape, *_ in layout.values())
+    if len(sizes) > len(layout) or sum(sizes) > values:
+        raise ValueError(
+            f"the saved weights of {type(estimator).__name__}.{name} do not fit the network "
+            f"rebuilt from its parameters (hidden_layer_sizes declares {len(sizes)} layers of "
+            f"{sum(sizes)} units, more than {len(layout)} stored tensors of {values} values "
+            "could hold); the file is corrupt or was edited"
+        )
 
 
 def rebuild_checked(estimator, name: str, layout: dict) -> nn.Module:
@@ -75,9 +125,11 @@ def rebuild_checked(estimator, name: str, layout: dict) -> nn.Module:
     a ``ValueError`` says so, and nothing of the described size is allocated.
     """
     cls = type(estimator).__name__
+    _check_declared_sizes(estimator, name, layout)
     try:
+        owner = _on_meta(estimator)
         with torch.device("meta"), _OnMeta():
-            probe = estimator._rebuild_module(name)
+            probe = owner._rebuild_module(name)
         expected = None if probe is None else tensor_layout(probe.state_dict())
     except Exception as exc:  # parameters read from a file: any failure means corrupt
         raise ValueError(
@@ -89,13 +141,51 @@ def rebuild_checked(estimator, name: str, layout: dict) -> nn.Module:
             f"{cls} has no network {name!r} to rebuild; the file is corrupt or was "
             "written by a different version."
         )
-    if expected != layout:
+    if not _agree(expected, layout):
         raise ValueError(
             f"the saved weights of {cls}.{name} do not fit the network rebuilt from "
             f"its parameters ({_describe_mismatch(expected, layout)}); the file is "
             "corrupt or was edited."
         )
     return estimator._rebuild_module(name)
+
+
+def _optimizer_state_problem(state, module) -> str | None:
+    """What is wrong with optimizer ``state`` for ``module``'s trainable tensors, or None."""
+    if not isinstance(module, nn.Module):
+        return "the estimator has no network module_"
+    if not isinstance(state, dict) or set(state) != {"step", "exp_avg", "exp_avg_sq"}:
+        return "it is not a dict of step, exp_avg and exp_avg_sq"
+    step = state["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"its step is {step!r}, not a count of steps"
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    n = sum(p.numel() for p in trainable)
+    dtype = str(trainable[0].dtype).removeprefix("torch.") if trainable else None
+    for key in ("exp_avg", "exp_avg_sq"):
+        moment = state[key]
+        if not isinstance(moment, torch.Tensor):
+            return f"its {key} is a {type(moment).__name__}, not a tensor"
+        found = str(moment.dtype).removeprefix("torch.")
+        if moment.dim() != 1 or moment.numel() != n or found != dtype:
+            return (
+                f"its {key} has shape {list(moment.shape)} and dtype {found}, the "
+                f"network module_ has {n} trainable values of dtype {dtype}"
+            )
+    return None
+
+
+def check_optimizer_state(estimator) -> None:
+    """Refuse an ``_optimizer_state`` (``partial_fit``'s Adam moments) that does not fit ``module_``."""
+    state = getattr(estimator, "_optimizer_state", None)
+    if state is None:
+        return
+    problem = _optimizer_state_problem(state, getattr(estimator, "module_", None))
+    if problem is not None:
+        raise ValueError(
+            f"the optimizer state of {type(estimator).__name__} does not fit its network "
+            f"({problem}); the file is corrupt or was edited"
+        )
 
 
 def holds_tensor(value, depth: int = 0) -> bool:
@@ -270,13 +360,10 @@ class TorchStateMixin:
             state[name] = unpack_module(state.get(name), tensors, f"{type(self).__name__}.{name}")
         state.update(safe["tensors"])
         super().__setstate__(state)
-        # The user's modules came with their classes in the pickle; without them
-        # the parameters alone describe the networks, checked before building.
-        custom = any(isinstance(v, nn.Module) for v in vars(self).values())
+        # every network is built only after a dry build matched its stored
+        # weights, also beside a user's module (which came whole in the pickle)
         for name, state_dict in safe["state_dicts"].items():
-            if custom:
-                module = self._rebuild_module(name)
-            else:
-                module = rebuild_checked(self, name, tensor_layout(state_dict))
+            module = rebuild_checked(self, name, tensor_layout(state_dict))
             module.load_state_dict(state_dict)
             setattr(self, name, module.to(target))
+        check_optimizer_state(self)

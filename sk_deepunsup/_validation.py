@@ -8,6 +8,7 @@ and its values as they are read. Bad input gets a ValueError that names the fix.
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -82,14 +83,15 @@ def validate_input(estimator, X, *, reset: bool, training: bool = False):
     check_numeric_columns(X)
     min_samples = 2 if training else 1
     if not is_streamed(X):
-        X = validate_data(
-            estimator,
-            X,
-            accept_sparse="csr",
-            dtype=FLOAT_DTYPES,
-            ensure_min_samples=min_samples,
-            reset=reset,
-        )
+        with strings_named():
+            X = validate_data(
+                estimator,
+                X,
+                accept_sparse="csr",
+                dtype=FLOAT_DTYPES,
+                ensure_min_samples=min_samples,
+                reset=reset,
+            )
         check_magnitude(X)
         if training:
             warn_feature_scales(estimator, X)
@@ -105,6 +107,21 @@ def validate_input(estimator, X, *, reset: bool, training: bool = False):
         )
     validate_data(estimator, np.asarray(X[:min_samples]), dtype=FLOAT_DTYPES, reset=reset)
     return X
+
+
+@contextmanager
+def strings_named():
+    """numpy's "could not convert string to float" becomes an error that names the fix."""
+    try:
+        yield
+    except ValueError as exc:
+        if "could not convert string" not in str(exc):
+            raise
+        raise ValueError(
+            f"X holds text ({exc}); the estimators read numbers. Encode text or categorical "
+            "columns first (e.g. OneHotEncoder or OrdinalEncoder in a ColumnTransformer, "
+            "TfidfVectorizer for free text) or drop them."
+        ) from None
 
 
 def check_numeric_columns(X) -> None:

@@ -103,3 +103,31 @@ def test_recommender_score_checks_y():
         rec.score(X, np.where(X > 0, np.nan, 0.0))
     with pytest.raises(ValueError, match=r"np\.clip\(X, 0, None\)"):
         AutoencoderRecommender(model="ease").fit(X - 2)
+
+
+@pytest.mark.parametrize("X", [np.array([["a", "b"], ["c", "d"]]),
+                               np.array([[1.0, "x"], [2.0, "y"]], dtype=object),
+                               [[1.0, 2.0], ["3", "four"]]])
+def test_text_values_get_an_error_naming_the_fix(X):
+    from sk_deepunsup import DeepAutoencoder
+
+    with pytest.raises(ValueError, match=r"X holds text \(could not convert string to float: "
+                                         r".*\); the estimators read numbers\. Encode .*"
+                                         r"OneHotEncoder or OrdinalEncoder"):
+        DeepAutoencoder(max_iter=1).fit(X)
+
+
+def test_an_error_quoted_in_a_message_does_not_end_it_in_two_periods():
+    import torch
+
+    from sk_deepunsup import DeepAutoencoder
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied.")
+
+    est = DeepAutoencoder(encoder=Broken(), decoder=Broken(), n_components=2, max_iter=1)
+    with pytest.raises(ValueError, match=r"dummy batch: mat1 and mat2 shapes cannot be "
+                                         r"multiplied\. The encoder gets") as err:
+        est.fit(np.zeros((4, 3), dtype=np.float32))
+    assert ".." not in str(err.value)

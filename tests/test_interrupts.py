@@ -171,3 +171,88 @@ def test_ctrl_c_in_detector_fit_leaves_fitted_detector(tmp_path, step):
         tmp_path,
     )
     assert result == {"interrupted": True, "finite": True, "predicts": True}
+
+
+RECOMMENDER = """
+from sk_deepunsup import AutoencoderRecommender
+rng = np.random.default_rng(0)
+R = (rng.random((300, 120)) < 0.1).astype(np.float32)
+passes = []
+original_fit = training.Trainer.fit
+def counting_fit(self, *args, **kwargs):
+    passes.append(1)
+    return original_fit(self, *args, **kwargs)
+training.Trainer.fit = counting_fit
+def fitted_report(est, **extra):
+    report(interrupted=bool(est.interrupted_), passes=len(passes), blend=type(est.module_).__name__,
+           usable=bool(np.isfinite(est.decision_function(R)).all()),
+           recommends=list(est.recommend(R[:3], n_items=5).shape), **extra)
+"""
+
+
+MIX_SEARCH_CTRL_C = """
+import sk_deepunsup._recommender as recommender
+def search(*args):
+    ctrl_c()
+    raise AssertionError("the signal lands first")
+recommender.search_mix = search
+"""
+
+# where the Ctrl-C lands, the fit's options, and what the fit must have done
+RECOMMENDER_CTRL_C = {
+    # the network's fit is the first of 1 + ceil(max_iter / 3) training runs:
+    # a Ctrl-C there must not let the extra passes run after it
+    "network": ("at_step(3)", "max_iter=9", {"passes": 1, "epochs": 1, "mix": 0.5}),
+    # 9 epochs of one step each, then the second extra pass
+    "extra-pass": ("at_step(11)", "max_iter=9, batch_size=300", {"passes": 3, "epochs": 10}),
+    "mix-search": (MIX_SEARCH_CTRL_C, "max_iter=3", {"passes": 1, "epochs": 3, "mix": 0.5}),
+}
+
+
+@pytest.mark.parametrize("where", sorted(RECOMMENDER_CTRL_C))
+def test_ctrl_c_anywhere_in_a_hybrid_recommender_fit_ends_it_with_a_usable_model(tmp_path, where):
+    setup, options, expected = RECOMMENDER_CTRL_C[where]
+    result = run(RECOMMENDER + setup + textwrap.dedent(f"""
+        est = AutoencoderRecommender(hidden_layer_sizes=(16,), n_components=4, random_state=0,
+                                     {options}).fit(R)
+        fitted_report(est, epochs=est.n_iter_, mix=est.mix_)
+        """), tmp_path)
+    if "mix" not in expected:
+        result.pop("mix")
+    assert result == {"interrupted": True, "blend": "Blend", "usable": True,
+                      "recommends": [3, 5], **expected}
+
+
+def test_ctrl_c_in_ease_eigendecomposition_stops_at_once(tmp_path):
+    # the signal lands while LAPACK runs: Python would handle it only after
+    # the call returns, so the solve runs beside the main thread
+    result = run(RECOMMENDER + textwrap.dedent("""
+        import threading, time, torch
+        import sk_deepunsup._recommender as recommender
+        original = recommender.ease_spectrum
+        big = torch.rand(1800, 1800, dtype=torch.float64)
+        big = big @ big.T
+        def slow_spectrum(*args):
+            started = time.perf_counter()
+            torch.linalg.eigh(big)
+            solve_s.append(time.perf_counter() - started)
+            return original(*args)
+        solve_s = []
+        recommender.ease_spectrum = slow_spectrum
+        est = AutoencoderRecommender(hidden_layer_sizes=(16,), n_components=4, max_iter=2,
+                                     random_state=0)
+        threading.Timer(0.2, ctrl_c).start()
+        started = time.perf_counter()
+        try:
+            est.fit(R)
+            raised = False
+        except KeyboardInterrupt:
+            raised = True
+        took = time.perf_counter() - started
+        time.sleep(0.1)
+        while not solve_s:
+            time.sleep(0.1)
+        report(raised=raised, prompt=took < 0.2 + solve_s[0] / 2, took=round(took, 2),
+               solve=round(solve_s[0], 2), unfitted=not hasattr(est, "module_"))
+        """), tmp_path)
+    assert (result["raised"], result["prompt"], result["unfitted"]) == (True, True, True), result

@@ -279,9 +279,11 @@ def test_thread_policy_keeps_the_faster_count_and_restores_the_setting(monkeypat
     assert policy._schedule == [2, 1, 2]
 
 
-def test_fixed_thread_count_is_used_and_restored():
+def test_fixed_thread_count_is_used_and_restored(monkeypatch):
+    import sk_deepunsup._nn.threads as threads
     from sk_deepunsup._nn import ThreadPolicy
 
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)  # a count the machine allows
     before = torch.get_num_threads()
     with ThreadPolicy(3) as policy:
         assert not policy.adaptive

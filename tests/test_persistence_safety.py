@@ -39,9 +39,8 @@ from sklearn.preprocessing import (
 )
 from torch import nn
 
+from model_file_forgery import forge, members, rebuilt_devices, state  # noqa: F401 - a fixture
 from sk_deepunsup import DeepAutoencoder, load, save
-
-MEMBERS = ("estimator.json", "arrays.npz", "weights.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -67,39 +66,6 @@ def saved(ae, tmp_path):
     path = tmp_path / "m.skdu"
     save(ae, path)
     return path
-
-
-def members(path):
-    with zipfile.ZipFile(path) as zf:
-        return {n: zf.read(n) for n in zf.namelist()}
-
-
-def write_members(path, blobs, compression=zipfile.ZIP_DEFLATED):
-    with zipfile.ZipFile(path, "w", compression=compression) as zf:
-        for name, data in blobs.items():
-            zf.writestr(name, data)
-
-
-def forge(path, tree=None, blobs=None, manifest=None, stored=False):
-    """Edit a saved file, then recompute its digests as anyone can."""
-    parts = members(path)
-    if tree is not None:
-        doc = json.loads(parts["estimator.json"])
-        tree(doc)
-        parts["estimator.json"] = json.dumps(doc).encode()
-    if blobs is not None:
-        blobs(parts)
-    doc = json.loads(parts["manifest.json"])
-    doc["sha256"] = {m: hashlib.sha256(parts[m]).hexdigest() for m in MEMBERS if m in parts}
-    if manifest is not None:
-        manifest(doc)
-    parts["manifest.json"] = json.dumps(doc).encode()
-    write_members(path, parts, zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
-    return path
-
-
-def state(doc):
-    return doc["state"]
 
 
 # -- classes ---------------------------------------------------------------------------
@@ -148,21 +114,6 @@ def test_allowed_scikit_learn_classes_round_trip(step, X, tmp_path):
 
 
 # -- sizes -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def rebuilt_devices(monkeypatch):
-    """The device of every network load builds."""
-    devices = []
-    real = DeepAutoencoder._rebuild_module
-
-    def spy(self, name):
-        module = real(self, name)
-        devices.extend({p.device.type for p in module.parameters()})
-        return module
-
-    monkeypatch.setattr(DeepAutoencoder, "_rebuild_module", spy)
-    return devices
 
 
 @pytest.mark.parametrize(
@@ -490,7 +441,7 @@ def test_crafted_pickle_cannot_allocate_a_network_its_weights_do_not_describe(ae
     data = pickle.dumps(_Carrier(DeepAutoencoder, crafted))
     with pytest.raises(ValueError, match="do not fit the network rebuilt from its parameters"):
         _AllowOnly(io.BytesIO(data)).load()
-    assert rebuilt_devices == ["meta"]
+    assert set(rebuilt_devices) <= {"meta"}  # refused before any build, or after a dry one
 
 
 class _Tied(nn.Module):

@@ -451,3 +451,20 @@ def test_epochs_are_a_budget_unless_early_stopping(split):
         AutoencoderRecommender(
             model="vae", early_stopping=True, n_iter_no_change=10, **small
         ).fit(X_train)
+
+
+@pytest.mark.parametrize("threshold", [0.0, -1.0, 0.5])
+def test_threshold_means_the_same_on_dense_sparse_and_streamed_input(threshold, tmp_path):
+    # an empty cell is never an interaction, also when threshold <= 0
+    rng = np.random.default_rng(0)
+    dense = np.where(rng.random((200, 30)) < 0.1, rng.integers(1, 6, (200, 30)), 0).astype(np.float32)
+    streamed = np.lib.format.open_memmap(tmp_path / "r.npy", mode="w+", dtype=np.float32,
+                                         shape=dense.shape)
+    streamed[:] = dense
+    models = [
+        AutoencoderRecommender(model="ease", threshold=threshold, random_state=0).fit(X)
+        for X in (dense, sp.csr_matrix(dense), streamed)
+    ]
+    for model in models:
+        np.testing.assert_array_equal(model.item_popularity_, (dense != 0).sum(axis=0))
+        np.testing.assert_array_equal(model.recommend(dense[:20]), models[0].recommend(dense[:20]))

@@ -25,8 +25,10 @@ Nothing here imports scikit-learn.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import warnings
 from contextlib import contextmanager, nullcontext
 
 import torch
@@ -37,6 +39,7 @@ __all__ = [
     "GlobalGenerator",
     "ThreadPolicy",
     "threads_for",
+    "usable_cores",
     "weight_macs",
 ]
 
@@ -77,6 +80,32 @@ def weight_macs(module: nn.Module | None) -> int:
     if module is None:
         return 0
     return sum(p.numel() for p in module.parameters() if p.dim() >= 2)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity on this platform
+        return max(1, os.cpu_count() or 1)
+
+
+def _bounded_count(n_threads: int) -> int:
+    """``n_threads``, or the usable cores with a warning when it asks for more.
+
+    More threads than cores only add barrier waits, and OpenMP cannot create
+    tens of thousands of them at all (it aborts the process).
+    """
+    cores = usable_cores()
+    if n_threads <= cores:
+        return n_threads
+    warnings.warn(
+        f"n_threads={n_threads} is more than the {cores} cores this process may use; "
+        f"using {cores}. Set n_threads to at most {cores} (or None, the default rule).",
+        UserWarning,
+        stacklevel=4,
+    )
+    return cores
 
 
 def threads_for(macs: float, training: bool, cap: int) -> int:
@@ -133,7 +162,8 @@ class ThreadPolicy:
     Parameters
     ----------
     n_threads : int, None or "adaptive"
-        An int fixes the count. ``None`` applies :func:`threads_for` to
+        An int fixes the count (at most the usable cores: more are cut to
+        them with a warning). ``None`` applies :func:`threads_for` to
         ``rows`` samples through ``module``'s weights: the count depends on
         the network, the batch and the machine's cores, never on the load. ``"adaptive"`` chooses between one thread and
         ``max_threads`` by timing steps (the result can then change with the
@@ -192,8 +222,8 @@ class ThreadPolicy:
         baseline = _acquire_baseline()
         cap = baseline if self.max_threads is None else self.max_threads
         if isinstance(self.n_threads, int):
-            self.candidates = [self.n_threads]
-            self.chosen = self.n_threads
+            self.chosen = _bounded_count(self.n_threads)
+            self.candidates = [self.chosen]
         elif self.adaptive:
             self.candidates = sorted({1, max(1, cap)})
         else:
