@@ -331,10 +331,13 @@ def test_thread_rule_macs():
     assert threads_for(2 * MACS_PER_THREAD, training=False, cap=4) == 2
 
 
-def test_concurrent_policies_restore_the_callers_setting():
+def test_concurrent_policies_restore_the_callers_setting(monkeypatch):
     import threading
 
+    import sk_deepunsup._nn.threads as threads
     from sk_deepunsup._nn import ThreadPolicy
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)  # 3 threads are allowed
 
     before = torch.get_num_threads()
     started, release = threading.Barrier(2), threading.Event()
