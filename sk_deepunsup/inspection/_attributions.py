@@ -11,10 +11,9 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted
 
-from ._user_space import resolve_user_space
+from ._user_space import as_dense_float, resolve_user_space
 
 OUTPUTS = ("auto", "transform", "predict_proba")
 
@@ -159,10 +158,7 @@ def feature_attributions(
 
 def _model_inputs(space):
     """X as the last step takes it, dense float64, checked against its width."""
-    inputs = space.model_input
-    if sp.issparse(inputs):
-        inputs = inputs.toarray()
-    inputs = np.asarray(inputs, dtype=np.float64)
+    inputs = as_dense_float(space.model_input)
     n_in = getattr(space.final, "n_features_in_", inputs.shape[1])
     if inputs.shape[1] != n_in:
         raise ValueError(

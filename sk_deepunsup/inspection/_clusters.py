@@ -12,7 +12,12 @@ from sklearn.metrics import pairwise_distances
 from sklearn.utils import check_random_state
 
 from ._rank_tests import benjamini_hochberg, one_vs_rest_tests
-from ._user_space import as_float_table, model_image_shape, resolve_user_space
+from ._user_space import (
+    as_float_table,
+    check_positive_int,
+    model_image_shape,
+    resolve_user_space,
+)
 
 DIRECTIONS = ("auto", "both", "higher", "lower")
 
@@ -84,12 +89,6 @@ class ClusterExplanation:
 
     def __str__(self) -> str:
         return self.summary()
-
-
-def _check_positive_int(value, name):
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return int(value)
 
 
 def cluster_labels(final, model_input, n_samples, labels=None):
@@ -296,8 +295,8 @@ def explain_clusters(model, X, *, n_features=10, n_prototypes=5, direction="auto
 def _check_options(n_features, n_prototypes, direction):
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}.")
-    return (_check_positive_int(n_features, "n_features"),
-            _check_positive_int(n_prototypes, "n_prototypes"))
+    return (check_positive_int(n_features, "n_features"),
+            check_positive_int(n_prototypes, "n_prototypes"))
 
 
 def _cluster_codes(labels):

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
-import scipy.sparse as sp
 
-from ._user_space import resolve_user_space
+from ._user_space import as_dense_float, check_positive_int, resolve_user_space
 
 
 @dataclass
@@ -88,8 +86,7 @@ def explain_outliers(model, X, *, n_features=3):
     """
     import pandas as pd
 
-    if not isinstance(n_features, Integral) or isinstance(n_features, bool) or n_features < 1:
-        raise ValueError(f"n_features must be a positive int, got {n_features!r}.")
+    n_features = check_positive_int(n_features, "n_features")
     space = resolve_user_space(model, X)
     final = space.final
     if not hasattr(final, "feature_contributions"):
@@ -98,17 +95,11 @@ def explain_outliers(model, X, *, n_features=3):
             "AutoencoderOutlierDetector (or a Pipeline ending in one)."
         )
     values = np.asarray(final.feature_contributions(space.model_input), dtype=np.float64)
-    inputs = space.model_input
-    if sp.issparse(inputs):
-        inputs = inputs.toarray()
-    inputs = np.asarray(inputs, dtype=np.float64)
-    names = space.names
-    shown = space.features
+    names, shown = space.names, space.features
     if len(names) != values.shape[1]:  # the steps changed the features: name their outputs
         names = np.asarray(model[:-1].get_feature_names_out(), dtype=object)
-        shown = inputs
-    if sp.issparse(shown):
-        shown = shown.toarray()
+        shown = space.model_input
+    shown = as_dense_float(shown)
     index = space.index if space.index is not None else pd.RangeIndex(values.shape[0])
     contributions = pd.DataFrame(values, index=index, columns=[str(n) for n in names])
     scores = pd.Series(values.sum(axis=1), index=index, name="outlyingness")
@@ -125,7 +116,7 @@ def explain_outliers(model, X, *, n_features=3):
             "feature": np.asarray(contributions.columns)[cols],
             "contribution": values[rows, cols],
             "share": values[rows, cols] / total[rows],
-            "value": np.asarray(shown, dtype=np.float64)[rows, cols],
+            "value": shown[rows, cols],
         }
     )
     return OutlierExplanation(contributions=contributions, scores=scores, top=top)

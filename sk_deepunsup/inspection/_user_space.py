@@ -13,6 +13,7 @@ the features of the first numeric form of X:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
@@ -47,6 +48,18 @@ def as_float_table(X):
     if sp.issparse(X):
         return sp.csr_matrix(X, dtype=np.float64)
     return np.asarray(X, dtype=np.float64)
+
+
+def as_dense_float(X) -> np.ndarray:
+    """X as a dense float64 array (a sparse matrix densified)."""
+    return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float64)
+
+
+def check_positive_int(value, name):
+    """``value`` as an int, or a ValueError naming ``name``."""
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    return int(value)
 
 
 def image_feature_names(image_shape) -> np.ndarray:
