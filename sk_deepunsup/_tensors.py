@@ -84,6 +84,7 @@ def infer(module: nn.Module, X, forward, n_threads: int | None = None) -> np.nda
         n_threads if device.type == "cpu" else torch.get_num_threads(),
         module=module,
         rows=min(rows, source.n_samples),
+        n_features=source.n_features,
         training=False,
     )
     with policy, torch.inference_mode():

@@ -327,8 +327,45 @@ def test_thread_rule_macs():
 
     assert weight_macs(MLP([8, 16, 4])) == 8 * 16 + 16 * 4
     assert threads_for(MACS_PER_THREAD / 3 - 1, training=True, cap=4) == 1
+    assert threads_for(MACS_PER_THREAD / 3 + 1, training=True, cap=4) == 2
     assert threads_for(2 * MACS_PER_THREAD, training=True, cap=4) == 4
     assert threads_for(2 * MACS_PER_THREAD, training=False, cap=4) == 2
+
+
+def test_thread_rule_counts_convolutions_at_every_output_position():
+    from sk_deepunsup._nn import ThreadPolicy, VAEModule
+    from sk_deepunsup._nn.conv import build_conv_autoencoder
+    from sk_deepunsup._nn.threads import sample_macs, weight_macs
+
+    # 8x8 images, channels (4, 8): conv 1->4 (4x4 kernel) to 4x4, conv 4->8 to 2x2,
+    # a dense layer 32->3, and the mirror image
+    ae = build_conv_autoencoder((1, 8, 8), 3, channels=(4, 8))
+    conv = 16 * 4 * 16 + 4 * 8 * 16 * 4  # kernel size x output positions
+    dense = 32 * 3
+    expected = 2 * (conv + dense)
+    assert sample_macs(ae, 64) == expected
+    assert weight_macs(ae) < expected
+    vae = build_conv_autoencoder((1, 8, 8), 3, channels=(4, 8), encoder_outputs=2)
+    vae = VAEModule(vae.encoder, vae.decoder, 64)  # no forward: posterior mean, then decoder
+    assert sample_macs(vae, 64) == expected + 32 * 3
+    # a width the network cannot take falls back to the weights' sizes
+    assert sample_macs(ae, 10) == weight_macs(ae)
+    # dense networks: the weights' sizes, as before
+    assert sample_macs(MLP([64, 500, 500, 10]), 64) == weight_macs(MLP([64, 500, 500, 10]))
+    # the count changes nothing: same weights, same training flags, same generator
+    ae.train()
+    before = [p.clone() for p in ae.parameters()]
+    state = torch.get_rng_state()
+    sample_macs(ae, 64)
+    assert ae.training and all(m.training for m in ae.modules())
+    assert all(torch.equal(a, b) for a, b in zip(before, ae.parameters()))
+    assert torch.equal(state, torch.get_rng_state())
+    # a 28x28 conv autoencoder at batch 64 gets two threads (its weights alone said one)
+    big = build_conv_autoencoder((1, 28, 28), 10)
+    with ThreadPolicy(None, module=big, rows=64, n_features=784, max_threads=2) as policy:
+        assert policy.chosen == 2
+    with ThreadPolicy(None, module=big, rows=64, max_threads=2) as policy:
+        assert policy.chosen == 1
 
 
 def test_concurrent_policies_restore_the_callers_setting(monkeypatch):

@@ -4,11 +4,13 @@ The thread count changes float32 results: matrix products and reductions are
 split among threads differently, so the same step on one thread and on two
 rounds differently. A fit is therefore reproducible only if its thread count
 does not depend on anything but the problem and the machine. The default rule
-(:func:`threads_for`) counts the multiply-adds of one step (weight shapes and
-batch rows, not timing) and gives a step a second thread only per :data:`MACS_PER_THREAD` of
-work: small networks, where the barrier that torch's intra-op threads meet
-after every operation costs more than the arithmetic (5-25 times slower on a
-busy machine), run on one thread; large ones use the cores.
+(:func:`threads_for`) counts the multiply-adds of one step (:func:`sample_macs`:
+the matrix products and convolutions of one sample's forward pass, from the
+shapes alone, times the batch's rows; not timing) and gives a step one more
+thread per :data:`MACS_PER_THREAD` of work: small networks, where the
+barrier that torch's intra-op threads meet after every operation costs more
+than the arithmetic (5-25 times slower on a busy machine), run on one thread;
+large ones use the cores.
 
 ``"adaptive"`` instead times steps with one thread and with all allowed
 threads, interleaved so both see the same load, keeps the faster and measures
@@ -25,28 +27,36 @@ Nothing here imports scikit-learn.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 import warnings
+import weakref
 from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
+from torch.func import functional_call
+from torch.utils._python_dispatch import TorchDispatchMode
 
 __all__ = [
     "MACS_PER_THREAD",
     "GlobalGenerator",
     "ThreadPolicy",
+    "sample_macs",
     "threads_for",
     "usable_cores",
     "weight_macs",
 ]
 
-#: Multiply-adds of one step that justify one more thread (the default rule).
-#: A (64, 500, 500, 10) autoencoder's training step at batch 256 is 0.43e9:
-#: one thread. Measured on 2 idle cores, two threads gained 1.7x there and lost
-#: 2.3-2.9x with one other busy process.
+#: Multiply-adds of one step that justify one more thread (the default rule):
+#: a step gets as many threads as keep each one's share at most this, so
+#: steps up to it run on one thread. A (64, 500, 500, 10) autoencoder's
+#: training step at batch 256 is 0.43e9: one thread. Measured on 2 idle
+#: cores, two threads gained 1.7x there and lost 2.3-2.9x with one other
+#: busy process. A 28x28 convolutional autoencoder's step at batch 64
+#: (channels 32, 64, 128) is 1.1e9: two threads.
 MACS_PER_THREAD = 1e9
 
 #: Held by every step that sets torch's process-wide state (see module doc), and
@@ -74,12 +84,122 @@ def _release_baseline() -> None:
 def weight_macs(module: nn.Module | None) -> int:
     """Multiply-adds per sample of ``module``'s weight matrices (their sizes).
 
-    Exact for fully connected networks; for a convolution it counts one
-    output position, so convolutional networks count low.
+    Exact for fully connected networks; a convolution's kernel counts once,
+    as if it had one output position (:func:`sample_macs` counts them all).
     """
     if module is None:
         return 0
     return sum(p.numel() for p in module.parameters() if p.dim() >= 2)
+
+
+#: Layers whose weights' sizes are their multiply-adds per sample (on rows);
+#: a module made of these alone needs no forward pass to be counted.
+_COUNTED_BY_WEIGHTS = (
+    nn.Linear, nn.Embedding, nn.EmbeddingBag,
+    nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm,
+)
+_ATEN = torch.ops.aten
+_MATMULS = (_ATEN.mm, _ATEN.addmm, _ATEN.bmm, _ATEN.baddbmm)
+
+
+class _CountMacs(TorchDispatchMode):
+    """Adds up the multiply-adds of the matrix products and convolutions run under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.macs = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        op = func.overloadpacket
+        if op in _MATMULS:
+            a, b = args[-2:] if op in (_ATEN.addmm, _ATEN.baddbmm) else args[:2]
+            self.macs += a.numel() * b.shape[-1]
+        elif op is _ATEN.convolution:
+            x, weight, transposed = args[0], args[1], args[6]
+            if transposed:  # each input position spreads over a kernel of out/groups channels
+                self.macs += x.numel() * weight[0].numel()
+            else:  # each output position gathers a kernel of in/groups channels
+                self.macs += out.numel() * weight[0].numel()
+        return out
+
+
+class _OneSample(nn.Module):
+    """Runs ``inner`` on a row: its ``forward``, or a VAE's posterior mean through its decoder."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        inner = self.inner
+        if type(inner).forward is not nn.Module.forward:
+            return inner(x)
+        posterior, decoder = getattr(inner, "posterior", None), getattr(inner, "decoder", None)
+        if callable(posterior) and isinstance(decoder, nn.Module):
+            return decoder(posterior(x)[0])
+        raise TypeError(f"{type(inner).__name__} has no forward")
+
+
+def _probe_macs(module: nn.Module, n_features: int) -> int:
+    """Forward multiply-adds of one row of ``n_features`` through ``module``; 0 if it cannot take one.
+
+    A shape-propagating pass: the row, the weights and the buffers are
+    ``meta`` tensors (shapes without values), so nothing is computed, no
+    random number is drawn and no statistic changes; the module runs in
+    evaluation mode (batch norm on one row) and gets its training flags back.
+    """
+    probe = _OneSample(module)
+    state = {f"inner.{k}": torch.empty_like(v, device="meta")
+             for k, v in [*module.named_parameters(), *module.named_buffers()]}
+    modes = [(m, m.training) for m in module.modules()]
+    counter = _CountMacs()
+    try:
+        module.eval()
+        x = torch.zeros(1, int(n_features), device="meta")
+        with torch.no_grad(), counter:
+            functional_call(probe, state, (x,))
+    except Exception:  # not a module over rows of n_features (e.g. it takes indices)
+        return 0
+    finally:
+        for m, training in modes:
+            m.training = training
+    return int(counter.macs)
+
+
+#: module -> (its parameters' shapes and the row width, its count): each
+#: network is probed once, not at every fit or inference call
+_probed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def sample_macs(module: nn.Module | None, n_features: int | None = None) -> int:
+    """Multiply-adds of one sample's forward pass through ``module``.
+
+    :func:`weight_macs`, or for a module with layers other than dense ones
+    (a convolution, a user's layer) the larger of that and the multiply-adds
+    that one row of ``n_features`` runs through ``module`` (its ``forward``;
+    a VAE's posterior mean and decoder), found by a shape-propagating pass
+    (no values, so neither the data nor the clock play a part): it counts a
+    convolution's kernel at every output position, and a layer at every
+    use. Without ``n_features``, or for a module that cannot take such a
+    row, the weights' count.
+    """
+    if module is None:
+        return 0
+    macs = weight_macs(module)
+    if n_features is None or n_features < 1 or all(
+        isinstance(m, _COUNTED_BY_WEIGHTS)
+        for m in module.modules()
+        if next(m.parameters(recurse=False), None) is not None
+    ):
+        return macs
+    key = (int(n_features), tuple((k, tuple(v.shape)) for k, v in module.named_parameters()))
+    with _STEP_LOCK:  # the probe flips the module's training flags
+        cached = _probed.get(module)
+        if cached is None or cached[0] != key:
+            cached = (key, _probe_macs(module, n_features))
+            _probed[module] = cached
+    return max(macs, cached[1])
 
 
 def usable_cores() -> int:
@@ -112,10 +232,11 @@ def threads_for(macs: float, training: bool, cap: int) -> int:
     """The default rule: threads for a step of ``macs`` forward multiply-adds.
 
     A training step costs about three forward passes (the backward pass
-    two). At most ``cap`` threads.
+    two). The fewest threads that keep each one's share of the work at
+    most :data:`MACS_PER_THREAD`, and at most ``cap``.
     """
     work = macs * (3.0 if training else 1.0)
-    return int(min(max(cap, 1), max(1, work // MACS_PER_THREAD)))
+    return int(min(max(cap, 1), max(1, math.ceil(work / MACS_PER_THREAD))))
 
 
 class GlobalGenerator:
@@ -169,9 +290,12 @@ class ThreadPolicy:
         ``max_threads`` by timing steps (the result can then change with the
         load).
     module : nn.Module, optional
-        The network whose steps run; the default rule counts its weights.
+        The network whose steps run; the default rule counts its work.
     rows : int
         Samples a step runs through ``module``.
+    n_features : int, optional
+        Width of the rows ``module`` takes: the default rule then counts
+        convolutions at every output position (:func:`sample_macs`).
     training : bool
         Whether steps train (about three times a forward pass's work).
     max_threads : int, optional
@@ -192,6 +316,7 @@ class ThreadPolicy:
         *,
         module: nn.Module | None = None,
         rows: int = 1,
+        n_features: int | None = None,
         training: bool = True,
         max_threads: int | None = None,
         generator: GlobalGenerator | None = None,
@@ -202,6 +327,7 @@ class ThreadPolicy:
         self.n_threads = n_threads
         self.module = module
         self.rows = rows
+        self.n_features = n_features
         self.training = training
         self.max_threads = max_threads
         self.generator = generator
@@ -227,7 +353,7 @@ class ThreadPolicy:
         elif self.adaptive:
             self.candidates = sorted({1, max(1, cap)})
         else:
-            macs = weight_macs(self.module) * self.rows
+            macs = sample_macs(self.module, self.n_features) * self.rows
             self.chosen = threads_for(macs, self.training, cap)
             self.candidates = [self.chosen]
         return self

@@ -226,6 +226,7 @@ class Trainer:
             self.n_threads if on_cpu else torch.get_num_threads(),
             module=self.module,
             rows=self.batch_size,
+            n_features=data.n_features,
             generator=(
                 None
                 if self.global_seed is None
