@@ -18,6 +18,7 @@ from ._validation import as_dense, non_finite_error, validate_input
 from ._interrupts import restore_on_interrupt
 from ._neighbor_graph import kneighbors_by_index
 from ._pretraining import (
+    RANKING_EPOCHS,
     PretrainingInterrupted,
     detector_autoencoder,
     fit_pretraining,
@@ -25,8 +26,15 @@ from ._pretraining import (
     ranking_autoencoder,
 )
 
-#: samples each autoencoder trains on when ``max_samples="auto"``
-AUTO_MAX_SAMPLES = 1024
+#: samples each autoencoder trains on, and reference samples, when
+#: ``max_samples="auto"`` (IsolationForest's trees take 256 each)
+AUTO_MAX_SAMPLES = 512
+#: epochs the default first model, once it has ranked the samples, goes on
+#: training on the support (warm, with its optimiser's state): the model that
+#: scores is not trained again from scratch
+REFINE_EPOCHS = 20
+#: epochs of the default model that scores, in all
+SCORING_EPOCHS = RANKING_EPOCHS + REFINE_EPOCHS
 #: per-feature residual scales are shrunk toward their mean by this share
 SCALE_SHRINKAGE = 0.1
 #: rows per chunk when splitting the distance part over features
@@ -115,9 +123,10 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     first autoencoder, trained on a subsample of ``max_samples`` rows, ranks
     the training samples by its reconstruction part plus the squared
     standardised distance to the data's mean. The ``support_fraction`` of
-    samples it ranks most normal are the support; the final autoencoder
-    trains on a subsample of the support, so that it does not learn to
-    explain the outliers, and the reference samples are another subsample
+    samples it ranks most normal are the support; the autoencoder then goes
+    on training on a subsample of the support only (the default; a user's
+    model trains again from scratch), so that it does not learn to explain
+    the outliers, and the reference samples are another subsample
     of the support. The part scales and the ``"auto"`` threshold come from
     the training samples' score parts (from a random subsample of 4 096 of
     them on larger data).
@@ -134,17 +143,19 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     autoencoder : DeepAutoencoder, VariationalAutoencoder or None, default=None
         ``None`` trains ``VariationalAutoencoder(n_components=4,
         hidden_layer_sizes=(64, 32), loss="mse", batch_size=1024,
-        learning_rate_init=1e-2, max_iter=50)`` (its
-        reconstruction is the decoded posterior mean); the first model,
-        which only ranks the samples, trains for 20 epochs. An unfitted one is
-        cloned and trained; a fitted one is copied and used as is (no
+        learning_rate_init=1e-2)`` (its reconstruction is the decoded
+        posterior mean) for 20 epochs, ranks the samples with it, then goes
+        on training it for 20 more on the support: the model that scores
+        trains 40 epochs in all (40 from the start with
+        ``support_fraction=1``). An unfitted one is cloned and trained
+        twice, from scratch each time; a fitted one is copied and used as is (no
         training; the support, the reference samples and the threshold come
         from X). This estimator's ``device`` and ``verbose`` override the
         autoencoder's, and ``random_state`` seeds an autoencoder that has
         none.
     max_samples : "auto", int or float, default="auto"
         Samples each autoencoder trains on, and number of reference samples,
-        drawn without replacement: ``"auto"`` is ``min(1024, n_samples)``,
+        drawn without replacement: ``"auto"`` is ``min(512, n_samples)``,
         an int that many (at least 2, at most all), a float in (0, 1] that share of the
         samples. It bounds the fit time on large data, as in
         ``IsolationForest``.
@@ -300,7 +311,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
                 "support_fraction or pass more samples."
             )
         refits = n_support < n  # otherwise the first model is the one that scores
-        first = ranking_autoencoder if refits else detector_autoencoder
+        first = ranking_autoencoder if refits else (lambda: detector_autoencoder(SCORING_EPOCHS))
         model, needs_fit = prepare_pretraining(self, self.autoencoder, first, X, seed)
         quiet = self.autoencoder is None
         first_rows = np.arange(n)
@@ -313,7 +324,8 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
                 model, interrupted = stop.estimator, True
         # most normal first: the first model's reconstruction part plus the
         # squared standardised distance to the data's mean, each in IQR units
-        residuals = np.abs(X - self._reconstruct(model, X))
+        # (in float32: it only orders the samples, and runs over all of them)
+        residuals = np.abs(X - self._reconstruct(model, X.astype(np.float32, copy=False)))
         centre, spread = np.mean(X, axis=0), np.std(X, axis=0)
         spread[spread == 0] = 1.0
         parts = [
@@ -325,13 +337,18 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
         support[order[:n_support]] = True
         take = np.sort(rng.choice(order[:n_support], min(n_sub, n_support), replace=False))
         if needs_fit and refits and not interrupted:
-            refit = prepare_pretraining(
-                self, self.autoencoder, detector_autoencoder, X, derive_seed(seed, 1)
-            )[0]
+            if self.autoencoder is None:  # the default: the ranking model goes on, on the support
+                refit = model.set_params(warm_start=True, max_iter=REFINE_EPOCHS)
+            else:
+                refit = prepare_pretraining(
+                    self, self.autoencoder, detector_autoencoder, X, derive_seed(seed, 1)
+                )[0]
             try:
                 model = fit_pretraining(refit, X[take], quiet)
             except PretrainingInterrupted as stop:
                 model, interrupted = stop.estimator, True
+            if self.autoencoder is None:
+                model.set_params(warm_start=False, max_iter=SCORING_EPOCHS)
         elif needs_fit:
             take = first_rows
         reference = np.sort(rng.choice(order[:n_support], min(n_sub, n_support), replace=False))

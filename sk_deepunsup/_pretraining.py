@@ -139,12 +139,13 @@ def clustering_embedding() -> NeighborEmbedding:
 RANKING_EPOCHS = 20
 
 
-def detector_autoencoder(max_iter: int = 50) -> VariationalAutoencoder:
+def detector_autoencoder(max_iter: int = 40) -> VariationalAutoencoder:
     """The model a detector trains with ``autoencoder=None``.
 
-    Full batches of the (at most 1 024-row) subsample at a step size of
-    1e-2 for at most ``max_iter`` epochs: 50 for the model that scores,
-    :data:`RANKING_EPOCHS` for the first one (:func:`ranking_autoencoder`).
+    Full batches of the (at most 512-row) subsample at a step size of 1e-2
+    for at most ``max_iter`` epochs: :data:`RANKING_EPOCHS` for the first
+    one (:func:`ranking_autoencoder`), which the detector then trains on
+    for more epochs on the support (40 in all), or 40 when it scores alone.
     """
     return VariationalAutoencoder(
         n_components=4,

@@ -120,12 +120,33 @@ def test_large_data_calibrates_on_a_subsample(plane_data, monkeypatch):
 
 
 @pytest.mark.parametrize("support_fraction", [0.9, 1.0])
-def test_default_scoring_model_trains_fifty_epochs(plane_data, support_fraction):
-    # the default first model only ranks (RANKING_EPOCHS); the model that
-    # scores, refitted or not, is the 50-epoch default
+def test_default_scoring_model_trains_forty_epochs(plane_data, support_fraction):
+    # the default first model ranks after RANKING_EPOCHS, then goes on training
+    # on the support; the model that scores trained 40 epochs in all either way
     X, _ = plane_data
     det = AutoencoderOutlierDetector(support_fraction=support_fraction, random_state=0).fit(X)
-    assert det.autoencoder_.max_iter == 50
+    assert det.autoencoder_.max_iter == 40
+    assert det.autoencoder_.n_iter_ == 40
+    assert not det.autoencoder_.warm_start
+
+
+def test_default_goes_on_training_the_ranking_model_on_the_support(plane_data):
+    import sk_deepunsup._outlier as outlier
+
+    X, _ = plane_data
+    seen = []
+    fit = outlier.fit_pretraining
+
+    def spy(model, rows, quiet=False):
+        seen.append((id(model), model.warm_start, len(rows)))
+        return fit(model, rows, quiet)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(outlier, "fit_pretraining", spy)
+        AutoencoderOutlierDetector(random_state=0).fit(X)
+    (first, warm0, _), (second, warm1, rows) = seen
+    assert first == second and not warm0 and warm1  # one model, continued
+    assert rows <= outlier.AUTO_MAX_SAMPLES
 
 
 def test_sign_conventions(plane_data):
