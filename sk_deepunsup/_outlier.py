@@ -40,8 +40,9 @@ SCALE_SHRINKAGE = 0.1
 #: rows per chunk when splitting the distance part over features
 CONTRIBUTION_CHUNK = 1024
 #: training samples (a random subsample of larger data) that set the part
-#: scales and, with ``contamination="auto"``, the threshold
-CALIBRATION_SAMPLES = 4096
+#: scales and, with ``contamination="auto"``, the threshold: quartiles, which
+#: 2 048 values give to about 3% (ODDS AUCs changed by < 0.0002 from 4 096)
+CALIBRATION_SAMPLES = 2048
 #: share of the features left out when a sample's robust neighbours are found
 #: (its most different ones), so that a few corrupted values cannot choose them
 TRIMMED_SHARE = 1 / 3
@@ -128,7 +129,7 @@ class AutoencoderOutlierDetector(OutlierMixin, TorchEstimatorMixin, BaseEstimato
     model trains again from scratch), so that it does not learn to explain
     the outliers, and the reference samples are another subsample
     of the support. The part scales and the ``"auto"`` threshold come from
-    the training samples' score parts (from a random subsample of 4 096 of
+    the training samples' score parts (from a random subsample of 2 048 of
     them on larger data).
 
     The API and sign conventions are IsolationForest's: ``score_samples``
