@@ -45,7 +45,10 @@ from sk_deepunsup import DeepAutoencoder  # noqa: E402
 
 
 def case_data(case, args):
-    if case == "mlp":
+    if case == "ae":
+        X = np.random.RandomState(0).standard_normal((60_000, 64)).astype(np.float32)
+        params = dict(n_components=10, hidden_layer_sizes=(512, 256))
+    elif case == "mlp":
         X = np.random.RandomState(0).standard_normal((100_000, 20)).astype(np.float32)
         params = dict(n_components=8, hidden_layer_sizes=(64, 32), batch_size=256)
     else:
@@ -107,11 +110,11 @@ def row(label, result, base=None):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", nargs="+", default=["mlp", "conv"], choices=["mlp", "conv"])
+    parser.add_argument("--cases", nargs="+", default=["mlp", "conv"], choices=["ae", "mlp", "conv"])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--conv-samples", type=int, default=6000)
     parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--worker", choices=["mlp", "conv"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["ae", "mlp", "conv"], help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

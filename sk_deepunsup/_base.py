@@ -146,8 +146,8 @@ class TorchEstimatorMixin(TorchStateMixin):
             warn_not_converged(self, history)
 
     def _resolve_batch_size(self, n_samples: int) -> int:
-        if self.batch_size == "auto":
-            return min(self._auto_batch_size(n_samples), n_samples)
+        if self.batch_size == "auto":  # per rank under torch.distributed (docs/distributed.rst)
+            return min(self._auto_batch_size(n_samples) * distributed.world_size(), n_samples)
         return min(self.batch_size, n_samples)
 
     def _auto_batch_size(self, n_samples: int) -> int:

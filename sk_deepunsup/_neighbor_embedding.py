@@ -34,7 +34,6 @@ from ._neighbor_graph import (
 )
 from ._nn import (
     ACTIVATIONS,
-    distributed,
     MLP,
     NEIGHBOR_LOSSES,
     EdgeSampler,
@@ -433,8 +432,8 @@ class NeighborEmbedding(
             graph_X = projected if in_projection else X if sp.issparse(X) else as_dense(X)
             return nearest_neighbors(graph_X, k, self.metric, self.neighbors_algorithm, seed)
 
-        # a data-parallel fit builds the graph once, on rank 0, and sends it to the others
-        idx, dist = distributed.on_main(search)
+        # a data-parallel fit: each rank searches its rows' neighbours (a collective)
+        idx, dist = search()
         if not np.isfinite(dist).all():
             rows = np.flatnonzero(~np.isfinite(dist).all(axis=1))
             raise ValueError(

@@ -39,7 +39,7 @@ from .callbacks import Callback, Checkpoint, DistributedSync, EarlyStopping, Pro
 from .data import BatchSource, TensorSource, batch_bounds
 from .modules import set_generator
 from .optim import FlatAdam
-from .threads import GlobalGenerator, ThreadPolicy
+from .threads import GlobalGenerator, ThreadPolicy, usable_cores
 
 __all__ = [
     "History",
@@ -201,6 +201,8 @@ class Trainer:
         self.monitored = math.inf
         #: ``(rank, world_size)`` of the running fit; ``(0, 1)`` when not distributed
         self.part = (0, 1)
+        #: the data-parallel gradient reduction (set by :class:`~.callbacks.DistributedSync`)
+        self.reducer: distributed.GradientReducer | None = None
 
     # -- the loop, outermost first -------------------------------------------------
 
@@ -225,7 +227,12 @@ class Trainer:
         self.threads = ThreadPolicy(
             self.n_threads if on_cpu else torch.get_num_threads(),
             module=self.module,
-            rows=self.batch_size,
+            rows=-(-self.batch_size // self.part[1]),  # this rank's share of a batch
+            max_threads=(
+                min(torch.get_num_threads(), distributed.threads_per_rank(usable_cores()))
+                if self.distributed
+                else None
+            ),
             generator=(
                 None
                 if self.global_seed is None
@@ -386,21 +393,23 @@ class Trainer:
         """One data-parallel Adam step: ``batch`` is this rank's share of ``global_rows``.
 
         The gradient of the share's mean loss, weighted by its share of the
-        rows, is summed over the ranks (one all-reduce of the flat gradient,
-        DDP's bucket): the gradient of the global batch's mean loss.
+        rows, is summed over the ranks: the gradient of the global batch's mean
+        loss. The sum is bucketed and overlapped with the backward pass
+        (:class:`~.distributed.GradientReducer`, set up by the
+        :class:`~.callbacks.DistributedSync` callback).
         """
         self.optimizer.zero_grad()
         rows = batch[0].shape[0]
+        self.reducer.begin(rows / global_rows)
         if rows:
             loss = self.loss_fn(self.module, *batch)
             loss.backward()
-            self.optimizer.grad.mul_(rows / global_rows)
             loss = loss.detach()
         else:  # a global batch smaller than the ranks: this rank has no rows
             loss = self.optimizer.flat.new_zeros(())
         if hasattr(self.loss_fn, "rows_seen"):  # annealing schedules count the global batch
             self.loss_fn.rows_seen += global_rows - rows
-        distributed.all_sum_(self.optimizer.grad)
+        self.reducer.finish()
         self.optimizer.step()
         return loss
 
