@@ -1,7 +1,14 @@
 """Samples per second of one process against data-parallel ranks (torch.distributed).
 
-Two cases, each fitted with the same global batch and epochs:
+Cases (the default: ``ae``, ``mlp``, ``conv``, ``dec``):
 
+- ``ae``: ``DeepAutoencoder(n_components=10, hidden_layer_sizes=(512, 256))``
+  on 60 000 x 64 Gaussian rows, ``batch_size="auto"`` (256 rows a rank: the
+  global batch grows with the ranks);
+- ``dec``: the default ``DeepEmbeddingClusterer(n_clusters=10)`` on 10 000
+  Fashion-MNIST images (rows ``RandomState(0).choice(70000, 10000)``, pixels /
+  255), one process against two ranks, each a fresh process with one thread
+  (``OMP_NUM_THREADS=1``): seconds, NMI, and whether the ranks' labels agree;
 - ``mlp``: ``DeepAutoencoder(n_components=8, hidden_layer_sizes=(64, 32))``
   on 100 000 x 20 Gaussian rows (batch 256);
 - ``conv``: ``DeepAutoencoder(n_components=10, image_shape=(1, 28, 28))`` on
@@ -19,7 +26,8 @@ final training loss is printed beside it (the runs train the same model).
 The load average (``os.getloadavg``) is printed before and after: on a shared
 machine compare figures of one run only.
 
-    python benchmarks/bench_distributed.py
+    python benchmarks/bench_distributed.py --cases ae --epochs 6     # issue target
+    python benchmarks/bench_distributed.py --cases dec                # issue target
     python benchmarks/bench_distributed.py --cases mlp --epochs 2
 """
 
@@ -71,8 +79,35 @@ def timed_fit(X, params, epochs, n_threads, device):
     return {"rate": len(X) * epochs / seconds, "loss": model.loss_curve_[-1], "seconds": seconds}
 
 
+def clusterer_fit():
+    """The default clusterer on 10 000 Fashion-MNIST images; seconds, NMI, labels' digest."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from sk_deepunsup import DeepEmbeddingClusterer
+    from sk_deepunsup._nn import distributed
+
+    X, y = fashion_mnist()
+    rows = np.random.RandomState(0).choice(70_000, 10_000)  # with repeats, as the issue's
+    X, y = np.ascontiguousarray(X[rows]), y[rows]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        DeepEmbeddingClusterer(3, random_state=0, n_threads=1).fit(X[:300])  # warm-up
+        start = time.perf_counter()
+        dec = DeepEmbeddingClusterer(n_clusters=10, random_state=0, n_threads=1).fit(X)
+        seconds = time.perf_counter() - start
+    digest = float(dec.labels_.astype(np.int64) @ np.arange(len(X)) % 1_000_003)
+    digests = distributed.all_values(digest) if distributed.is_active() else [digest]
+    return {"seconds": seconds, "nmi": normalized_mutual_info_score(y, dec.labels_),
+            "same_labels_on_ranks": len(set(digests)) == 1, "digest": digest}
+
+
 def worker(args):
-    """One rank under torchrun: fit, and rank 0 prints the result as JSON."""
+    """One rank under torchrun (or one process): fit, and rank 0 prints the result as JSON."""
+    if args.worker == "dec":
+        result = clusterer_fit()
+        if int(os.environ.get("RANK", 0)) == 0:
+            print("RESULT " + json.dumps(result), flush=True)
+        return
     X, params = case_data(args.worker, args)
     device = "cuda" if args.device == "cuda" else "cpu"
     result = timed_fit(X, params, args.epochs, 1 if device == "cpu" else None, device)
@@ -87,9 +122,12 @@ def free_port():
 
 
 def ranks(case, n, args, device):
-    cmd = [
+    launcher = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(n),
-        "--master-port", str(free_port()), os.path.abspath(__file__),
+        "--master-port", str(free_port()),
+    ]
+    cmd = [
+        *(launcher if n > 1 else [sys.executable]), os.path.abspath(__file__),
         "--worker", case, "--epochs", str(args.epochs),
         "--conv-samples", str(args.conv_samples), "--device", device,
     ]
@@ -110,11 +148,12 @@ def row(label, result, base=None):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", nargs="+", default=["mlp", "conv"], choices=["ae", "mlp", "conv"])
+    cases = ["ae", "mlp", "conv", "dec"]
+    parser.add_argument("--cases", nargs="+", default=cases, choices=cases)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--conv-samples", type=int, default=6000)
     parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--worker", choices=["ae", "mlp", "conv"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=cases, help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -127,6 +166,15 @@ def main():
         f"torch {torch.__version__}"
     )
     for case in args.cases:
+        if case == "dec":
+            print("dec: default DeepEmbeddingClusterer(10), 10 000 Fashion-MNIST images, "
+                  "1 thread a process (OMP_NUM_THREADS=1)")
+            one, two = ranks("dec", 1, args, "cpu"), ranks("dec", 2, args, "cpu")
+            for label, r in (("1 process x 1 thread", one), ("2 ranks x 1 thread (gloo)", two)):
+                print(f"  {label:<34} {r['seconds']:8.1f} s  {r['seconds'] / one['seconds']:5.2f}x"
+                      f"  NMI {r['nmi']:.3f}  same labels on every rank: "
+                      f"{r['same_labels_on_ranks']}")
+            continue
         X, params = case_data(case, args)
         print(f"{case}: {X.shape[0]} x {X.shape[1]}, {args.epochs} epochs, {params}")
         singles = {t: timed_fit(X, params, args.epochs, t, "cpu") for t in sorted({1, cores})}

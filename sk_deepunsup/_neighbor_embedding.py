@@ -451,9 +451,9 @@ class NeighborEmbedding(
     def _train(self, trained, data, graph, objective, seed, device):
         """Train ``trained`` on ``graph``'s edges between the rows of ``data``; the history."""
         generator = make_generator(seed, device)
-        edges = EdgeSampler(
-            torch.as_tensor(graph.row, dtype=torch.long, device=device),
-            torch.as_tensor(graph.col, dtype=torch.long, device=device),
+        edges = EdgeSampler(  # int32 ends: on the CPU, views of the graph's arrays
+            torch.as_tensor(graph.row, device=device),
+            torch.as_tensor(graph.col, device=device),
             torch.as_tensor(graph.data, dtype=torch.float32, device=device),
         )
         batch_size = self._resolve_batch_size(len(graph.data))  # at most the graph's edges
