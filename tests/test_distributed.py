@@ -28,7 +28,7 @@ from sk_deepunsup import (
     NeighborEmbedding,
 )
 from sk_deepunsup._neighbor_graph import nearest_neighbors
-from sk_deepunsup._nn import FlatAdam, distributed
+from sk_deepunsup._nn import MLP, FlatAdam, distributed
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(),
@@ -156,26 +156,25 @@ def bucketed_gradients():
     """The gradient the bucketed, overlapped reduction gives, and the flat sum it must equal.
 
     Each rank trains on its own rows; one parameter is never reached by the
-    loss (its bucket is launched when the step finishes).
+    loss (its bucket is launched when the step finishes). Empty without a
+    process group.
     """
     torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(6, 32), torch.nn.Tanh(), torch.nn.Linear(32, 16),
-        torch.nn.Tanh(), torch.nn.Linear(16, 6),
-    )
+    # the fused MLP writes .grad itself (it reports each layer); the Linear goes through autograd
+    net = torch.nn.Sequential(MLP([6, 32, 16], "tanh"), torch.nn.Tanh(), torch.nn.Linear(16, 6))
     unused = torch.nn.Parameter(torch.ones(3, 4))
     opt = FlatAdam([*net.parameters(), unused])
     x = torch.from_numpy(blobs()[distributed.rank()::max(1, distributed.world_size())])
     weight = x.shape[0] / 240
-    reducer = None
-    if distributed.is_active():
-        reducer = distributed.GradientReducer(opt.params, opt.grad, bucket_bytes=64)
+    if not distributed.is_active():
+        return {}
+    reducer = distributed.GradientReducer(opt.params, opt.grad, bucket_bytes=64)
+    for _ in range(2):  # the first step learns how the buckets fill; the second overlaps
+        opt.zero_grad()
         reducer.begin(weight)
-    (net(x) - x).square().mean().backward()
-    if reducer is None:
-        return {"grad_bucketed": opt.grad.numpy().copy(), "grad_flat": opt.grad.numpy().copy(),
-                "n_buckets": np.array(1), "unused_grad": unused.grad.numpy().copy()}
-    reducer.finish()
+        (net(x) - x).square().mean().backward()
+        early = reducer.launched
+        reducer.finish()
     bucketed, unused_grad = opt.grad.clone(), unused.grad.clone()
     reducer.remove()
     opt.zero_grad()
@@ -183,7 +182,8 @@ def bucketed_gradients():
     opt.grad.mul_(weight)
     distributed.all_sum_(opt.grad)
     return {"grad_bucketed": bucketed.numpy(), "grad_flat": opt.grad.numpy().copy(),
-            "n_buckets": np.array(len(reducer.buckets)), "unused_grad": unused_grad.numpy()}
+            "n_buckets": np.array(len(reducer.buckets)), "unused_grad": unused_grad.numpy(),
+            "launched_during_backward": np.array(early)}
 
 
 def _worker(rank, port, out_dir, scenario):
@@ -272,6 +272,8 @@ def test_each_rank_searches_its_rows_and_gets_the_single_process_graph(ranks, si
 def test_bucketed_overlapped_reduction_sums_as_one_all_reduce(ranks):
     for rank in ranks:
         assert rank["n_buckets"] >= 4
+        # the fused MLP's backward reports each layer: buckets leave before it ends
+        assert rank["launched_during_backward"] >= 2
         np.testing.assert_array_equal(rank["grad_bucketed"], rank["grad_flat"])
     # the never-reached parameter's bucket was reduced too (zeros, not garbage)
     np.testing.assert_array_equal(ranks[0]["unused_grad"], 0.0)

@@ -23,6 +23,7 @@ Nothing here imports scikit-learn.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -42,6 +43,7 @@ __all__ = [
     "broadcast_",
     "broadcast_object",
     "cached",
+    "gradient_ready",
     "check_same",
     "is_active",
     "is_main",
@@ -278,6 +280,20 @@ def threads_per_rank(cores: int) -> int:
 BUCKET_BYTES = int(float(os.environ.get("SK_DEEPUNSUP_BUCKET_MB", 0.25)) * 2**20)
 
 
+#: ``id(param) -> hook`` for gradients accumulated outside autograd's own
+#: accumulation (the fused MLP's backward writes ``.grad`` itself, so
+#: ``register_post_accumulate_grad_hook`` never fires for its parameters).
+_READY_HOOKS: dict[int, Callable] = {}
+
+
+def gradient_ready(param: torch.Tensor) -> None:
+    """Called by a hand-written backward once it has accumulated ``param.grad``."""
+    if _READY_HOOKS:
+        hook = _READY_HOOKS.get(id(param))
+        if hook is not None:
+            hook(param)
+
+
 class GradientReducer:
     """Bucketed all-reduce of a flat gradient, overlapped with the backward pass.
 
@@ -293,7 +309,11 @@ class GradientReducer:
 
     Buckets are launched strictly in bucket order (a full bucket waits for
     the ones before it), so every rank issues the same collectives in the same
-    order whatever order its hooks fire in. The sums are those of one flat
+    order whatever order its hooks fire in. How many accumulations fill a
+    bucket is learnt in the first step, which reduces everything at its end
+    (a module called twice accumulates its gradients twice); a later step
+    that accumulates into a bucket already sent raises RuntimeError rather
+    than sum a partial gradient. The sums are those of one flat
     all-reduce: bucketing changes when values are reduced, never what.
     """
 
@@ -332,20 +352,37 @@ class GradientReducer:
             self.buckets.append(grad[lo:hi])
             for _, _, p in span:
                 bucket_of[p] = k
-        self.expected = [len(span) for span in spans]
+        self.members = [[p for _, _, p in span] for span in spans]
+        #: notifications each bucket gets in a step, learnt in the first step
+        #: (a module called twice accumulates twice); None until then
+        self.expected: list[int] | None = None
+        self.counts: dict[int, int] = {}
         self.handles = []
+        self.ready_keys = []
         for p in bucket_of:
-            self.handles.append(p.register_post_accumulate_grad_hook(self._hook(bucket_of[p])))
+            hook = self._hook(bucket_of[p])
+            self.handles.append(p.register_post_accumulate_grad_hook(hook))
+            _READY_HOOKS[id(p)] = hook  # the fused MLP's backward
+            self.ready_keys.append(id(p))
         self._reset()
 
     def _reset(self) -> None:
-        self.pending = list(self.expected)
+        # the first step launches everything at the end and counts the notifications
+        self.pending = [math.inf] * len(self.buckets) if self.expected is None else list(self.expected)
+        self.seen = [0] * len(self.buckets)
         self.launched = 0
         self.works: list = []
 
     def _hook(self, k: int):
         def hook(_param):
             if self.active:
+                self.seen[k] += 1
+                if k < self.launched:
+                    raise RuntimeError(
+                        "a gradient was accumulated into a bucket already being reduced: "
+                        "the network's backward pass differs from the first step's "
+                        "(a module called a different number of times per step)"
+                    )
                 self.pending[k] -= 1
                 self._launch_ready()
         return hook
@@ -382,9 +419,13 @@ class GradientReducer:
                 bucket.copy_(staged)
         self.works = []
         self.active = False
+        if self.expected is None and any(self.seen):  # learnt from a step with rows
+            self.expected = list(self.seen)
 
     def remove(self) -> None:
         """Remove the hooks (when training ends)."""
         for h in self.handles:
             h.remove()
-        self.handles = []
+        for key in self.ready_keys:
+            _READY_HOOKS.pop(key, None)
+        self.handles, self.ready_keys = [], []
