@@ -4,8 +4,8 @@
     python benchmarks/bench_scale.py --sizes 50000 200000
     python benchmarks/bench_scale.py --sizes 200000 --ranks 2   # under torchrun, 2 ranks x 1 thread
 
-Standardised float32 blobs (50 features, 10 centres, ``cluster_std=4`` so that
-they overlap), clustered by ``DeepEmbeddingClusterer(n_clusters=10,
+Standardised float32 blobs (50 features, 10 centres in a +-10 box,
+``cluster_std=4``, as ``make_blobs`` draws them, generated in chunks), clustered by ``DeepEmbeddingClusterer(n_clusters=10,
 random_state=0)`` with its defaults and by ``KMeans(10)``. Each size is fitted
 in a fresh process, so its peak resident memory (``ru_maxrss``: the largest
 resident set of the fit, data included) is that fit's alone; the input's own
@@ -42,13 +42,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 
-def blobs(n):
-    from sklearn.datasets import make_blobs
-
-    X, y = make_blobs(n, n_features=50, centers=10, cluster_std=4.0, random_state=0)
-    X -= X.mean(axis=0)
-    X /= X.std(axis=0)
-    return X.astype(np.float32), y
+def blobs(n, chunk=100_000):
+    """``make_blobs``' distribution (10 centres in a +-10 box, ``cluster_std=4``, 50 features),
+    drawn and standardised in float32 chunks: the data never exist in float64, so
+    the peak memory measured is the fit's, not the generator's."""
+    rng = np.random.RandomState(0)
+    centers = rng.uniform(-10.0, 10.0, size=(10, 50))
+    y = rng.randint(10, size=n)
+    X = np.empty((n, 50), dtype=np.float32)
+    for start in range(0, n, chunk):
+        rows = slice(start, start + chunk)
+        X[rows] = centers[y[rows]] + rng.normal(scale=4.0, size=(len(y[rows]), 50))
+    mean = np.zeros(50)
+    for start in range(0, n, chunk):
+        mean += X[start:start + chunk].sum(axis=0, dtype=np.float64)
+    mean /= n
+    var = np.zeros(50)
+    for start in range(0, n, chunk):
+        var += np.square(X[start:start + chunk] - mean).sum(axis=0)
+    scale = np.sqrt(var / n)
+    for start in range(0, n, chunk):
+        X[start:start + chunk] = (X[start:start + chunk] - mean) / scale
+    return X, y
 
 
 def worker(n, kmeans):

@@ -333,7 +333,7 @@ class GradientReducer:
         current, size = [], 0
         ordered = [o for o in reversed(offsets) if o[2].dim() >= 2]
         ordered += [o for o in offsets if o[2].dim() < 2]
-        for i, (lo, hi, p) in enumerate(ordered):
+        for lo, hi, p in ordered:
             if current and (p.dim() < 2) != (current[-1][2].dim() < 2):
                 spans.append(current)
                 current, size = [], 0
@@ -352,11 +352,9 @@ class GradientReducer:
             self.buckets.append(grad[lo:hi])
             for _, _, p in span:
                 bucket_of[p] = k
-        self.members = [[p for _, _, p in span] for span in spans]
         #: notifications each bucket gets in a step, learnt in the first step
         #: (a module called twice accumulates twice); None until then
         self.expected: list[int] | None = None
-        self.counts: dict[int, int] = {}
         self.handles = []
         self.ready_keys = []
         for p in bucket_of:
