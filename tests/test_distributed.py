@@ -132,6 +132,7 @@ def fitted_state(X, R):
         "knn_idx": knn_idx,
         "knn_dist": knn_dist,
         "auto_batch": np.array(autoencoder(batch_size="auto")._resolve_batch_size(10_000)),
+        "dec_auto_batch": np.array(DeepEmbeddingClusterer(3)._resolve_batch_size(10_000)),
         **bucketed_gradients(),
         "ae": flat(ae.module_),
         "ae_loss": np.array(ae.loss_curve_),
@@ -279,9 +280,11 @@ def test_bucketed_overlapped_reduction_sums_as_one_all_reduce(ranks):
     np.testing.assert_array_equal(ranks[0]["unused_grad"], 0.0)
 
 
-def test_auto_batch_is_per_rank_and_an_int_batch_is_global(ranks, single):
+def test_auto_batch_is_per_rank_for_epoch_budgets(ranks, single):
     assert single["auto_batch"] == 256
     assert ranks[0]["auto_batch"] == 256 * WORLD
+    # the clusterer's refinement stops after a number of steps: its batch stays global
+    assert ranks[0]["dec_auto_batch"] == single["dec_auto_batch"]
 
 
 def test_threads_per_rank_share_the_machine(monkeypatch):
