@@ -28,7 +28,7 @@ from sk_deepunsup import (
     NeighborEmbedding,
 )
 from sk_deepunsup._neighbor_graph import nearest_neighbors
-from sk_deepunsup._nn import MLP, FlatAdam, distributed
+from sk_deepunsup._nn import MLP, FlatAdam, TensorSource, Trainer, distributed
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(),
@@ -134,6 +134,7 @@ def fitted_state(X, R):
         "auto_batch": np.array(autoencoder(batch_size="auto")._resolve_batch_size(10_000)),
         "dec_auto_batch": np.array(DeepEmbeddingClusterer(3)._resolve_batch_size(10_000)),
         **bucketed_gradients(),
+        **step_modes(X),
         "ae": flat(ae.module_),
         "ae_loss": np.array(ae.loss_curve_),
         "ae_streamed": flat(ae_streamed.module_),
@@ -151,6 +152,20 @@ def fitted_state(X, R):
         "ne": flat(ne.module_),
         "ne_loss": np.array(ne.loss_curve_),
     }
+
+
+def step_modes(X):
+    """Whether the engine replicates a small network's steps and splits a large one's."""
+    def loss(module, x):
+        return (module(x) - x).square().mean()
+
+    x = torch.from_numpy(X)
+    modes = {}
+    for name, sizes, batch in (("small", [6, 16, 6], 32), ("large", [6, 1024, 1024, 6], 64)):
+        trainer = Trainer(MLP(sizes), loss, batch_size=batch, max_iter=1, n_threads=1)
+        trainer.fit(TensorSource(x))
+        modes[f"replicated_{name}"] = np.array(trainer.replicated)
+    return modes
 
 
 def bucketed_gradients():
@@ -285,6 +300,12 @@ def test_auto_batch_is_per_rank_for_epoch_budgets(ranks, single):
     assert ranks[0]["auto_batch"] == 256 * WORLD
     # the clusterer's refinement stops after a number of steps: its batch stays global
     assert ranks[0]["dec_auto_batch"] == single["dec_auto_batch"]
+
+
+def test_small_steps_are_replicated_and_large_ones_split(ranks, single):
+    # 3 x 192 weights x 32 rows: an all-reduce would cost more than the step
+    assert ranks[0]["replicated_small"] and not ranks[0]["replicated_large"]
+    assert not single["replicated_small"]  # one process: nothing to replicate
 
 
 def test_threads_per_rank_share_the_machine(monkeypatch):
