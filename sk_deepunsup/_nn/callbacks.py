@@ -45,6 +45,12 @@ def all_finite(tensors) -> bool:
 class Callback:
     """Hooks into :class:`Trainer`; set ``trainer.stop_requested`` to stop."""
 
+    #: True when :meth:`on_batch_end` never sets ``stop_requested``, or sets it
+    #: alike on every rank (from values already reduced over the ranks): a
+    #: data-parallel engine then skips the collective after every step in which
+    #: the ranks agree whether to stop.
+    agreed_stop: bool = False
+
     def on_train_begin(self, trainer: Trainer) -> None:
         """Before the first epoch."""
 

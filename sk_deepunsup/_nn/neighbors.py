@@ -182,6 +182,8 @@ class EdgeSampler(BatchSource):
 class LinearDecay(Callback):
     """Lowers the optimiser's step size linearly to zero over ``n_steps`` steps."""
 
+    agreed_stop = True  # it never stops training
+
     def __init__(self, n_steps: int):
         self.n_steps = max(1, int(n_steps))
         self.initial = None

@@ -363,6 +363,8 @@ class Trainer:
             if type(cb).on_batch_end is not Callback.on_batch_end
         ]
         split = self.distributed and not self.replicated
+        # the ranks agree after every step on a stop only some rank may have asked for
+        agree = self.distributed and not all(cb.agreed_stop for cb in batch_callbacks)
         if self.distributed:
             self._sync_generator()
         batches = data.batches(
@@ -392,7 +394,7 @@ class Trainer:
             if batch_callbacks:
                 for cb in batch_callbacks:
                     cb.on_batch_end(self)
-                if self.distributed:
+                if agree:
                     self.stop_requested = distributed.any_true(self.stop_requested)
                 if self.stop_requested:
                     break
