@@ -145,9 +145,16 @@ class TorchEstimatorMixin(TorchStateMixin):
         if history is not None and not self.interrupted_ and not self._epochs_are_a_budget():
             warn_not_converged(self, history)
 
+    #: Whether ``batch_size="auto"`` is rows *per rank* under torch.distributed
+    #: (the global batch grows with the ranks: fits with a budget of epochs get
+    #: fewer, longer steps) or the global batch (fits that stop after a number
+    #: of steps keep them, each rank computing a share). See docs/distributed.rst.
+    _auto_batch_per_rank = True
+
     def _resolve_batch_size(self, n_samples: int) -> int:
         if self.batch_size == "auto":
-            return min(self._auto_batch_size(n_samples), n_samples)
+            ranks = distributed.world_size() if self._auto_batch_per_rank else 1
+            return min(self._auto_batch_size(n_samples) * ranks, n_samples)
         return min(self.batch_size, n_samples)
 
     def _auto_batch_size(self, n_samples: int) -> int:

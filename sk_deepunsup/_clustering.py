@@ -228,6 +228,10 @@ default="auto"
     True
     """
 
+    # the refinement stops when the labels settle, after a number of steps:
+    # under torchrun "auto" stays the global batch, each rank computing a share
+    _auto_batch_per_rank = False
+
     _parameter_constraints: dict = {
         **TRAINING_CONSTRAINTS,
         "n_clusters": [Interval(Integral, 1, None, closed="left")],

@@ -34,7 +34,6 @@ from ._neighbor_graph import (
 )
 from ._nn import (
     ACTIVATIONS,
-    distributed,
     MLP,
     NEIGHBOR_LOSSES,
     EdgeSampler,
@@ -433,8 +432,8 @@ class NeighborEmbedding(
             graph_X = projected if in_projection else X if sp.issparse(X) else as_dense(X)
             return nearest_neighbors(graph_X, k, self.metric, self.neighbors_algorithm, seed)
 
-        # a data-parallel fit builds the graph once, on rank 0, and sends it to the others
-        idx, dist = distributed.on_main(search)
+        # a data-parallel fit: each rank searches its rows' neighbours (a collective)
+        idx, dist = search()
         if not np.isfinite(dist).all():
             rows = np.flatnonzero(~np.isfinite(dist).all(axis=1))
             raise ValueError(
@@ -452,9 +451,9 @@ class NeighborEmbedding(
     def _train(self, trained, data, graph, objective, seed, device):
         """Train ``trained`` on ``graph``'s edges between the rows of ``data``; the history."""
         generator = make_generator(seed, device)
-        edges = EdgeSampler(
-            torch.as_tensor(graph.row, dtype=torch.long, device=device),
-            torch.as_tensor(graph.col, dtype=torch.long, device=device),
+        edges = EdgeSampler(  # int32 ends: on the CPU, views of the graph's arrays
+            torch.as_tensor(graph.row, device=device),
+            torch.as_tensor(graph.col, device=device),
             torch.as_tensor(graph.data, dtype=torch.float32, device=device),
         )
         batch_size = self._resolve_batch_size(len(graph.data))  # at most the graph's edges

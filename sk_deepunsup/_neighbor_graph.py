@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from sklearn.neighbors import NearestNeighbors
+
+from ._nn import distributed
 
 __all__ = [
     "NNDESCENT_THRESHOLD",
@@ -52,37 +55,81 @@ def nearest_neighbors(X, n_neighbors, metric="euclidean", algorithm="auto", rand
                 pass
     if algorithm == "nndescent":
         try:
-            from pynndescent import NNDescent
+            import pynndescent  # noqa: F401
         except ImportError:
             raise ImportError(
                 "neighbors_algorithm='nndescent' needs pynndescent: "
                 "pip install 'sk-deepunsup[nndescent]' (or pip install pynndescent), "
                 "or use neighbors_algorithm='exact'."
             ) from None
-        seed = None if random_state is None else int(random_state)
-        index = NNDescent(X, n_neighbors=n_neighbors + 1, metric=metric, random_state=seed)
-        idx, dist = index.neighbor_graph
-        # Drop each row's own entry (usually the first column).
-        own = idx == np.arange(n)[:, None]
-        keep = ~own
-        keep[own.sum(axis=1) == 0, -1] = False
-        idx = idx[keep].reshape(n, n_neighbors)
-        dist = dist[keep].reshape(n, n_neighbors).astype(np.float64)
-        order = np.lexsort((idx, dist))  # ties by index, as the exact search
-        return np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)
+        if distributed.is_active():  # one approximate index, on rank 0, sent to every rank
+            return distributed.on_main(
+                lambda: _nndescent(X, n_neighbors, metric, random_state)
+            )
+        return _nndescent(X, n_neighbors, metric, random_state)
+    return _exact(X, n_neighbors, metric)
+
+
+def _nndescent(X, n_neighbors, metric, random_state):
+    """pynndescent's approximate neighbours (self excluded, ties by index)."""
+    from pynndescent import NNDescent
+
+    n = X.shape[0]
+    seed = None if random_state is None else int(random_state)
+    index = NNDescent(X, n_neighbors=n_neighbors + 1, metric=metric, random_state=seed)
+    idx, dist = index.neighbor_graph
+    del index  # its search trees: hundreds of MB on a million rows
+    release_free_memory()
+    # Drop each row's own entry (usually the first column).
+    own = idx == np.arange(n)[:, None]
+    keep = ~own
+    keep[own.sum(axis=1) == 0, -1] = False
+    idx = idx[keep].reshape(n, n_neighbors)
+    dist = dist[keep].reshape(n, n_neighbors).astype(np.float64)
+    order = np.lexsort((idx, dist))  # ties by index, as the exact search
+    return np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)
+
+
+def release_free_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``).
+
+    Large searches free hundreds of MB in pieces the allocator keeps; without
+    this the process stays at its peak through the training that follows.
+    Nothing happens on other C libraries.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _exact(X, n_neighbors, metric):
+    """Exact neighbours (self excluded, ties by index); each rank its share under torchrun."""
+    n = X.shape[0]
     search = NearestNeighbors(n_neighbors=n_neighbors, metric=metric).fit(X)
-    dist, idx = kneighbors_by_index(search, X, n_neighbors, exclude_self=True)
-    return idx, dist
+    if not distributed.is_active() or n < distributed.world_size():
+        dist, idx = kneighbors_by_index(search, X, n_neighbors, exclude_self=True)
+        return idx, dist
+    # data-parallel: each rank searches the neighbours of its own rows among all
+    # rows, and the rows' lists are gathered once (the same lists as one search)
+    lo, hi = distributed.share(n)
+    dist, idx = kneighbors_by_index(search, X[lo:hi], n_neighbors, exclude_self=True, offset=lo)
+    dist = distributed.all_gather_rows(torch.from_numpy(dist)).numpy()
+    idx = distributed.all_gather_rows(torch.from_numpy(idx.astype(np.int64))).numpy()
+    return idx.astype(np.intp, copy=False), dist
 
 
-def kneighbors_by_index(search, X, n_neighbors, *, exclude_self=False):
+def kneighbors_by_index(search, X, n_neighbors, *, exclude_self=False, offset=0):
     """Distances and indices of each row's nearest fitted samples, ties broken by index.
 
     ``search`` is a fitted ``NearestNeighbors``. Among equal distances the
     lower index comes first and is the one kept at the ``n_neighbors``-th
     place, so the result does not depend on the search's thread count,
-    chunking or tree. ``exclude_self``: ``X`` is the fitted data and row ``i``
-    is not its own neighbour (its duplicates are).
+    chunking or tree. ``exclude_self``: ``X`` is the fitted data's rows from
+    ``offset`` on, and row ``i`` of ``X`` is not a neighbour of itself
+    (fitted sample ``offset + i``; its duplicates are).
     """
     n_fit = search.n_samples_fit_
     out_dist = np.empty((X.shape[0], n_neighbors))
@@ -95,19 +142,23 @@ def kneighbors_by_index(search, X, n_neighbors, *, exclude_self=False):
         step = max(1, NEIGHBOR_BLOCK // wanted)  # ties widen the search: memory stays bounded
         for start in range(0, rows.size, step):
             block = rows[start : start + step]
-            unsure.append(_sorted_block(search, X, block, wanted, n_neighbors, exclude_self,
-                                        out_dist, out_idx))
+            unsure.append(_sorted_block(search, X, block, wanted, n_neighbors,
+                                        offset if exclude_self else None, out_dist, out_idx))
         rows = np.concatenate(unsure)
         wanted = min(2 * wanted, n_fit)
     return out_dist, out_idx
 
 
-def _sorted_block(search, X, rows, wanted, n_neighbors, exclude_self, out_dist, out_idx):
-    """Store the rows whose ``n_neighbors``-th place is sure among ``wanted``; return the others."""
+def _sorted_block(search, X, rows, wanted, n_neighbors, self_offset, out_dist, out_idx):
+    """Store the rows whose ``n_neighbors``-th place is sure among ``wanted``; return the others.
+
+    ``self_offset``: None, or row ``i`` of ``X`` is fitted sample ``self_offset + i``
+    and is not its own neighbour.
+    """
     n_fit = search.n_samples_fit_
     dist, idx = search.kneighbors(X[rows], n_neighbors=wanted)
-    if exclude_self:
-        own = idx == rows[:, None]
+    if self_offset is not None:
+        own = idx == (rows + self_offset)[:, None]
         dist = np.where(own, np.inf, dist)
         idx = np.where(own, n_fit, idx)
     order = np.lexsort((idx, dist))

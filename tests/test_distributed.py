@@ -27,7 +27,8 @@ from sk_deepunsup import (
     DeepEmbeddingClusterer,
     NeighborEmbedding,
 )
-from sk_deepunsup._nn import distributed
+from sk_deepunsup._neighbor_graph import nearest_neighbors
+from sk_deepunsup._nn import MLP, FlatAdam, TensorSource, Trainer, distributed
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(),
@@ -124,7 +125,16 @@ def fitted_state(X, R):
     def flat(module):
         return torch.cat([p.detach().reshape(-1) for p in module.parameters()]).numpy()
 
+    # ties and duplicates: the neighbours must come in index order on every route
+    ties = np.repeat(np.round(X[:60], 1), 2, axis=0)
+    knn_idx, knn_dist = nearest_neighbors(ties, 5, algorithm="exact")
     return {
+        "knn_idx": knn_idx,
+        "knn_dist": knn_dist,
+        "auto_batch": np.array(autoencoder(batch_size="auto")._resolve_batch_size(10_000)),
+        "dec_auto_batch": np.array(DeepEmbeddingClusterer(3)._resolve_batch_size(10_000)),
+        **bucketed_gradients(),
+        **step_modes(X),
         "ae": flat(ae.module_),
         "ae_loss": np.array(ae.loss_curve_),
         "ae_streamed": flat(ae_streamed.module_),
@@ -142,6 +152,54 @@ def fitted_state(X, R):
         "ne": flat(ne.module_),
         "ne_loss": np.array(ne.loss_curve_),
     }
+
+
+def step_modes(X):
+    """Whether the engine replicates a small network's steps and splits a large one's."""
+    def loss(module, x):
+        return (module(x) - x).square().mean()
+
+    x = torch.from_numpy(X)
+    modes = {}
+    for name, sizes, batch in (("small", [6, 16, 6], 32), ("large", [6, 1024, 1024, 6], 64)):
+        trainer = Trainer(MLP(sizes), loss, batch_size=batch, max_iter=1, n_threads=1)
+        trainer.fit(TensorSource(x))
+        modes[f"replicated_{name}"] = np.array(trainer.replicated)
+    return modes
+
+
+def bucketed_gradients():
+    """The gradient the bucketed, overlapped reduction gives, and the flat sum it must equal.
+
+    Each rank trains on its own rows; one parameter is never reached by the
+    loss (its bucket is launched when the step finishes). Empty without a
+    process group.
+    """
+    torch.manual_seed(0)
+    # the fused MLP writes .grad itself (it reports each layer); the Linear goes through autograd
+    net = torch.nn.Sequential(MLP([6, 32, 16], "tanh"), torch.nn.Tanh(), torch.nn.Linear(16, 6))
+    unused = torch.nn.Parameter(torch.ones(3, 4))
+    opt = FlatAdam([*net.parameters(), unused])
+    x = torch.from_numpy(blobs()[distributed.rank()::max(1, distributed.world_size())])
+    weight = x.shape[0] / 240
+    if not distributed.is_active():
+        return {}
+    reducer = distributed.GradientReducer(opt.params, opt.grad, bucket_bytes=64)
+    for _ in range(2):  # the first step learns how the buckets fill; the second overlaps
+        opt.zero_grad()
+        reducer.begin(weight)
+        (net(x) - x).square().mean().backward()
+        early = reducer.launched
+        reducer.finish()
+    bucketed, unused_grad = opt.grad.clone(), unused.grad.clone()
+    reducer.remove()
+    opt.zero_grad()
+    (net(x) - x).square().mean().backward()  # no hooks now: one flat all-reduce
+    opt.grad.mul_(weight)
+    distributed.all_sum_(opt.grad)
+    return {"grad_bucketed": bucketed.numpy(), "grad_flat": opt.grad.numpy().copy(),
+            "n_buckets": np.array(len(reducer.buckets)), "unused_grad": unused_grad.numpy(),
+            "launched_during_backward": np.array(early)}
 
 
 def _worker(rank, port, out_dir, scenario):
@@ -217,6 +275,46 @@ def test_matches_single_process_with_the_same_global_batch(ranks, single):
     # the same data, stored either way, trains the same
     np.testing.assert_allclose(rank["ae"], rank["ae_streamed"], atol=1e-5)
     np.testing.assert_allclose(rank["ae"], rank["ae_sparse"], atol=1e-5)
+
+
+def test_each_rank_searches_its_rows_and_gets_the_single_process_graph(ranks, single):
+    # exact search of each rank's share, gathered: the same lists, ties in index order
+    for rank in ranks:
+        np.testing.assert_array_equal(rank["knn_idx"], single["knn_idx"])
+        np.testing.assert_array_equal(rank["knn_dist"], single["knn_dist"])
+    assert single["knn_idx"].dtype == ranks[0]["knn_idx"].dtype
+
+
+def test_bucketed_overlapped_reduction_sums_as_one_all_reduce(ranks):
+    for rank in ranks:
+        assert rank["n_buckets"] >= 4
+        # the fused MLP's backward reports each layer: buckets leave before it ends
+        assert rank["launched_during_backward"] >= 2
+        np.testing.assert_array_equal(rank["grad_bucketed"], rank["grad_flat"])
+    # the never-reached parameter's bucket was reduced too (zeros, not garbage)
+    np.testing.assert_array_equal(ranks[0]["unused_grad"], 0.0)
+
+
+def test_auto_batch_is_per_rank_for_epoch_budgets(ranks, single):
+    assert single["auto_batch"] == 256
+    assert ranks[0]["auto_batch"] == 256 * WORLD
+    # the clusterer's refinement stops after a number of steps: its batch stays global
+    assert ranks[0]["dec_auto_batch"] == single["dec_auto_batch"]
+
+
+def test_small_steps_are_replicated_and_large_ones_split(ranks, single):
+    # 3 x 192 weights x 32 rows: an all-reduce would cost more than the step
+    assert ranks[0]["replicated_small"] and not ranks[0]["replicated_large"]
+    assert not single["replicated_small"]  # one process: nothing to replicate
+
+
+def test_threads_per_rank_share_the_machine(monkeypatch):
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert distributed.threads_per_rank(8) == 4
+    assert distributed.threads_per_rank(2) == 1
+    assert distributed.threads_per_rank(1) == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert distributed.threads_per_rank(8) == 8
 
 
 def test_noisy_fits_match_single_process_quality(ranks, single):

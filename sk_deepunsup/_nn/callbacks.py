@@ -45,6 +45,12 @@ def all_finite(tensors) -> bool:
 class Callback:
     """Hooks into :class:`Trainer`; set ``trainer.stop_requested`` to stop."""
 
+    #: True when :meth:`on_batch_end` never sets ``stop_requested``, or sets it
+    #: alike on every rank (from values already reduced over the ranks): a
+    #: data-parallel engine then skips the collective after every step in which
+    #: the ranks agree whether to stop.
+    agreed_stop: bool = False
+
     def on_train_begin(self, trainer: Trainer) -> None:
         """Before the first epoch."""
 
@@ -132,12 +138,21 @@ class ProgressBar(Callback):
 
 
 class DistributedSync(Callback):
-    """Data-parallel agreement: rank 0's weights at the start, the buffers after each
-    epoch, a stop when any rank asks, one generator state at the end."""
+    """Data-parallel agreement: rank 0's weights at the start, the gradients summed in
+    buckets during each backward pass (:class:`~.distributed.GradientReducer`), the
+    buffers after each epoch, a stop when any rank asks, one generator state at the end."""
 
     def on_train_begin(self, trainer: Trainer) -> None:
         distributed.broadcast_(trainer.optimizer.flat)  # start from rank 0's weights, as DDP does
         trainer._sync_buffers()
+        trainer.reducer = distributed.GradientReducer(
+            trainer.optimizer.params, trainer.optimizer.grad
+        )
+
+    def on_train_exit(self, trainer: Trainer) -> None:
+        if trainer.reducer is not None:
+            trainer.reducer.remove()
+            trainer.reducer = None
 
     def on_epoch_trained(self, trainer: Trainer) -> None:
         trainer._sync_buffers()

@@ -32,6 +32,8 @@ class TargetUpdater(Callback):
     so P and the label-change test are those of the whole data on every rank.
     """
 
+    agreed_stop = True  # decided from the gathered Q: alike on every rank
+
     def __init__(self, data, alpha: float, update_interval: int, tol: float):
         self.data = as_source(data)
         self.alpha = alpha

@@ -23,6 +23,7 @@ Nothing here imports scikit-learn.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -32,6 +33,8 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
+    "BUCKET_BYTES",
+    "GradientReducer",
     "all_gather_rows",
     "all_sum",
     "all_sum_",
@@ -40,6 +43,7 @@ __all__ = [
     "broadcast_",
     "broadcast_object",
     "cached",
+    "gradient_ready",
     "check_same",
     "is_active",
     "is_main",
@@ -48,6 +52,7 @@ __all__ = [
     "on_main",
     "rank",
     "share",
+    "threads_per_rank",
     "world_size",
     "writes_files",
 ]
@@ -249,3 +254,179 @@ def check_same(value: int, what: str) -> None:
             f"{[int(v) for v in values]} (rank order). Every rank must call fit with "
             "the same data (e.g. the same file opened as a memmap) and parameters."
         )
+
+
+def local_world_size() -> int:
+    """Ranks on this machine: ``LOCAL_WORLD_SIZE`` (torchrun sets it), else 1 without a group."""
+    if "LOCAL_WORLD_SIZE" in os.environ:
+        return max(1, int(os.environ["LOCAL_WORLD_SIZE"]))
+    return world_size() if is_active() and "LOCAL_RANK" in os.environ else 1
+
+
+def threads_per_rank(cores: int) -> int:
+    """The threads one rank may use: the machine's ``cores`` shared by its ranks.
+
+    ``LOCAL_WORLD_SIZE`` ranks on one machine each get ``cores // LOCAL_WORLD_SIZE``
+    threads (at least 1), so that two ranks of one thread on two cores do not
+    also start an intra-op pool each. A configuration, not a measurement: the
+    count never depends on the load.
+    """
+    return max(1, cores // local_world_size())
+
+
+#: Gradient bytes per all-reduce bucket (DDP's ``bucket_cap_mb``, and its
+#: default). Each all-reduce has a fixed cost: on 2 CPU ranks (gloo), a
+#: (64, 512, 256, 10) autoencoder's 1.3 MB gradient in 4 buckets of 0.25 MB
+#: cost the busiest rank 8.2 CPU seconds over 6 epochs, in 2 buckets of 1 MB
+#: 7.5, in one bucket 6.8 (one process: 10.1). Networks of tens of MB get
+#: several buckets, reduced while the backward pass goes on.
+BUCKET_BYTES = int(float(os.environ.get("SK_DEEPUNSUP_BUCKET_MB", 25)) * 2**20)
+
+
+#: ``id(param) -> hook`` for gradients accumulated outside autograd's own
+#: accumulation (the fused MLP's backward writes ``.grad`` itself, so
+#: ``register_post_accumulate_grad_hook`` never fires for its parameters).
+_READY_HOOKS: dict[int, Callable] = {}
+
+
+def gradient_ready(param: torch.Tensor) -> None:
+    """Called by a hand-written backward once it has accumulated ``param.grad``."""
+    if _READY_HOOKS:
+        hook = _READY_HOOKS.get(id(param))
+        if hook is not None:
+            hook(param)
+
+
+class GradientReducer:
+    """Bucketed all-reduce of a flat gradient, overlapped with the backward pass.
+
+    DDP's reducer for parameters that are views of one flat gradient
+    (:class:`~.optim.FlatAdam`): the flat gradient is cut into contiguous
+    buckets of about ``bucket_bytes``, ordered as the backward pass fills
+    them (the last layers first). A hook after each parameter's gradient is
+    accumulated counts its bucket down; a full bucket is scaled by
+    ``weight`` and its all-reduce (sum) is launched asynchronously while the
+    backward pass goes on with earlier layers. :meth:`finish` launches what
+    is left (parameters the loss did not reach, a rank without rows) and
+    waits for all of them.
+
+    Buckets are launched strictly in bucket order (a full bucket waits for
+    the ones before it), so every rank issues the same collectives in the same
+    order whatever order its hooks fire in. How many accumulations fill a
+    bucket is learnt in the first step, which reduces everything at its end
+    (a module called twice accumulates its gradients twice); a later step
+    that accumulates into a bucket already sent raises RuntimeError rather
+    than sum a partial gradient. The sums are those of one flat
+    all-reduce: bucketing changes when values are reduced, never what.
+    """
+
+    def __init__(self, params, grad: torch.Tensor, bucket_bytes: int = BUCKET_BYTES):
+        self.grad = grad
+        self.weight = 1.0
+        offsets, offset = [], 0
+        for p in params:
+            offsets.append((offset, offset + p.numel(), p))
+            offset += p.numel()
+        if offset != grad.numel():
+            raise ValueError(f"parameters hold {offset} values, the gradient {grad.numel()}")
+        per_bucket = max(1, bucket_bytes // grad.element_size())
+        # matrices (the bulk) from the last layer back; vectors (biases, norms)
+        # are tiny and filled all along the backward pass: one last bucket
+        spans, bucket_of = [], {}
+        current, size = [], 0
+        ordered = [o for o in reversed(offsets) if o[2].dim() >= 2]
+        ordered += [o for o in offsets if o[2].dim() < 2]
+        for lo, hi, p in ordered:
+            if current and (p.dim() < 2) != (current[-1][2].dim() < 2):
+                spans.append(current)
+                current, size = [], 0
+            current.append((lo, hi, p))
+            size += hi - lo
+            if size >= per_bucket and p.dim() >= 2:
+                spans.append(current)
+                current, size = [], 0
+        if current:
+            spans.append(current)
+        self.buckets = []
+        for k, span in enumerate(spans):
+            lo, hi = min(s[0] for s in span), max(s[1] for s in span)
+            if hi - lo != sum(s[1] - s[0] for s in span):  # pragma: no cover - layout invariant
+                raise AssertionError("a bucket must be a contiguous range of the flat gradient")
+            self.buckets.append(grad[lo:hi])
+            for _, _, p in span:
+                bucket_of[p] = k
+        #: notifications each bucket gets in a step, learnt in the first step
+        #: (a module called twice accumulates twice); None until then
+        self.expected: list[int] | None = None
+        self.handles = []
+        self.ready_keys = []
+        for p in bucket_of:
+            hook = self._hook(bucket_of[p])
+            self.handles.append(p.register_post_accumulate_grad_hook(hook))
+            _READY_HOOKS[id(p)] = hook  # the fused MLP's backward
+            self.ready_keys.append(id(p))
+        self._reset()
+
+    def _reset(self) -> None:
+        # the first step launches everything at the end and counts the notifications
+        self.pending = [math.inf] * len(self.buckets) if self.expected is None else list(self.expected)
+        self.seen = [0] * len(self.buckets)
+        self.launched = 0
+        self.works: list = []
+
+    def _hook(self, k: int):
+        def hook(_param):
+            if self.active:
+                self.seen[k] += 1
+                if k < self.launched:
+                    raise RuntimeError(
+                        "a gradient was accumulated into a bucket already being reduced: "
+                        "the network's backward pass differs from the first step's "
+                        "(a module called a different number of times per step)"
+                    )
+                self.pending[k] -= 1
+                self._launch_ready()
+        return hook
+
+    active = False
+
+    def begin(self, weight: float) -> None:
+        """Start a step: gradients are scaled by ``weight`` before they are summed."""
+        self._reset()
+        self.weight = weight
+        self.active = True
+
+    def _launch(self, k: int) -> None:
+        bucket = self.buckets[k]
+        if self.weight != 1.0:
+            bucket.mul_(self.weight)
+        staged = _staged(bucket)
+        work = dist.all_reduce(staged, op=dist.ReduceOp.SUM, async_op=True)
+        self.works.append((work, staged, bucket))
+
+    def _launch_ready(self) -> None:
+        while self.launched < len(self.buckets) and self.pending[self.launched] <= 0:
+            self._launch(self.launched)
+            self.launched += 1
+
+    def finish(self) -> None:
+        """Launch the buckets not launched yet and wait for every reduction."""
+        while self.launched < len(self.buckets):
+            self._launch(self.launched)
+            self.launched += 1
+        for work, staged, bucket in self.works:
+            work.wait()
+            if staged is not bucket:
+                bucket.copy_(staged)
+        self.works = []
+        self.active = False
+        if self.expected is None and any(self.seen):  # learnt from a step with rows
+            self.expected = list(self.seen)
+
+    def remove(self) -> None:
+        """Remove the hooks (when training ends)."""
+        for h in self.handles:
+            h.remove()
+        for key in self.ready_keys:
+            _READY_HOOKS.pop(key, None)
+        self.handles, self.ready_keys = [], []

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .distributed import gradient_ready
 from .losses import (
     bernoulli_log_likelihood,
     decode_draws,
@@ -113,6 +114,7 @@ def _accumulate_mm(param, a, b):
         param.grad = torch.mm(a, b)
     else:
         param.grad.addmm_(a, b)
+    gradient_ready(param)
 
 
 def _accumulate(param, value):
@@ -120,6 +122,7 @@ def _accumulate(param, value):
         param.grad = value
     else:
         param.grad.add_(value)
+    gradient_ready(param)
 
 
 class _FusedMLPFunction(torch.autograd.Function):
