@@ -40,6 +40,7 @@ from ._nn import (
     student_t_assignment,
 )
 from ._centers import initial_centers
+from ._images import resolve_image_shape
 from ._code_embedding import place_on
 from ._pretraining import pretrain_representation
 from ._representation import RepresentationMixin, apply_module, frozen_copy
@@ -153,6 +154,16 @@ default="auto"
         pretrains once per fold. The key includes the seed, so it needs an
         int ``random_state`` (a warning says so otherwise). An interrupted
         pretraining is not cached.
+    image_shape : tuple of int or None, default=None
+        ``(height, width)`` or ``(channels, height, width)`` when each row of
+        X is one image, flattened in C order, channels first (one entry may
+        be -1, inferred from X's width). With ``autoencoder=None`` the
+        default autoencoder is then convolutional (strided convolutions of
+        16, 32 and 64 channels, a short schedule of large batches), and with
+        ``embedding="auto"`` the clusters are found in a neighbour embedding
+        of its code (N2D): new images need no refit. Ignored when
+        ``autoencoder`` is given (set ``image_shape`` on it instead) or with
+        ``embedding="neighbors"``.
     random_state : int, RandomState instance or None, default=None
         Seeds pretraining (for an autoencoder without a ``random_state``),
         initialisation and training. Neither torch's nor numpy's global random
@@ -240,6 +251,7 @@ default="auto"
         "update_interval": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "memory": [None, str, HasMethods(["cache"])],
+        "image_shape": [None, tuple, list],
     }
 
     _fitted_attribute = "cluster_centers_"
@@ -260,6 +272,7 @@ default="auto"
         batch_size=256,
         learning_rate_init=1e-3,
         memory=None,
+        image_shape=None,
         random_state=None,
         device="auto",
         verbose=False,
@@ -278,6 +291,7 @@ default="auto"
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
         self.memory = memory
+        self.image_shape = image_shape
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -303,6 +317,7 @@ default="auto"
             The fitted estimator.
         """
         X = validate_input(self, X, reset=True, training=True)
+        resolve_image_shape(self.image_shape, X.shape[1])  # a clear error on a mismatch
         n_samples = X.shape[0]
         if self.n_clusters > n_samples:
             raise ValueError(

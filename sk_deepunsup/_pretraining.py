@@ -117,6 +117,29 @@ def clustering_autoencoder(n_samples: int) -> DeepAutoencoder:
     )
 
 
+#: The image route's conv autoencoder (``image_shape`` on the clusterer):
+#: this many sample visits, within ``IMAGE_PRETRAINING_EPOCHS``. Its code
+#: only has to bring images of one kind near each other for the neighbour
+#: graph (N2D), not to reconstruct them finely, so a short schedule of a
+#: narrow network with large batches does.
+IMAGE_PRETRAINING_SAMPLES = 100_000
+IMAGE_PRETRAINING_EPOCHS = (2, 30)
+IMAGE_CONV_CHANNELS = (16, 32, 64)
+
+
+def image_autoencoder(n_samples: int, image_shape) -> DeepAutoencoder:
+    """The conv autoencoder a clusterer pretrains with ``image_shape`` and ``autoencoder=None``."""
+    return DeepAutoencoder(
+        n_components=10,
+        image_shape=tuple(image_shape),
+        conv_channels=IMAGE_CONV_CHANNELS,
+        batch_size=256,
+        learning_rate_init=3e-3,
+        max_iter=budget_epochs(IMAGE_PRETRAINING_SAMPLES, n_samples, *IMAGE_PRETRAINING_EPOCHS),
+        tol=0.0,
+    )
+
+
 def clustering_embedding() -> NeighborEmbedding:
     """The neighbour embedding a clusterer pretrains with ``embedding="neighbors"``.
 
@@ -181,23 +204,32 @@ def pretrain_neighbor_embedding(owner, X, seed: int, fit=fit_pretraining):
 
 
 def uses_neighbor_embedding(clusterer) -> bool:
-    """Whether ``clusterer`` clusters in a neighbour embedding of X (its ``embedding`` and ``autoencoder``)."""
+    """Whether ``clusterer`` clusters in a neighbour embedding of X (its ``embedding``,
+    ``autoencoder`` and ``image_shape``)."""
     if isinstance(clusterer.embedding, NeighborEmbedding):
         return True
     if clusterer.embedding == "auto":
-        return clusterer.autoencoder is None
+        return clusterer.autoencoder is None and clusterer.image_shape is None
     return clusterer.embedding == "neighbors"
 
 
 def uses_code_neighbors(clusterer) -> bool:
-    """Whether ``clusterer`` takes the N2D route: ``embedding="auto"`` and an image autoencoder."""
+    """Whether ``clusterer`` takes the N2D route: ``embedding="auto"`` and an image
+    autoencoder (given, or the default one for ``image_shape``)."""
     embedding, autoencoder = clusterer.embedding, clusterer.autoencoder
-    return (
-        isinstance(embedding, str)
-        and embedding == "auto"
-        and autoencoder is not None
-        and getattr(autoencoder, "image_shape", None) is not None
-    )
+    if not isinstance(embedding, str) or embedding != "auto":
+        return False
+    if autoencoder is None:
+        return clusterer.image_shape is not None
+    return getattr(autoencoder, "image_shape", None) is not None
+
+
+def default_autoencoder(clusterer, n_samples: int):
+    """The autoencoder a clusterer pretrains with ``autoencoder=None``: convolutional
+    with its ``image_shape``, else the MLP."""
+    if clusterer.image_shape is not None:
+        return image_autoencoder(n_samples, clusterer.image_shape)
+    return clustering_autoencoder(n_samples)
 
 
 def pretrain_code_embedding(clusterer, X, autoencoder, seed: int, fit=fit_pretraining):
@@ -238,7 +270,7 @@ def pretrain_representation(owner, X, seed: int, cached, say):
         weight = owner.reconstruction_weight if embedding.module_.decoder is not None else 0.0
         return embedding, weight, "mse", interrupted
     autoencoder, needs_fit = prepare_pretraining(
-        owner, owner.autoencoder, lambda: clustering_autoencoder(n), X, seed
+        owner, owner.autoencoder, lambda: default_autoencoder(owner, n), X, seed
     )
     interrupted = False
     if needs_fit:
