@@ -42,7 +42,7 @@ from ._nn import (
 from ._centers import initial_centers
 from ._images import resolve_image_shape
 from ._code_embedding import place_on
-from ._pretraining import pretrain_representation
+from ._pretraining import pretrain_representation, refined_inputs
 from ._representation import RepresentationMixin, apply_module, frozen_copy
 
 #: Rows scored by :meth:`DeepEmbeddingClusterer.score` (a fixed subsample beyond it).
@@ -331,11 +331,9 @@ default="auto"
         decoder = place_on(autoencoder, device)
 
         self._say(f"initialising {self.n_clusters} clusters in the embedding")
-        # a neighbour embedding with a fixed first layer (wide input) is refined
-        # on the projected rows: the frozen layer is applied once, not per step
-        split = None
-        if isinstance(autoencoder, NeighborEmbedding):
-            split = autoencoder.projected_inputs(X)
+        # a fixed first stage (a neighbour embedding's input projection, N2D's
+        # autoencoder) is applied once, and the network after it refined
+        split = refined_inputs(autoencoder, X, self.n_threads)
         X_fit, encoder = (X, autoencoder.encoder_) if split is None else split
         embedding = distributed.map_rows(  # each rank its share, under data-parallel fits
             lambda rows: infer(encoder, rows, apply_module, self.n_threads), X_fit
