@@ -110,9 +110,10 @@ default="auto"
         ``autoencoder``. A ``NeighborEmbedding`` instance is used like
         ``autoencoder`` (unfitted: cloned and fitted on X; fitted: copied).
         ``"auto"``: ``"autoencoder"`` when ``autoencoder`` is given, else
-        ``"neighbors"``; but with an image autoencoder (``image_shape``
-        set), the neighbour embedding is fitted to its code and chained to
-        its encoder, and clustering runs there (N2D). A
+        ``"neighbors"``; but with an image autoencoder (its ``image_shape``
+        set, or this estimator's with no ``autoencoder``), the neighbour embedding is fitted to its code and chained to
+        its encoder, and clustering runs there (N2D; the refinement tunes
+        the embedding's network, the autoencoder stays as pretrained). A
         neighbour embedding has no decoder unless its
         ``reconstruction_weight > 0``, so ``reconstruction_weight`` below
         only applies when it has one.
