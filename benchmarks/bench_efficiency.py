@@ -1,6 +1,6 @@
 """Wall and CPU time of the library's defaults against the shallow tools a user would pick instead.
 
-    python benchmarks/bench_efficiency.py [--rows map mnist_map digits fashion mnist images
+    python benchmarks/bench_efficiency.py [--rows map mnist_map fashion_map digits fashion mnist images
                                            blobs shuttle text tables cli]
                                           [--repeats 1] [--seeds 0]
 
@@ -15,8 +15,8 @@ the load average. Rows:
   ``umap.UMAP(n_components=2)`` fitted on a random 80 %; trustworthiness (10
   neighbours) and 5-NN accuracy of the training map, and the held-out 20 %'s
   trustworthiness over the training one (UMAP's ``transform`` beside ours);
-- ``mnist_map``: the same on a fixed random 10 000 MNIST images / 255 (an image
-  set no default was chosen on);
+- ``mnist_map``, ``fashion_map``: the same on a fixed random 10 000 MNIST images / 255
+  (an image set no default was chosen on) and on the 10 000 Fashion-MNIST images below;
 - ``digits``, ``fashion`` (a fixed random 10 000 Fashion-MNIST images / 255),
   ``mnist`` (the 10 000 MNIST images above),
   ``blobs`` (200 000 x 50, 10 centres, standardised):
@@ -211,6 +211,10 @@ def row_map(args):
 
 def row_mnist_map(args):
     map_rows("MNIST 10k 2-D map", *mnist10k(), args)
+
+
+def row_fashion_map(args):
+    map_rows("Fashion-MNIST 10k 2-D map", *fashion10k(), args)
 
 
 def map_rows(label, X, y, args):
@@ -455,6 +459,7 @@ def row_cli(args):
 ROWS = {
     "map": row_map,
     "mnist_map": row_mnist_map,
+    "fashion_map": row_fashion_map,
     "digits": row_digits,
     "fashion": row_fashion,
     "mnist": row_mnist,
