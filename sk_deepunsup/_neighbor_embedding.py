@@ -54,13 +54,6 @@ from ._nn import (
 #: 20 Newsgroups score the same with 2 million draws, in twice the time).
 EDGE_SAMPLES_PER_POINT = 700
 EDGE_SAMPLES_RANGE = (600_000, 1_000_000)
-#: Maps (``n_components <= MAP_COMPONENTS``) keep drawing 700 per point up to
-#: this many: a 2-D map must place every point against all the others, where a
-#: 10-D clustering embedding only has to keep groups apart. On 8 000 MNIST
-#: images (seed 0): 1, 3 and 6 million draws gave trust 0.912 / 0.932 / 0.941
-#: and 5-NN accuracy 0.826 / 0.896 / 0.919, in 0.26x / 0.7x / 1.4x UMAP's time.
-MAP_EDGE_SAMPLES = 3_000_000
-MAP_COMPONENTS = 3
 
 #: ``batch_size="auto"``: this many edges per step, but at least
 #: ``MIN_STEPS_PER_EPOCH`` steps an epoch on small graphs, which would
@@ -169,9 +162,8 @@ class NeighborEmbedding(
     max_iter : int or "auto", default="auto"
         Epochs, each as many edge draws as the graph has edges. ``"auto"``
         trains on about 700 edge draws per sample, between 0.6 and 1
-        million in all (3 million for maps, ``n_components <= 3``): about
-        27 epochs on scikit-learn's digits (1 million draws), 4 on 10 000
-        Fashion-MNIST images (14 for their 2-D map).
+        million in all: about 27 epochs on scikit-learn's digits (1
+        million draws), 4 on 10 000 Fashion-MNIST images.
     tol : float >= 0, default=1e-4
         With ``n_iter_no_change``, the smallest decrease of the epoch loss
         that counts as an improvement.
@@ -542,10 +534,7 @@ class NeighborEmbedding(
     def _epochs(self, n_points: int, n_edges: int) -> int:
         if self.max_iter != "auto":
             return self.max_iter
-        low, high = EDGE_SAMPLES_RANGE
-        if self.n_components <= MAP_COMPONENTS:
-            high = MAP_EDGE_SAMPLES
-        samples = np.clip(EDGE_SAMPLES_PER_POINT * n_points, low, high)
+        samples = np.clip(EDGE_SAMPLES_PER_POINT * n_points, *EDGE_SAMPLES_RANGE)
         return max(1, round(samples / max(n_edges, 1)))
 
     def _encode(self, module, x):
