@@ -1,6 +1,7 @@
 """Wall and CPU time of the library's defaults against the shallow tools a user would pick instead.
 
-    python benchmarks/bench_efficiency.py [--rows map digits fashion blobs shuttle text tables cli]
+    python benchmarks/bench_efficiency.py [--rows map mnist_map fashion_map digits fashion mnist images
+                                           blobs shuttle text tables cli]
                                           [--repeats 1] [--seeds 0]
 
 Each row fits ours and the peer in one process, both warmed up first (numba's
@@ -14,10 +15,16 @@ the load average. Rows:
   ``umap.UMAP(n_components=2)`` fitted on a random 80 %; trustworthiness (10
   neighbours) and 5-NN accuracy of the training map, and the held-out 20 %'s
   trustworthiness over the training one (UMAP's ``transform`` beside ours);
+- ``mnist_map``, ``fashion_map``: the same on a fixed random 10 000 MNIST images / 255
+  (an image set no default was chosen on) and on the 10 000 Fashion-MNIST images below;
 - ``digits``, ``fashion`` (a fixed random 10 000 Fashion-MNIST images / 255),
+  ``mnist`` (the 10 000 MNIST images above),
   ``blobs`` (200 000 x 50, 10 centres, standardised):
   ``DeepEmbeddingClusterer(n_clusters=10)`` vs UMAP(10) + ``KMeans(10)``; NMI
   (and ACC);
+- ``images``: Fashion-MNIST and MNIST 10 000 again, the clusterer told the input is
+  images (``DeepEmbeddingClusterer(10, image_shape=(28, 28))``: a conv autoencoder,
+  then the neighbour route on its code) vs UMAP(10) + ``KMeans(10)``;
 - ``shuttle``: ODDS shuttle (a fixed 20 000-row subsample, standardised),
   ``AutoencoderOutlierDetector()`` vs ``IsolationForest()`` fit; ROC AUC;
 - ``text``: 20 Newsgroups and Reuters-21578 R8 TF-IDF (``TfidfVectorizer(max_df=0.5,
@@ -164,12 +171,16 @@ def umap_kmeans(X, k, seed):
 
 
 def warm_up():
-    """numba's and torch's one-off compiles, untimed."""
+    """numba's and torch's one-off compiles, untimed. UMAP is warmed on 5 000 rows:
+    above 4 096 it switches to pynndescent, whose first call compiles for ~30 s."""
     X = MinMaxScaler().fit_transform(load_digits().data[:300])
+    wide = MinMaxScaler().fit_transform(make_blobs(5000, n_features=20, random_state=0)[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            umap_(n_components=2).fit(X).transform(X[:10])
+            for Z in (X, wide):
+                for k in (2, 10):
+                    umap_(n_components=k).fit(Z).transform(Z[:10])
         except Skipped:
             pass
         NeighborEmbedding(max_iter=1).fit(X).transform(X[:10])
@@ -180,9 +191,33 @@ def warm_up():
 # -- rows -------------------------------------------------------------------------------
 
 
+def mnist10k():
+    """A fixed random 10 000 MNIST images, pixels / 255 (an image set no default was chosen on)."""
+    X, y = real("mnist")
+    keep = np.random.RandomState(0).choice(len(X), 10_000, replace=False)
+    return X[keep].astype(np.float32) / 255.0, y[keep]
+
+
+def fashion10k():
+    X, y = real("fashion_mnist")
+    keep = np.random.RandomState(0).choice(len(X), 10_000, replace=False)
+    return X[keep].astype(np.float32) / 255.0, y[keep]
+
+
 def row_map(args):
     digits = load_digits()
-    X, y = MinMaxScaler().fit_transform(digits.data), digits.target
+    map_rows("digits 2-D map", MinMaxScaler().fit_transform(digits.data), digits.target, args)
+
+
+def row_mnist_map(args):
+    map_rows("MNIST 10k 2-D map", *mnist10k(), args)
+
+
+def row_fashion_map(args):
+    map_rows("Fashion-MNIST 10k 2-D map", *fashion10k(), args)
+
+
+def map_rows(label, X, y, args):
     for seed in args.seeds:
         perm = np.random.RandomState(seed).permutation(len(X))
         cut = int(0.8 * len(X))
@@ -200,7 +235,7 @@ def row_map(args):
             return {"trust": trust, "5-NN": knn, "held/train": held_trust / trust}
 
         compare(
-            f"digits 2-D map, seed {seed}",
+            f"{label}, seed {seed}",
             lambda r: fit(NeighborEmbedding(n_components=2, random_state=seed + r)),
             lambda r: fit(umap_(n_components=2, random_state=seed + r)),
             quality,
@@ -227,11 +262,26 @@ def row_digits(args):
 
 
 def row_fashion(args):
-    X, y = real("fashion_mnist")
-    keep = np.random.RandomState(0).choice(len(X), 10_000, replace=False)
-    clustering_row(
-        "Fashion-MNIST 10k clustering", X[keep].astype(np.float32) / 255.0, y[keep], 10, args
-    )
+    clustering_row("Fashion-MNIST 10k clustering", *fashion10k(), 10, args)
+
+
+def row_mnist(args):
+    clustering_row("MNIST 10k clustering", *mnist10k(), 10, args)
+
+
+def row_images(args):
+    """The clusterer told the input is images (``image_shape``) vs UMAP(10) + k-means."""
+    for label, (X, y), shape in (("Fashion-MNIST 10k", fashion10k(), (28, 28)),
+                                 ("MNIST 10k", mnist10k(), (28, 28))):
+        for seed in args.seeds:
+            compare(
+                f"{label} clustering with image_shape={shape}, seed {seed}",
+                lambda r: DeepEmbeddingClusterer(
+                    10, image_shape=shape, random_state=seed + r).fit_predict(X),
+                lambda r: umap_kmeans(X, 10, seed + r),
+                cluster_scores(y),
+                args.repeats,
+            )
 
 
 def row_blobs(args):
@@ -408,8 +458,12 @@ def row_cli(args):
 
 ROWS = {
     "map": row_map,
+    "mnist_map": row_mnist_map,
+    "fashion_map": row_fashion_map,
     "digits": row_digits,
     "fashion": row_fashion,
+    "mnist": row_mnist,
+    "images": row_images,
     "blobs": row_blobs,
     "shuttle": row_shuttle,
     "text": row_text,
@@ -423,7 +477,9 @@ def main():
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--repeats", type=int, default=1,
-                        help="fits of each side per seed, alternating which goes first")
+                        help="fits of each side per seed, alternating which goes first; "
+                             "repeat r runs seed + r, so --seeds 0 --repeats 3 gives the "
+                             "mean over seeds 0-2")
     args = parser.parse_args()
     import torch
 

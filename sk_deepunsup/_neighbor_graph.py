@@ -17,6 +17,7 @@ from ._nn import distributed
 
 __all__ = [
     "NNDESCENT_THRESHOLD",
+    "distinct_rows",
     "fit_ab",
     "fuzzy_neighbor_graph",
     "kneighbors_by_index",
@@ -172,6 +173,31 @@ def _sorted_block(search, X, rows, wanted, n_neighbors, self_offset, out_dist, o
     out_dist[rows[done]] = dist[done, :n_neighbors]
     out_idx[rows[done]] = idx[done, :n_neighbors]
     return rows[unsure]
+
+
+def distinct_rows(X):
+    """The first of each group of identical rows of a dense array, or None if all differ.
+
+    Returns ``(first, inverse)``: ``X[first]`` are the distinct rows in order
+    of first appearance and ``X[first][inverse]`` is X. A network maps
+    identical rows to one place, so a neighbour graph needs each of them
+    once: kept apart, a row repeated more than ``n_neighbors`` times fills
+    its neighbourhood with copies at distance 0 and its group becomes an
+    island of the graph (tables of scores 1-10 where a third of the rows
+    repeat others).
+    """
+    X = np.ascontiguousarray(X)
+    if X.ndim != 2 or X.shape[0] < 2:
+        return None
+    # (-0.0 and 0.0 are the same value but not the same bytes)
+    keys = (X + 0.0).view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    if len(first) == X.shape[0]:
+        return None
+    order = np.argsort(first, kind="stable")  # first appearance order
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.ravel()]
 
 
 def fuzzy_neighbor_graph(idx, dist, n_iter=64):

@@ -383,3 +383,40 @@ def test_custom_modules_in_clusterer(digits):
             max_iter=1, random_state=0,
         ).fit(X[:300])
     assert dec.transform(X[:10]).shape == (10, 4)
+
+
+def test_clusterer_image_shape_takes_the_conv_route_by_default(digits, monkeypatch):
+    """image_shape on the clusterer: the default autoencoder is convolutional, under N2D."""
+    from sk_deepunsup import _pretraining
+    from sk_deepunsup._code_embedding import CodeNeighborEmbedding
+
+    monkeypatch.setattr(_pretraining, "IMAGE_PRETRAINING_EPOCHS", (2, 2))
+    X, _ = digits
+    X = X[:300]
+    dec = DeepEmbeddingClusterer(
+        n_clusters=5, image_shape=(8, 8), max_iter=2, n_init=2, random_state=0, n_threads=1
+    )
+    assert dec.get_params()["image_shape"] == (8, 8)  # stored as given
+    dec.fit(X)
+    pair = dec.autoencoder_
+    assert isinstance(pair, CodeNeighborEmbedding)
+    assert isinstance(pair.autoencoder.module_.encoder, ConvEncoder)
+    assert pair.autoencoder.image_shape == (8, 8)
+    assert dec.predict(X[:20]).shape == (20,)
+    again = DeepEmbeddingClusterer(
+        n_clusters=5, image_shape=(1, 8, -1), max_iter=2, n_init=2, random_state=0, n_threads=1
+    ).fit(X)
+    np.testing.assert_array_equal(again.labels_, dec.labels_)  # the same images
+    # embedding="autoencoder": DEC on the conv code; "neighbors": pixels, no autoencoder
+    dec.set_params(embedding="autoencoder").fit(X)
+    assert isinstance(dec.autoencoder_.module_.encoder, ConvEncoder)
+    dec.set_params(embedding="neighbors").fit(X)
+    assert not isinstance(dec.autoencoder_, CodeNeighborEmbedding)
+
+
+def test_clusterer_image_shape_mismatch_is_refused(digits):
+    X, _ = digits
+    with pytest.raises(ValueError, match="X has 64 features, but image_shape=\\(9, 9\\)"):
+        DeepEmbeddingClusterer(3, image_shape=(9, 9)).fit(X[:50])
+    with pytest.raises(ValueError, match="image_shape must be"):
+        DeepEmbeddingClusterer(3, image_shape=(0, 8)).fit(X[:50])

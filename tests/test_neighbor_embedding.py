@@ -18,6 +18,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sk_deepunsup import DeepAutoencoder, DeepEmbeddingClusterer, NeighborEmbedding
 from sk_deepunsup import _neighbor_embedding as ne_module
 from sk_deepunsup._neighbor_graph import (
+    distinct_rows,
     fit_ab,
     fuzzy_neighbor_graph,
     nearest_neighbors,
@@ -152,6 +153,34 @@ def test_fuzzy_graph_is_symmetric_with_calibrated_rows(digits):
     row = W[0, idx[0]].toarray().ravel()
     assert row.max() == pytest.approx(1.0)  # the nearest neighbour (d == rho)
     assert dist[0].min() == pytest.approx(rho)
+
+
+def test_distinct_rows_finds_repeats_in_first_appearance_order():
+    X = np.array([[1.0, 2.0], [0.0, 1.0], [1.0, 2.0], [-0.0, 1.0], [3.0, 3.0]])
+    first, inverse = distinct_rows(X)
+    np.testing.assert_array_equal(first, [0, 1, 4])  # -0.0 repeats 0.0
+    np.testing.assert_array_equal(X[first][inverse], X)
+    assert distinct_rows(np.eye(3)) is None
+
+
+def test_repeated_rows_are_one_point_and_do_not_split_their_group():
+    """A table where a row repeats more often than n_neighbors: its copies are
+    one point of the graph, not an island (the groups stay as k-means finds them)."""
+    rng = np.random.RandomState(0)
+    a = np.repeat([[1.0, 1.0, 1.0]], 60, axis=0)  # one row, repeated 60 times
+    b = np.clip(1 + rng.randint(0, 3, size=(60, 3)), 1, 10).astype(float)  # near it
+    c = np.clip(7 + rng.randint(0, 4, size=(120, 3)), 1, 10).astype(float)  # far
+    X = MinMaxScaler().fit_transform(np.vstack([a, b, c]))
+    y = np.r_[np.zeros(120), np.ones(120)]
+    ne = small(n_components=2, max_iter=30)
+    Z = ne.fit_transform(X)
+    assert Z.shape == (240, 2)
+    np.testing.assert_allclose(Z, ne.transform(X), atol=1e-5)
+    assert np.ptp(Z[:60], axis=0).max() < 1e-6  # the copies land on one place
+    first, _ = distinct_rows(X)
+    assert ne.n_edges_ <= len(first) * 2 * 15  # the graph holds each distinct row once
+    dec = DeepEmbeddingClusterer(2, embedding=small(max_iter=30), n_init=3, random_state=0)
+    assert adjusted_rand_score(y, dec.fit(X).labels_) > 0.9
 
 
 def test_shared_neighbor_pruning_cuts_bridges_between_groups():
