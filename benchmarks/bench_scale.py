@@ -17,10 +17,10 @@ least 0.99 at both sizes).
 With ``--ranks 2`` the fit runs under ``torchrun --nproc-per-node 2`` (one
 thread a rank); the peak is the largest rank's.
 
-Above 30 000 rows the default neighbour route finds neighbours with
-pynndescent when it is installed (its numba code compiles on the first call in
-a process, tens of seconds, billed to the warm-up), else with the exact
-blocked search.
+Above 30 000 rows the default neighbour route finds neighbours with faiss
+when it is installed, else with pynndescent when it is (its numba code
+compiles on the first call in a process, tens of seconds, billed to the
+warm-up), else with the exact blocked search; each line names the search used.
 """
 
 from __future__ import annotations
