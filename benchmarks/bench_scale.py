@@ -17,10 +17,10 @@ least 0.99 at both sizes).
 With ``--ranks 2`` the fit runs under ``torchrun --nproc-per-node 2`` (one
 thread a rank); the peak is the largest rank's.
 
-Above 30 000 rows the default neighbour route finds neighbours with
-pynndescent when it is installed (its numba code compiles on the first call in
-a process, tens of seconds, billed to the warm-up), else with the exact
-blocked search.
+Above 30 000 rows the default neighbour route finds neighbours with faiss
+when it is installed, else with pynndescent when it is (its numba code
+compiles on the first call in a process, tens of seconds, billed to the
+warm-up), else with the exact blocked search; each line names the search used.
 """
 
 from __future__ import annotations
@@ -73,16 +73,16 @@ def worker(n, kmeans):
     from sklearn.metrics import normalized_mutual_info_score
 
     from sk_deepunsup import DeepEmbeddingClusterer
-    from sk_deepunsup._neighbor_graph import nearest_neighbors
+    from sk_deepunsup._neighbor_graph import nearest_neighbors, resolve_algorithm
 
     X, y = blobs(n)
     warm = np.random.RandomState(0).normal(size=(2000, 50)).astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:  # pynndescent's one-off compilation, when it is installed
-            nearest_neighbors(warm, 10, algorithm="nndescent", random_state=0)
-        except ImportError:
-            pass
+        # the search the fit will use, warmed (pynndescent's one-off compilation)
+        algorithm = resolve_algorithm(n)
+        if algorithm != "exact":
+            nearest_neighbors(warm, 10, algorithm=algorithm, random_state=0)
         DeepEmbeddingClusterer(3, random_state=0).fit(warm[:300])
         start = time.perf_counter()
         dec = DeepEmbeddingClusterer(10, random_state=0).fit(X)
@@ -91,7 +91,7 @@ def worker(n, kmeans):
     result = {
         "seconds": seconds, "peak_gb": peak, "nmi": normalized_mutual_info_score(y, dec.labels_),
         "input_gb": X.nbytes / 2**30, "epochs": [dec.autoencoder_.n_iter_, dec.n_iter_],
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "search": algorithm,
     }
     if kmeans:
         start = time.perf_counter()
@@ -155,7 +155,8 @@ def main():
         same = "" if "same_labels_on_ranks" not in r else (
             "  (same labels on every rank)" if r["same_labels_on_ranks"] else "  RANKS DIFFER")
         print(f"| {n} | {r['input_gb'] * 1024:.0f} | {r['epochs'][0]} | {r['epochs'][1]} | "
-              f"{r['seconds']:.1f} | {r['peak_gb'] * 1024:.0f} | {r['nmi']:.3f} |{extra}{same}",
+              f"{r['seconds']:.1f} | {r['peak_gb'] * 1024:.0f} | {r['nmi']:.3f} |{extra}{same}"
+              f"  ({r['search']} search)",
               flush=True)
     small, large = min(times), max(times)
     if small != large:

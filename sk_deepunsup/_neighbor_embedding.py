@@ -142,12 +142,12 @@ class NeighborEmbedding(
         Weight of a decoder's mean squared reconstruction error added to the
         loss (as in parametric UMAP's autoencoder variant); 0 trains no
         decoder. Needs the default MLP.
-    neighbors_algorithm : {"auto", "exact", "nndescent"}, default="auto"
+    neighbors_algorithm : {"auto", "exact", "nndescent", "faiss"}, default="auto"
         How the graph's neighbours are found: scikit-learn's exact
-        ``NearestNeighbors``, or pynndescent's approximate search (``pip
-        install "sk-deepunsup[nndescent]"``); ``"auto"`` uses pynndescent
-        above 30 000 samples when it is installed (below that, the exact
-        search costs less than pynndescent's one-off compilation).
+        ``NearestNeighbors``, pynndescent's or faiss' approximate search (``pip
+        install "sk-deepunsup[nndescent]"`` or ``"sk-deepunsup[faiss]"``; faiss:
+        euclidean only); ``"auto"``: exact up to 30 000 samples, above that
+        faiss (euclidean) or else pynndescent when installed, else exact.
     batch_size : int or "auto", default="auto"
         Edges per optimisation step. ``"auto"``: 2048, or a tenth of the
         graph's edges when that is fewer (graphs of under about 20 000 edges,
@@ -254,7 +254,7 @@ class NeighborEmbedding(
         "encoder": [None, nn.Module],
         "reconstruction_weight": [Interval(Real, 0, None, closed="left")],
         "alpha": [Interval(Real, 0, None, closed="left")],
-        "neighbors_algorithm": [StrOptions({"auto", "exact", "nndescent"})],
+        "neighbors_algorithm": [StrOptions({"auto", "exact", "nndescent", "faiss"})],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "max_iter": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "n_iter_no_change": [None, Interval(Integral, 1, None, closed="left")],

@@ -1,7 +1,7 @@
-"""The k-nearest-neighbour graph that NeighborEmbedding trains on (scikit-learn / pynndescent, numpy).
+"""The k-nearest-neighbour graph that NeighborEmbedding trains on (scikit-learn, faiss, pynndescent).
 
-The neighbours come from scikit-learn's exact search, or from pynndescent's
-approximate one on large data; the graph is UMAP's fuzzy graph, optionally
+The neighbours come from scikit-learn's exact search, or from faiss' or
+pynndescent's approximate one on large data; the graph is UMAP's fuzzy graph, optionally
 pruned of edges whose two ends share few neighbours; :func:`fit_ab` gives
 the UMAP kernel's constants for a ``min_dist``.
 """
@@ -23,6 +23,7 @@ __all__ = [
     "kneighbors_by_index",
     "nearest_neighbors",
     "prune_shared_neighbors",
+    "resolve_algorithm",
 ]
 
 #: Above this many samples, ``neighbors_algorithm="auto"`` uses pynndescent
@@ -32,6 +33,12 @@ __all__ = [
 #: and 1.5 s with a 0.998 recall, but its first call in a process compiles
 #: for about 45 s. Exact search is cheaper up to about 30 000 rows.
 NNDESCENT_THRESHOLD = 30_000
+#: faiss' inverted lists (``neighbors_algorithm="faiss"``): this many times the
+#: square root of the samples, each centre trained on at most
+#: ``FAISS_TRAIN_PER_LIST`` rows, ``FAISS_NPROBE`` lists searched a query.
+FAISS_LISTS_PER_ROOT = 1.0
+FAISS_TRAIN_PER_LIST = 64
+FAISS_NPROBE = 32
 #: Neighbour entries (rows x candidates) one query of :func:`kneighbors_by_index` holds.
 NEIGHBOR_BLOCK = 1 << 22
 
@@ -40,20 +47,27 @@ def nearest_neighbors(X, n_neighbors, metric="euclidean", algorithm="auto", rand
     """Indices and distances of each row's ``n_neighbors`` nearest other rows.
 
     ``algorithm``: ``"exact"`` (scikit-learn's ``NearestNeighbors``),
-    ``"nndescent"`` (pynndescent's approximate search) or ``"auto"``
-    (nndescent above :data:`NNDESCENT_THRESHOLD` samples when pynndescent is
-    installed, else exact).
+    ``"nndescent"`` (pynndescent's approximate search), ``"faiss"`` (faiss'
+    inverted-file search, euclidean only) or ``"auto"`` (see
+    :func:`resolve_algorithm`).
     """
-    n = X.shape[0]
-    if algorithm == "auto":
-        algorithm = "exact"
-        if n > NNDESCENT_THRESHOLD:
-            try:
-                import pynndescent  # noqa: F401
-
-                algorithm = "nndescent"
-            except ImportError:
-                pass
+    algorithm = resolve_algorithm(X.shape[0], metric, algorithm)
+    if algorithm == "faiss":
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "neighbors_algorithm='faiss' needs faiss: "
+                "pip install 'sk-deepunsup[faiss]' (or pip install faiss-cpu), "
+                "or use neighbors_algorithm='exact'."
+            ) from None
+        if metric != "euclidean":
+            raise ValueError(
+                f"neighbors_algorithm='faiss' supports metric='euclidean' only, got {metric!r}."
+            )
+        if distributed.is_active():  # one approximate index, on rank 0, sent to every rank
+            return distributed.on_main(lambda: _faiss(X, n_neighbors, random_state))
+        return _faiss(X, n_neighbors, random_state)
     if algorithm == "nndescent":
         try:
             import pynndescent  # noqa: F401
@@ -71,24 +85,104 @@ def nearest_neighbors(X, n_neighbors, metric="euclidean", algorithm="auto", rand
     return _exact(X, n_neighbors, metric)
 
 
+def resolve_algorithm(n_samples, metric="euclidean", algorithm="auto"):
+    """The search ``algorithm="auto"`` means for ``n_samples`` rows: ``"exact"`` up to
+    :data:`NNDESCENT_THRESHOLD` samples; above, ``"faiss"`` for the euclidean metric
+    when faiss is installed, else ``"nndescent"`` when pynndescent is, else ``"exact"``.
+
+    faiss is preferred: on 200 000 and 1 000 000 rows of 50 standardised
+    features (10 blobs) it found 0.97 and 0.85 of the true 15 neighbours against
+    pynndescent's 0.69 and 0.48, on Fashion-MNIST's 70 000 rows (PCA to 50)
+    0.9999 against 0.995, and it does not import numba (about 0.23 GB); but it
+    takes longer on large data (266 s against 31 s at a million rows).
+    Nothing is imported here beyond the check that a package is installed.
+    """
+    if algorithm != "auto":
+        return algorithm
+    if n_samples <= NNDESCENT_THRESHOLD:
+        return "exact"
+    from importlib.util import find_spec
+
+    if metric == "euclidean" and find_spec("faiss") is not None:
+        return "faiss"
+    if find_spec("pynndescent") is not None:
+        return "nndescent"
+    return "exact"
+
+
 def _nndescent(X, n_neighbors, metric, random_state):
-    """pynndescent's approximate neighbours (self excluded, ties by index)."""
+    """pynndescent's approximate neighbours (self excluded, ties by index; int32, float32)."""
     from pynndescent import NNDescent
 
-    n = X.shape[0]
     seed = None if random_state is None else int(random_state)
     index = NNDescent(X, n_neighbors=n_neighbors + 1, metric=metric, random_state=seed)
     idx, dist = index.neighbor_graph
     del index  # its search trees: hundreds of MB on a million rows
     release_free_memory()
-    # Drop each row's own entry (usually the first column).
+    return _without_self(idx, dist, n_neighbors)
+
+
+def _without_self(idx, dist, n_neighbors):
+    """Each row's ``n_neighbors`` first entries besides itself, ties by index.
+
+    ``idx``/``dist``: ``n_neighbors + 1`` candidates a row, self usually among them.
+    """
+    n = idx.shape[0]
     own = idx == np.arange(n)[:, None]
     keep = ~own
     keep[own.sum(axis=1) == 0, -1] = False
     idx = idx[keep].reshape(n, n_neighbors)
-    dist = dist[keep].reshape(n, n_neighbors).astype(np.float64)
+    dist = dist[keep].reshape(n, n_neighbors)
     order = np.lexsort((idx, dist))  # ties by index, as the exact search
     return np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)
+
+
+def _faiss(X, n_neighbors, random_state):
+    """faiss' inverted-file search (IVF-Flat, euclidean): self excluded, ties by index.
+
+    ``FAISS_LISTS_PER_ROOT * sqrt(n)`` lists, their centres trained by
+    k-means on at most ``FAISS_TRAIN_PER_LIST`` rows a list (seeded by
+    ``random_state``), ``FAISS_NPROBE`` lists searched a query. The
+    queries run in blocks, so besides the index (a float32 copy of X) only
+    the int32/float32 results are held. Each query's result depends on
+    the index only, not on the thread count.
+    """
+    import faiss
+
+    n, d = X.shape
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    want = min(n_neighbors + 1, n)
+    nlist = int(min(max(1, round(FAISS_LISTS_PER_ROOT * np.sqrt(n))), max(1, n // 39)))
+    seed = 0 if random_state is None else int(random_state) % (2**31)
+    quantizer = faiss.IndexFlatL2(d)
+    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_L2)
+    index.cp.seed = seed
+    index.cp.max_points_per_centroid = FAISS_TRAIN_PER_LIST
+    index.nprobe = min(FAISS_NPROBE, nlist)
+    train = X
+    if n > FAISS_TRAIN_PER_LIST * nlist:  # our own sample, so the seed decides it
+        rows = np.sort(np.random.RandomState(seed).choice(n, FAISS_TRAIN_PER_LIST * nlist,
+                                                          replace=False))
+        train = X[rows]
+    index.train(train)
+    del train
+    index.add(X)
+    idx = np.empty((n, want), dtype=np.int32)
+    dist = np.empty((n, want), dtype=np.float32)
+    step = max(1, NEIGHBOR_BLOCK // want)
+    for lo in range(0, n, step):
+        d2, found = index.search(X[lo : lo + step], want)
+        idx[lo : lo + step] = found
+        dist[lo : lo + step] = np.sqrt(np.maximum(d2, 0))
+    del index, quantizer
+    release_free_memory()
+    # a row with fewer than ``want`` candidates in its lists gets -1s: pushed to the end
+    missing = idx < 0
+    if missing.any():
+        idx[missing] = n
+        dist[missing] = np.inf
+    idx, dist = _without_self(idx, dist, n_neighbors)
+    return idx, dist
 
 
 def release_free_memory() -> None:
@@ -175,6 +269,30 @@ def _sorted_block(search, X, rows, wanted, n_neighbors, self_offset, out_dist, o
     return rows[unsure]
 
 
+#: Rows of the kNN lists one step of :func:`fuzzy_neighbor_graph` works on.
+GRAPH_BLOCK = 1 << 13
+
+
+def _all_hashes_differ(X, block=GRAPH_BLOCK):
+    """Whether every row of X has its own hash of its bytes: then no two rows are identical.
+
+    Exact integer arithmetic on each row's words, in blocks of rows, so identical
+    rows always hash alike and no full copy of X is made; only when two hashes
+    meet does :func:`distinct_rows` compare the rows themselves.
+    """
+    words = X.shape[1] * X.dtype.itemsize // 4
+    if X.dtype.itemsize % 4 or words == 0:
+        return False
+    weights = np.random.RandomState(0).randint(1, 2**62, size=words, dtype=np.int64)
+    weights = weights.astype(np.uint64) | np.uint64(1)
+    hashes = np.empty(X.shape[0], np.uint64)
+    for start in range(0, X.shape[0], block):
+        rows = X[start:start + block] + X.dtype.type(0)  # -0.0 and 0.0 hash alike
+        codes = rows.view(np.uint32).reshape(len(rows), words).astype(np.uint64)
+        hashes[start:start + block] = (codes * weights).sum(axis=1)
+    return np.unique(hashes).size == X.shape[0]
+
+
 def distinct_rows(X):
     """The first of each group of identical rows of a dense array, or None if all differ.
 
@@ -187,7 +305,7 @@ def distinct_rows(X):
     repeat others).
     """
     X = np.ascontiguousarray(X)
-    if X.ndim != 2 or X.shape[0] < 2:
+    if X.ndim != 2 or X.shape[0] < 2 or _all_hashes_differ(X):
         return None
     # (-0.0 and 0.0 are the same value but not the same bytes)
     keys = (X + 0.0).view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).ravel()
@@ -206,11 +324,65 @@ def fuzzy_neighbor_graph(idx, dist, n_iter=64):
     Each row's edges get weights ``exp(-(d - rho) / sigma)``, where ``rho`` is
     the distance to its nearest (distinct) neighbour and ``sigma`` is chosen by
     bisection so that the weights sum to ``log2(k)``; the directed weights
-    ``A`` are then symmetrised by the fuzzy union ``A + A.T - A * A.T``.
+    ``A`` are then symmetrised by the fuzzy union ``A + A.T - A * A.T``
+    (repeated neighbours of a row add up). Edges of weight at most ``1e-3``
+    and self-loops are dropped.
+
+    Returns a COO matrix in row-major order (columns sorted within a row) with
+    int32 ends and float32 weights. The work runs in blocks of
+    :data:`GRAPH_BLOCK` rows: besides the result, it holds the directed
+    weights and their transpose (float32 and int32: about 16 bytes a kNN
+    entry), never an ``n x k`` float64 array.
     """
     n, k = idx.shape
+    if n >= 2**31:
+        raise ValueError(f"the neighbour graph supports up to 2**31 - 1 rows, got {n}")
+    idx = np.asarray(idx)
+    if idx.dtype != np.int32:
+        idx = idx.astype(np.int32)
+    dist = np.asarray(dist)
+    mean_dist = float(dist.mean(dtype=np.float64)) if dist.size else 0.0
+    floor = 1e-3 * (mean_dist if mean_dist > 0 else 1.0)
+    weights = np.empty((n, k), dtype=np.float32)
+    for lo in range(0, n, GRAPH_BLOCK):
+        rows = slice(lo, lo + GRAPH_BLOCK)
+        weights[rows] = _fuzzy_weights(dist[rows].astype(np.float64), k, n_iter, floor)
+    # A (directed) as CSR over idx, and its transpose by a counting sort (scipy's tocsc)
+    indptr = np.arange(0, n * k + 1, k, dtype=np.int64 if n * k >= 2**31 else np.int32)
+    A = sp.csr_matrix((weights.ravel(), idx.ravel(), indptr), shape=(n, n), copy=False)
+    T = A.tocsc()  # T.indptr/indices/data: the rows of A.T
+    del A
+    rows_out, cols_out, data_out = [], [], []
+    for lo in range(0, n, GRAPH_BLOCK):
+        hi = min(n, lo + GRAPH_BLOCK)
+        r, c, w = _union_block(idx, weights, T, lo, hi, n)
+        rows_out.append(r)
+        cols_out.append(c)
+        data_out.append(w)
+    del T, weights
+    row = _concatenate(rows_out, np.int32)
+    col = _concatenate(cols_out, np.int32)
+    data = _concatenate(data_out, np.float32)
+    return sp.coo_matrix((data, (row, col)), shape=(n, n), copy=False)
+
+
+def _concatenate(pieces, dtype):
+    """One array of ``pieces`` (emptied as it goes, so they are not held twice)."""
+    out = np.empty(sum(len(p) for p in pieces), dtype=dtype)
+    at = 0
+    while pieces:
+        p = pieces.pop(0)
+        out[at : at + len(p)] = p
+        at += len(p)
+    return out
+
+
+def _fuzzy_weights(dist, k, n_iter, floor):
+    """One block's directed fuzzy weights (float64 rows of distances)."""
+    n = dist.shape[0]
     positive = np.where(dist > 0, dist, np.inf)
-    rho = np.min(positive, axis=1)
+    rho = np.min(positive, axis=1) if k else np.zeros(n)
+    del positive
     rho[~np.isfinite(rho)] = 0.0
     excess = np.maximum(dist - rho[:, None], 0.0)
     target = np.log2(k)
@@ -224,14 +396,39 @@ def fuzzy_neighbor_graph(idx, dist, n_iter=64):
         lo = np.where(too_big, lo, sigma)
         sigma = np.where(np.isfinite(hi), (lo + hi) / 2.0, sigma * 2.0)
     # A floor keeps rows of (near-)duplicates from getting zero-width kernels.
-    mean_dist = dist.mean()
-    sigma = np.maximum(sigma, 1e-3 * (mean_dist if mean_dist > 0 else 1.0))
-    weights = np.exp(-excess / sigma[:, None])
-    A = sp.csr_matrix((weights.ravel(), (np.repeat(np.arange(n), k), idx.ravel())), shape=(n, n))
-    W = A + A.T - A.multiply(A.T)
-    W = W.tocoo()
-    keep = (W.data > 1e-3) & (W.row != W.col)
-    return sp.coo_matrix((W.data[keep], (W.row[keep], W.col[keep])), shape=(n, n))
+    sigma = np.maximum(sigma, floor)
+    return np.exp(-excess / sigma[:, None])
+
+
+def _union_block(idx, weights, T, lo, hi, n):
+    """Rows ``lo:hi`` of ``A + A.T - A * A.T`` (weights > 1e-3, no self-loops), row-major."""
+    k = idx.shape[1]
+    # entries of A: (row, idx) with a; entries of A.T: (row, T.indices) with b
+    t0, t1 = int(T.indptr[lo]), int(T.indptr[hi])
+    a_rows = np.repeat(np.arange(lo, hi, dtype=np.int64), k)
+    t_rows = np.repeat(np.arange(lo, hi, dtype=np.int64), np.diff(T.indptr[lo : hi + 1]))
+    keys = np.concatenate([a_rows * n + idx[lo:hi].ravel(), t_rows * n + T.indices[t0:t1]])
+    del a_rows, t_rows
+    m = (hi - lo) * k
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    a = np.zeros(len(keys))
+    b = np.zeros(len(keys))
+    from_a = order < m
+    a[from_a] = weights[lo:hi].ravel()[order[from_a]]
+    b[~from_a] = T.data[t0:t1][order[~from_a] - m]
+    del order, from_a
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, int)
+    keys = keys[starts]
+    if len(starts):
+        a = np.add.reduceat(a, starts)  # a row's repeated neighbour adds up (as scipy does)
+        b = np.add.reduceat(b, starts)
+    else:
+        a, b = a[:0], b[:0]
+    w = a + b - a * b
+    row, col = np.divmod(keys, n)
+    keep = (w > 1e-3) & (row != col)
+    return row[keep].astype(np.int32), col[keep].astype(np.int32), w[keep].astype(np.float32)
 
 
 def prune_shared_neighbors(graph, idx, threshold):
