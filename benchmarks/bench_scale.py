@@ -30,7 +30,6 @@ import json
 import math
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -110,13 +109,9 @@ def worker(n, kmeans):
         print("RESULT " + json.dumps(result), flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(n, ranks, kmeans, timeout):
+    from bench_distributed import free_port  # the launcher's port, as bench_distributed's
+
     me = [os.path.abspath(__file__), "--worker", str(n)] + (["--kmeans"] if kmeans else [])
     if ranks > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks),

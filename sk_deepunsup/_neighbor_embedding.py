@@ -442,10 +442,8 @@ class NeighborEmbedding(
     def _neighbour_graph(self, X, projection, projected, seed, prune, noise):
         """X's fuzzy kNN graph (pruned by ``prune``) and the scale of the edge noise."""
         k = min(self.n_neighbors, X.shape[0] - 1)
-        # wide rows are searched where the network reads them: their PCA (dense) or LSA
-        # (sparse, as LSA + k-means does) projection; on 10 000 MNIST or Fashion-MNIST
-        # images the PCA graph gives the same clusters (NMI 0.732 / 0.618 against 0.731 /
-        # 0.618 on the pixels) at 70 % of the embedding's CPU time
+        # wide rows are searched where the network reads them: their PCA (dense) or
+        # LSA (sparse, as LSA + k-means does) projection
         in_projection = projection is not None
         graph_width = projected.shape[1] if in_projection else X.shape[1]
 

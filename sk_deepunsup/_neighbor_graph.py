@@ -8,6 +8,8 @@ the UMAP kernel's constants for a ``min_dist``.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -39,6 +41,8 @@ NNDESCENT_THRESHOLD = 30_000
 FAISS_LISTS_PER_ROOT = 1.0
 FAISS_TRAIN_PER_LIST = 64
 FAISS_NPROBE = 32
+#: The package each approximate search imports, and the wheel that installs it.
+_APPROXIMATE_PACKAGES = {"faiss": ("faiss", "faiss-cpu"), "nndescent": ("pynndescent", "pynndescent")}
 #: Neighbour entries (rows x candidates) one query of :func:`kneighbors_by_index` holds.
 NEIGHBOR_BLOCK = 1 << 22
 
@@ -52,37 +56,27 @@ def nearest_neighbors(X, n_neighbors, metric="euclidean", algorithm="auto", rand
     :func:`resolve_algorithm`).
     """
     algorithm = resolve_algorithm(X.shape[0], metric, algorithm)
+    if algorithm == "exact":
+        return _exact(X, n_neighbors, metric)
+    package, wheel = _APPROXIMATE_PACKAGES[algorithm]
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        raise ImportError(
+            f"neighbors_algorithm={algorithm!r} needs {package}: "
+            f"pip install 'sk-deepunsup[{algorithm}]' (or pip install {wheel}), "
+            "or use neighbors_algorithm='exact'."
+        ) from None
     if algorithm == "faiss":
-        try:
-            import faiss  # noqa: F401
-        except ImportError:
-            raise ImportError(
-                "neighbors_algorithm='faiss' needs faiss: "
-                "pip install 'sk-deepunsup[faiss]' (or pip install faiss-cpu), "
-                "or use neighbors_algorithm='exact'."
-            ) from None
         if metric != "euclidean":
             raise ValueError(
                 f"neighbors_algorithm='faiss' supports metric='euclidean' only, got {metric!r}."
             )
-        if distributed.is_active():  # one approximate index, on rank 0, sent to every rank
-            return distributed.on_main(lambda: _faiss(X, n_neighbors, random_state))
-        return _faiss(X, n_neighbors, random_state)
-    if algorithm == "nndescent":
-        try:
-            import pynndescent  # noqa: F401
-        except ImportError:
-            raise ImportError(
-                "neighbors_algorithm='nndescent' needs pynndescent: "
-                "pip install 'sk-deepunsup[nndescent]' (or pip install pynndescent), "
-                "or use neighbors_algorithm='exact'."
-            ) from None
-        if distributed.is_active():  # one approximate index, on rank 0, sent to every rank
-            return distributed.on_main(
-                lambda: _nndescent(X, n_neighbors, metric, random_state)
-            )
-        return _nndescent(X, n_neighbors, metric, random_state)
-    return _exact(X, n_neighbors, metric)
+        search = lambda: _faiss(X, n_neighbors, random_state)  # noqa: E731
+    else:
+        search = lambda: _nndescent(X, n_neighbors, metric, random_state)  # noqa: E731
+    # one approximate index, built on rank 0 and sent to every rank under torchrun
+    return distributed.on_main(search)
 
 
 def resolve_algorithm(n_samples, metric="euclidean", algorithm="auto"):

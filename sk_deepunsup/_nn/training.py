@@ -39,7 +39,7 @@ from .callbacks import Callback, Checkpoint, DistributedSync, EarlyStopping, Pro
 from .data import BatchSource, TensorSource, batch_bounds
 from .modules import set_generator
 from .optim import FlatAdam
-from .threads import GlobalGenerator, ThreadPolicy, usable_cores, weight_macs
+from .threads import GlobalGenerator, ThreadPolicy, sample_macs, usable_cores
 
 __all__ = [
     "History",
@@ -231,7 +231,7 @@ class Trainer:
         self.replicated = (  # steps too small to carry an all-reduce: every rank takes them whole
             self.distributed
             and isinstance(data, TensorSource)
-            and 3 * weight_macs(self.module) * self.batch_size < REPLICATE_MACS
+            and 3 * sample_macs(self.module, data.n_features) * self.batch_size < REPLICATE_MACS
         )
         if self.distributed:
             distributed.check_same(data.n_samples, "the number of training samples")
